@@ -1,0 +1,143 @@
+"""What every provider client shares: the request it is given, the result it returns,
+and its construction from registry + settings over the shared HTTP layer.
+
+A client knows one provider's HTTP: paths, parameters, pagination, and how to turn the
+provider's bodies into DataFrames with the contract's columns. Parsing lives in module
+level ``parse_*`` functions so tests can feed them the recorded payloads directly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+from urllib.parse import urlparse
+
+import httpx
+import pandas as pd
+
+from dashtam_pipeline.errors import ErrorKind, ProviderError
+from dashtam_pipeline.http import CallHook, ProviderHTTP, RetryPolicy
+from dashtam_pipeline.registry import ProviderSlug, get_provider_metadata
+from dashtam_pipeline.settings import ProviderSettings
+
+#: Host used for the in-process sandbox transport (never resolved: no socket is opened).
+SANDBOX_ROOT = "http://sandbox.dashtam.invalid"
+
+
+@dataclass(frozen=True)
+class FetchRequest:
+    """What an asset asks a client for. Fields a dataset does not use stay empty.
+
+    ``start``/``end`` are an inclusive window of dates (a partition's trading day, or a
+    look-back window for transactions); ``as_of`` is the trading date a snapshot is for.
+    """
+
+    symbols: tuple[str, ...] = ()
+    start: dt.date | None = None
+    end: dt.date | None = None
+    as_of: dt.date | None = None
+    series_ids: tuple[str, ...] = ()
+    queries: tuple[str, ...] = ()
+    partition_key: str | None = None
+
+
+@dataclass
+class RejectedRecord:
+    """A raw record (or file) a client could not turn into a row, with the reason."""
+
+    reason: str
+    record: Any
+    partition_key: str | None = None
+
+
+@dataclass
+class FetchResult:
+    """Rows in the contract's columns, plus what was rejected and notes for the run log."""
+
+    frame: pd.DataFrame
+    rejected: list[RejectedRecord] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def sandbox_base_url(slug: ProviderSlug | str, root: str = SANDBOX_ROOT) -> str:
+    """Where the sandbox answers a provider: ``<root>/<slug>`` + the path of the provider's
+    real base URL, so clients append the same real paths as in production."""
+    meta = get_provider_metadata(slug)
+    path = urlparse(meta.default_base_url or "").path.rstrip("/")
+    return f"{root.rstrip('/')}/{meta.slug.value}{path}"
+
+
+def sandbox_transport() -> httpx.BaseTransport:
+    """An in-process transport answering every provider from the sandbox app."""
+    from dashtam_pipeline.sandbox.app import SandboxApp
+
+    return httpx.WSGITransport(app=SandboxApp.shared())
+
+
+class ProviderClient:
+    """Base of every HTTP provider client. Subclasses set ``slug`` and implement the
+    ``fetch_*`` methods of their capabilities (see ``registry.CAPABILITY_METHODS``)."""
+
+    slug: ClassVar[ProviderSlug]
+
+    def __init__(
+        self,
+        settings: ProviderSettings,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        retry: RetryPolicy | None = None,
+        hooks: Sequence[CallHook] = (),
+    ) -> None:
+        self.settings = settings
+        if settings.sandbox and transport is None:
+            transport = sandbox_transport()
+            settings = _with_base_url(settings, sandbox_base_url(self.slug))
+            self.settings = settings
+        self.http = ProviderHTTP(
+            settings,
+            label=self.slug.value,
+            transport=transport,
+            auth_params=self.auth_params(),
+            auth_headers=self.auth_headers(),
+            classify=self.classify,
+            retry=retry,
+            hooks=hooks,
+        )
+
+    # -- overridables ------------------------------------------------------------------
+    def auth_params(self) -> dict[str, str]:
+        """Query parameters that carry credentials (e.g. FMP's ``apikey``)."""
+        return {}
+
+    def auth_headers(self) -> dict[str, str]:
+        """Headers that carry credentials (e.g. Alpaca's ``APCA-API-KEY-ID``)."""
+        return {}
+
+    def classify(self, response: httpx.Response, body: Any) -> ProviderError | None:
+        """The error a response carries, if any; ``None`` lets the shared layer decide
+        from the HTTP status. Override for errors sent with HTTP 200."""
+        return None
+
+    # -- helpers -----------------------------------------------------------------------
+    @property
+    def provider_label(self) -> str:
+        """What lands in the ``provider`` column: the slug, or ``sandbox:<slug>``."""
+        return f"sandbox:{self.slug.value}" if self.settings.sandbox else self.slug.value
+
+    def malformed(self, message: str, endpoint: str | None = None) -> ProviderError:
+        return ProviderError(self.slug.value, ErrorKind.MALFORMED, message, endpoint=endpoint)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def _with_base_url(settings: ProviderSettings, base_url: str) -> ProviderSettings:
+    from dataclasses import replace
+
+    return replace(settings, base_url=base_url)
+
+
+def empty_frame(columns: Sequence[str]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})

@@ -1,0 +1,100 @@
+"""What every dataset schema shares, and how a pandera model maps to Arrow and DuckDB.
+
+A dataset's pandera model is the only description of its columns: the Arrow schema of
+its Parquet files and the DuckDB types of its warehouse view are derived from it here,
+so the lake, the warehouse and validation cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pandera.pandas as pa
+import pyarrow as pa_arrow
+
+#: Earliest and latest dates any dataset accepts: catches epoch-0 and ms/ns mix-ups.
+MIN_DATE = dt.date(1776, 7, 4)
+MAX_FUTURE_DAYS = 366 * 40  # option expirations and FRED's 9999-12-31 are handled apart
+OPEN_END = dt.date(9999, 12, 31)
+
+
+class ContractModel(pa.DataFrameModel):
+    """Base config: coerce to the contract's types, drop columns the contract doesn't name."""
+
+    class Config:
+        coerce = True
+        strict = "filter"
+        ordered = False
+
+
+def _field_kind(dtype: object) -> str:
+    text = str(dtype)
+    if text == "date":
+        return "DATE"
+    if text.startswith("datetime64") and "UTC" in text:
+        return "TIMESTAMPTZ"
+    if text in ("float64", "float"):
+        return "DOUBLE"
+    if text == "Int64" or text == "int64":
+        return "BIGINT"
+    if text == "Int32" or text == "int32":
+        return "INTEGER"
+    if text in ("bool", "boolean"):
+        return "BOOLEAN"
+    if text in ("str", "string", "object") or text.startswith("string"):
+        return "VARCHAR"
+    raise TypeError(f"no warehouse type for pandera dtype {text!r}")
+
+
+_ARROW = {
+    "DATE": pa_arrow.date32(),
+    "TIMESTAMPTZ": pa_arrow.timestamp("us", tz="UTC"),
+    "DOUBLE": pa_arrow.float64(),
+    "BIGINT": pa_arrow.int64(),
+    "INTEGER": pa_arrow.int32(),
+    "BOOLEAN": pa_arrow.bool_(),
+    "VARCHAR": pa_arrow.string(),
+}
+
+
+def duckdb_columns(model: type[pa.DataFrameModel]) -> dict[str, str]:
+    """Column name → DuckDB type, in contract order."""
+    schema = model.to_schema()
+    return {name: _field_kind(column.dtype) for name, column in schema.columns.items()}
+
+
+def arrow_schema(model: type[pa.DataFrameModel]) -> pa_arrow.Schema:
+    """The Arrow schema every Parquet file of this dataset is written with."""
+    schema = model.to_schema()
+    return pa_arrow.schema(
+        [
+            pa_arrow.field(name, _ARROW[_field_kind(column.dtype)], nullable=column.nullable)
+            for name, column in schema.columns.items()
+        ]
+    )
+
+
+def column_names(model: type[pa.DataFrameModel]) -> list[str]:
+    return list(model.to_schema().columns)
+
+
+def empty_frame(model: type[pa.DataFrameModel]) -> pd.DataFrame:
+    """A zero-row frame with the model's columns (for a provider that returned nothing)."""
+    return pd.DataFrame({name: pd.Series(dtype="object") for name in column_names(model)})
+
+
+def dates_in_range(series: pd.Series, *, allow_open_end: bool = False) -> pd.Series:
+    """Element check: a date between ``MIN_DATE`` and a bounded future (or ``9999-12-31``)."""
+    latest = dt.date.today() + dt.timedelta(days=MAX_FUTURE_DAYS)
+
+    def ok(value: object) -> bool:
+        if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NaT:
+            return True
+        if not isinstance(value, dt.date):
+            return False
+        if allow_open_end and value == OPEN_END:
+            return True
+        return MIN_DATE <= value <= latest
+
+    return series.map(ok).astype(bool)
