@@ -302,6 +302,7 @@ class ProviderHTTP:
                 error.message = self.redact(error.message)
                 if error.retry_after is None and error.kind is ErrorKind.RATE_LIMITED:
                     error.retry_after = _retry_after_seconds(response)
+                error.args = (str(error),)
                 raise error
             self._record(method, endpoint, attempt, status, started, "ok", None)
             return body

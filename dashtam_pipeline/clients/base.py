@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 from urllib.parse import urlparse
 
@@ -90,11 +90,8 @@ class ProviderClient:
         retry: RetryPolicy | None = None,
         hooks: Sequence[CallHook] = (),
     ) -> None:
+        settings, transport = sandboxed(settings, transport)
         self.settings = settings
-        if settings.sandbox and transport is None:
-            transport = sandbox_transport()
-            settings = _with_base_url(settings, sandbox_base_url(self.slug))
-            self.settings = settings
         self.http = ProviderHTTP(
             settings,
             label=self.slug.value,
@@ -133,10 +130,14 @@ class ProviderClient:
         self.http.close()
 
 
-def _with_base_url(settings: ProviderSettings, base_url: str) -> ProviderSettings:
-    from dataclasses import replace
-
-    return replace(settings, base_url=base_url)
+def sandboxed(
+    settings: ProviderSettings, transport: httpx.BaseTransport | None
+) -> tuple[ProviderSettings, httpx.BaseTransport | None]:
+    """In sandbox mode (and unless a transport is given), point a provider at the
+    in-process sandbox: its sandbox base URL and the WSGI transport. Otherwise unchanged."""
+    if not settings.sandbox or transport is not None:
+        return settings, transport
+    return replace(settings, base_url=sandbox_base_url(settings.meta.slug)), sandbox_transport()
 
 
 def empty_frame(columns: Sequence[str]) -> pd.DataFrame:

@@ -1,0 +1,1 @@
+"""Asset definitions: generated ingestion assets (``factory``) and marts (``marts``)."""

@@ -1,0 +1,315 @@
+"""The asset factory: reads the registry and builds every ingestion asset and its checks.
+
+One asset per ``FALLBACK`` dataset (named after its table: ``market/quotes``) and one per
+provider of a ``PER_PROVIDER`` dataset (``brokerage/schwab_positions``). Each asset's
+description, group, owners, kinds, tags, partitions, backfill policy, pool, column schema
+and checks come from the registry and the dataset's pandera model. Adding a provider or a
+dataset never edits this module.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetObservation,
+    AssetsDefinition,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    TableColumn,
+    TableColumnConstraints,
+    TableSchema,
+    asset,
+)
+
+from dashtam_pipeline.assets.partitions import (
+    backfill_policy_for,
+    market_today,
+    partitions_for,
+)
+from dashtam_pipeline.clients.base import FetchRequest
+from dashtam_pipeline.errors import ProviderError
+from dashtam_pipeline.ingest import IngestionOutcome, ingest_dataset
+from dashtam_pipeline.quality import duplicate_key_count, row_count
+from dashtam_pipeline.registry import (
+    DATASETS,
+    DatasetSpec,
+    Partitioning,
+    ProviderMetadata,
+    Sourcing,
+    providers_serving,
+)
+from dashtam_pipeline.resources import StorageResource, provider_resource_key
+from dashtam_pipeline.schemas import SCHEMAS
+from dashtam_pipeline.schemas.base import duckdb_columns
+from dashtam_pipeline.settings import Settings, load_settings
+
+OWNERS = ["team:data-platform"]
+#: How far back un-partitioned activity datasets (transactions) look on each run.
+LOOKBACK_DAYS = 90
+VALID_ROWS_CHECK = "valid_rows"
+UNIQUE_KEYS_CHECK = "unique_keys"
+
+
+@dataclass(frozen=True)
+class IngestionAssetSpec:
+    """One generated asset: a dataset and the provider(s) that feed it."""
+
+    dataset: DatasetSpec
+    providers: tuple[ProviderMetadata, ...]
+    name: str
+
+    @property
+    def key(self) -> AssetKey:
+        return AssetKey([self.dataset.domain.value, self.name])
+
+    @property
+    def single_provider_label(self) -> str | None:
+        """For per-provider assets: the provider whose rows this asset owns."""
+        if self.dataset.sourcing is Sourcing.PER_PROVIDER:
+            return self.providers[0].slug.value
+        return None
+
+
+def ingestion_asset_specs() -> list[IngestionAssetSpec]:
+    """Every ingestion asset the registry implies, in registry order."""
+    specs: list[IngestionAssetSpec] = []
+    for dataset in DATASETS:
+        providers = tuple(providers_serving(dataset.dataset))
+        if not providers:
+            continue
+        if dataset.sourcing is Sourcing.FALLBACK:
+            specs.append(IngestionAssetSpec(dataset, providers, dataset.table_name))
+        else:
+            specs.extend(
+                IngestionAssetSpec(dataset, (p,), f"{p.slug.value}_{dataset.table_name}")
+                for p in providers
+            )
+    return specs
+
+
+def column_schema(dataset: DatasetSpec) -> TableSchema:
+    """The contract columns and key, from the pandera model, for the UI's schema tab."""
+    model = SCHEMAS[dataset.dataset]
+    schema = model.to_schema()
+    return TableSchema(
+        columns=[
+            TableColumn(
+                name=name,
+                type=kind,
+                description=" ".join(filter(None, [
+                    "key column." if name in dataset.key else "",
+                    (column.description or ""),
+                ])) or None,
+                constraints=TableColumnConstraints(
+                    nullable=column.nullable,
+                    unique=False,
+                    other=[str(check) for check in column.checks],
+                ),
+            )
+            for (name, kind), column in zip(
+                duckdb_columns(model).items(), schema.columns.values(), strict=True
+            )
+        ],
+    )
+
+
+def _description(asset_spec: IngestionAssetSpec) -> str:
+    dataset = asset_spec.dataset
+    names = " → ".join(p.display_name for p in asset_spec.providers)
+    how = "fallback order" if len(asset_spec.providers) > 1 else "source"
+    return (
+        f"{dataset.description}\n\nWarehouse table `{dataset.table}` (key: "
+        f"{', '.join(dataset.key)}). {how.capitalize()}: {names}. Rows failing the "
+        "`valid_rows` checks are kept in `ops.quarantine` with their reason."
+    )
+
+
+def build_request(
+    dataset: DatasetSpec, context: AssetExecutionContext, settings: Settings
+) -> FetchRequest:
+    """The provider request for this run's partition(s) and the configured universe."""
+    common = {
+        "symbols": settings.dashtam_symbols,
+        "queries": settings.news_queries,
+        "series_ids": settings.dashtam_fred_series,
+    }
+    if dataset.partitioning is Partitioning.TRADING_DAY:
+        window = context.partition_time_window
+        start = window.start.date()
+        end = window.end.date() - dt.timedelta(days=1)
+        key = (
+            context.partition_key
+            if start == end
+            else f"{context.partition_key_range.start}...{context.partition_key_range.end}"
+        )
+        return FetchRequest(start=start, end=end, as_of=end, partition_key=key, **common)
+    if dataset.partitioning is Partitioning.FRED_SERIES:
+        keys = tuple(context.partition_keys)
+        key = keys[0] if len(keys) == 1 else f"{keys[0]}...{keys[-1]}"
+        return FetchRequest(
+            **{**common, "series_ids": keys}, as_of=market_today(), partition_key=key
+        )
+    today = market_today()
+    return FetchRequest(
+        start=today - dt.timedelta(days=LOOKBACK_DAYS), end=today, as_of=today, **common
+    )
+
+
+def _materialize_result(
+    asset_spec: IngestionAssetSpec, outcome: IngestionOutcome, storage: StorageResource
+) -> MaterializeResult:
+    dataset = asset_spec.dataset
+    lake_root = storage.lake().root
+    duplicates = duplicate_key_count(lake_root, dataset)
+    owned_by = outcome.served_by if asset_spec.single_provider_label else None
+    validation = outcome.validation
+    failures = dict(validation.failures_by_check) if validation else {}
+    calls = outcome.calls.summary()
+    metadata = {
+        "table": MetadataValue.text(dataset.table),
+        "dagster/row_count": MetadataValue.int(
+            row_count(lake_root, dataset.table, provider=owned_by)
+        ),
+        "dagster/column_schema": column_schema(dataset),
+        "rows_written": MetadataValue.int(outcome.rows_landed),
+        "rows_inserted": MetadataValue.int(outcome.write.rows_inserted if outcome.write else 0),
+        "rows_quarantined": MetadataValue.int(outcome.quarantined),
+        "duplicates_dropped": MetadataValue.int(
+            validation.duplicates_dropped if validation else 0
+        ),
+        "served_by": MetadataValue.text(outcome.served_by or ""),
+        "fallback": MetadataValue.json(
+            [{"provider": a.provider, "outcome": a.outcome, "detail": a.detail}
+             for a in outcome.attempts]
+        ),
+        **{k: MetadataValue.float(float(v)) if "latency" in k else MetadataValue.int(int(v))
+           for k, v in calls.items()},
+    }
+    if outcome.notes:
+        metadata["notes"] = MetadataValue.md("\n".join(f"- {n}" for n in outcome.notes[:50]))
+    return MaterializeResult(
+        metadata=metadata,
+        check_results=[
+            AssetCheckResult(
+                check_name=VALID_ROWS_CHECK,
+                passed=outcome.quarantined == 0,
+                severity=AssetCheckSeverity.WARN,
+                metadata={
+                    "rows_quarantined": outcome.quarantined,
+                    "failures_by_check": MetadataValue.json(failures),
+                },
+                description=(
+                    "every fetched row passed the schema"
+                    if outcome.quarantined == 0
+                    else f"{outcome.quarantined} row(s) quarantined in ops.quarantine"
+                ),
+            ),
+            AssetCheckResult(
+                check_name=UNIQUE_KEYS_CHECK,
+                passed=duplicates == 0,
+                severity=AssetCheckSeverity.ERROR,
+                metadata={"duplicate_keys": duplicates, "key": ", ".join(dataset.key)},
+            ),
+        ],
+    )
+
+
+def build_ingestion_asset(asset_spec: IngestionAssetSpec, settings: Settings) -> AssetsDefinition:
+    """One Dagster asset for ``asset_spec``, wired to its provider resources and checks."""
+    dataset = asset_spec.dataset
+    providers = asset_spec.providers
+    resource_keys = {"storage", *(provider_resource_key(p.slug) for p in providers)}
+    primary = providers[0].slug.value
+    tags = {"dashtam/dataset": dataset.dataset.value, "dashtam/provider": primary}
+    if len(providers) > 1:
+        tags["dashtam/fallback"] = "-".join(p.slug.value for p in providers[1:])
+
+    @asset(
+        key=asset_spec.key,
+        group_name=dataset.domain.value,
+        description=_description(asset_spec),
+        partitions_def=partitions_for(dataset.partitioning, settings),
+        backfill_policy=backfill_policy_for(dataset.partitioning),
+        required_resource_keys=resource_keys,
+        owners=OWNERS,
+        kinds={"python", "parquet", "duckdb"},
+        tags=tags,
+        metadata={
+            "table": dataset.table,
+            "key": ", ".join(dataset.key),
+            "dagster/column_schema": column_schema(dataset),
+            "dagster/table_name": f"warehouse.{dataset.table}",
+        },
+        pool=f"provider_{primary}",
+        output_required=False,
+        check_specs=[
+            AssetCheckSpec(
+                VALID_ROWS_CHECK,
+                asset=asset_spec.key,
+                description=(
+                    "Every fetched row passes the dataset's pandera schema; failing rows "
+                    "are quarantined (WARN: good rows still land)."
+                ),
+            ),
+            AssetCheckSpec(
+                UNIQUE_KEYS_CHECK,
+                asset=asset_spec.key,
+                blocking=True,
+                description=f"The key ({', '.join(dataset.key)}) is unique in {dataset.table}.",
+            ),
+        ],
+    )
+    def _ingest(context: AssetExecutionContext) -> Iterator[MaterializeResult]:
+        run_settings = load_settings()
+        storage: StorageResource = context.resources.storage
+        request = build_request(dataset, context, run_settings)
+        resources = context.resources
+
+        def client_factory(slug, s):  # type: ignore[no-untyped-def]
+            return getattr(resources, provider_resource_key(slug)).client(s)
+
+        try:
+            outcome = ingest_dataset(
+                dataset, providers, request, run_settings, storage.lake(),
+                client_factory=client_factory,
+            )
+        except ProviderError as error:
+            raise Failure(
+                description=str(error),
+                metadata={
+                    "provider": error.provider,
+                    "error_kind": error.kind.value,
+                    "retryable": error.retryable,
+                },
+                allow_retries=error.retryable,
+            ) from None
+        for note in outcome.notes:
+            context.log.info(note)
+        if outcome.skipped:
+            context.log.warning(f"{asset_spec.key.to_user_string()} skipped: {outcome.skipped_reason}")
+            context.log_event(
+                AssetObservation(
+                    asset_key=asset_spec.key,
+                    partition=request.partition_key if context.has_partition_key else None,
+                    metadata={"skipped": MetadataValue.text(outcome.skipped_reason or "")},
+                )
+            )
+            return
+        storage.warehouse().ensure_views()
+        yield _materialize_result(asset_spec, outcome, storage)
+
+    return _ingest
+
+
+def build_ingestion_assets(settings: Settings | None = None) -> list[AssetsDefinition]:
+    settings = settings or load_settings()
+    return [build_ingestion_asset(spec, settings) for spec in ingestion_asset_specs()]

@@ -1,0 +1,253 @@
+"""The ``dashtam`` command line (see CONTRACT.md for the commands users rely on).
+
+Every command prints human output to the terminal, ``--json`` output as one JSON document
+on stdout, and errors as one actionable sentence on stderr with a non-zero exit — never
+a bare traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from dashtam_pipeline.errors import PipelineError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
+    print(line)
+    print("  ".join("-" * w for w in widths))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+
+
+# --- providers --------------------------------------------------------------------------
+def cmd_providers(args: argparse.Namespace) -> int:
+    from dashtam_pipeline.registry import PROVIDER_REGISTRY
+    from dashtam_pipeline.settings import load_settings
+
+    settings = load_settings()
+    entries = []
+    for meta in PROVIDER_REGISTRY:
+        missing = settings.missing_settings(meta.slug)
+        entries.append(
+            {
+                "slug": meta.slug.value,
+                "display_name": meta.display_name,
+                "category": meta.category.value,
+                "auth_type": meta.auth_type.value,
+                "capabilities": [c.value for c in meta.capabilities],
+                "datasets": [d.value for d in meta.datasets],
+                "required_settings": list(meta.required_env_vars),
+                "settings_present": not missing,
+                "missing_settings": missing,
+                "circuit_state": None,
+            }
+        )
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return EXIT_OK
+    _print_table(
+        ["slug", "name", "category", "auth", "capabilities", "settings"],
+        [
+            [
+                e["slug"],
+                e["display_name"],
+                e["category"],
+                e["auth_type"],
+                ",".join(e["capabilities"]),
+                "present" if e["settings_present"] else "missing: " + ",".join(e["missing_settings"]),
+            ]
+            for e in entries
+        ],
+    )
+    if settings.dashtam_sandbox:
+        print("\nDASHTAM_SANDBOX=true: every provider is answered by the built-in sandbox.")
+    return EXIT_OK
+
+
+# --- materialize / demo -----------------------------------------------------------------
+def _materialize(
+    selection: str | None,
+    partition: str | None,
+    start: str | None,
+    end: str | None,
+) -> int:
+    from dashtam_pipeline.instance import get_instance
+    from dashtam_pipeline.runner import execute_plans, plan_runs, resolve_selection
+    from dashtam_pipeline.settings import load_settings
+
+    settings = load_settings()
+    instance = get_instance(settings)
+    from dashtam_pipeline.definitions import build_definitions
+
+    defs = build_definitions(settings)
+    keys = resolve_selection(defs, selection)
+    plans = plan_runs(defs, keys, partition=partition, start=start, end=end)
+
+    def progress(index: int, total: int, plan: Any) -> None:
+        bar = "#" * index + "." * (total - index)
+        print(f"[{bar}] run {index}/{total}: {plan.label}", file=sys.stderr, flush=True)
+
+    report = execute_plans(instance, plans, on_progress=progress)
+    print()
+    for name in sorted(report.assets):
+        entry = report.assets[name]
+        mark = {"materialized": "ok  ", "skipped": "skip", "failed": "FAIL"}.get(
+            entry.status, "----"
+        )
+        rows = f"{entry.rows} rows" if entry.rows is not None else ""
+        print(f"{mark}  {name:<36} {rows:>12}  {entry.detail}")
+    for check in report.warned_checks:
+        print(f"warn  check {check} did not pass (see ops.quarantine)")
+    for check in report.failed_checks:
+        print(f"FAIL  blocking check {check} failed")
+    failed = [n for n, a in report.assets.items() if a.status not in ("materialized", "skipped")]
+    if failed or report.failed_checks:
+        names = ", ".join(failed + report.failed_checks)
+        print(f"\nmaterialize failed: {names}. See the runs in the Dagster UI "
+              f"(`make ui`): {', '.join(report.runs)}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_materialize(args: argparse.Namespace) -> int:
+    if args.partition and (args.start or args.end):
+        raise PipelineError("use either --partition KEY or --from KEY --to KEY, not both")
+    return _materialize(args.select, args.partition, args.start, args.end)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    os.environ["DASHTAM_SANDBOX"] = "true"
+    from dashtam_pipeline.demo import prepare_demo, print_row_counts
+
+    prepare_demo()
+    status = _materialize(args.select, None, None, None)
+    print()
+    print_row_counts()
+    return status
+
+
+# --- query ------------------------------------------------------------------------------
+def cmd_query(args: argparse.Namespace) -> int:
+    from dashtam_pipeline.settings import load_settings
+    from dashtam_pipeline.storage.warehouse import Warehouse
+
+    settings = load_settings()
+    columns, rows = Warehouse(settings.warehouse_path, settings.lake_dir).query(args.sql)
+    if args.format == "json":
+        print(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str))
+    elif args.format == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(columns)
+        writer.writerows(rows)
+        print(buffer.getvalue(), end="")
+    else:
+        _print_table(columns, rows)
+        print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    return EXIT_OK
+
+
+# --- sandbox ----------------------------------------------------------------------------
+def cmd_sandbox_serve(args: argparse.Namespace) -> int:
+    from dashtam_pipeline.sandbox.server import serve_forever
+
+    serve_forever(args.host, args.port)
+    return EXIT_OK
+
+
+# --- connect ----------------------------------------------------------------------------
+def cmd_connect(args: argparse.Namespace) -> int:
+    from dashtam_pipeline.connections import connect_oauth_provider
+    from dashtam_pipeline.settings import load_settings
+
+    settings = load_settings()
+    connection = connect_oauth_provider(
+        args.provider, settings, code=args.code, redirect_url=args.redirect_url
+    )
+    print(
+        f"Connected {args.provider}: access token valid until "
+        f"{connection.expires_at:%Y-%m-%d %H:%M UTC}, re-login needed by "
+        f"{connection.refresh_expires_at:%Y-%m-%d %H:%M UTC}."
+    )
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dashtam",
+        description="Dashtam data pipeline: providers, materializations and the warehouse.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("providers", help="list the provider registry and settings status")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p.set_defaults(func=cmd_providers)
+
+    p = sub.add_parser("materialize", help="materialize assets through the Dagster instance")
+    p.add_argument("--select", help="Dagster asset selection, e.g. 'group:market' or 'key:market/quotes'")
+    p.add_argument("--partition", help="one partition key (YYYY-MM-DD, or a FRED series id)")
+    p.add_argument("--from", dest="start", help="first partition key of a range")
+    p.add_argument("--to", dest="end", help="last partition key of a range")
+    p.set_defaults(func=cmd_materialize)
+
+    p = sub.add_parser("demo", help="materialize everything against the built-in sandbox")
+    p.add_argument("--select", help="limit the demo to an asset selection")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("query", help="run read-only SQL on the warehouse")
+    p.add_argument("sql")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("sandbox", help="the built-in sandbox provider APIs")
+    sandbox_sub = p.add_subparsers(dest="sandbox_command", required=True)
+    s = sandbox_sub.add_parser("serve", help="serve the sandbox over loopback HTTP")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8765)
+    s.set_defaults(func=cmd_sandbox_serve)
+
+    p = sub.add_parser("connect", help="connect an OAuth provider (authorization-code flow)")
+    p.add_argument("provider", choices=["schwab"])
+    p.add_argument("--code", help="the authorization code (non-interactive)")
+    p.add_argument("--redirect-url", help="the full URL the browser was redirected to")
+    p.set_defaults(func=cmd_connect)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or EXIT_OK)
+    except PipelineError as error:
+        print(f"dashtam {args.command}: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in error.errors()
+        )
+        print(f"dashtam {args.command}: invalid setting: {problems}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""The client registry: one client class per provider, found by slug.
+
+Classes are named here as import paths and loaded on first use, so importing the
+pipeline does not import every provider's module, and the compliance tests can check
+that every registered provider has a client implementing its capabilities.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from dashtam_pipeline.http import CallHook, RetryPolicy
+from dashtam_pipeline.registry import ProviderSlug, get_provider_metadata
+from dashtam_pipeline.settings import Settings
+
+CLIENT_CLASSES: dict[ProviderSlug, str] = {
+    ProviderSlug.FMP: "dashtam_pipeline.clients.fmp:FMPClient",
+    ProviderSlug.POLYGON: "dashtam_pipeline.clients.polygon:PolygonClient",
+    ProviderSlug.FRED: "dashtam_pipeline.clients.fred:FredClient",
+    ProviderSlug.NEWSAPI: "dashtam_pipeline.clients.newsapi:NewsApiClient",
+    ProviderSlug.SCHWAB: "dashtam_pipeline.clients.schwab:SchwabClient",
+    ProviderSlug.ALPACA: "dashtam_pipeline.clients.alpaca:AlpacaClient",
+    ProviderSlug.CHASE_FILE: "dashtam_pipeline.clients.chase_file:ChaseFileClient",
+}
+
+
+def client_class(slug: ProviderSlug | str) -> type[Any]:
+    """The client class of a provider (imported on first use)."""
+    meta = get_provider_metadata(slug)
+    try:
+        target = CLIENT_CLASSES[meta.slug]
+    except KeyError:
+        raise ValueError(
+            f"provider {meta.slug.value!r} is in the registry but has no client in "
+            "dashtam_pipeline.clients.CLIENT_CLASSES"
+        ) from None
+    module_name, _, class_name = target.partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def build_client(
+    slug: ProviderSlug | str,
+    settings: Settings,
+    *,
+    transport: httpx.BaseTransport | None = None,
+    retry: RetryPolicy | None = None,
+    hooks: Sequence[CallHook] = (),
+) -> Any:
+    """A ready client for ``slug`` configured from ``settings``.
+
+    OAuth providers get a token source backed by the encrypted connection store; file
+    imports get their inbox. Everything else is the same HTTP client construction.
+    """
+    meta = get_provider_metadata(slug)
+    cls = client_class(meta.slug)
+    provider_settings = settings.provider(meta.slug)
+    if meta.slug is ProviderSlug.CHASE_FILE:
+        return cls(provider_settings, inbox=settings.chase_inbox, sandbox=settings.dashtam_sandbox)
+    kwargs: dict[str, Any] = {"transport": transport, "retry": retry, "hooks": hooks}
+    if meta.is_oauth:
+        from dashtam_pipeline.connections import token_source_for
+
+        kwargs["token_source"] = token_source_for(meta.slug, settings, transport=transport)
+    return cls(provider_settings, **kwargs)

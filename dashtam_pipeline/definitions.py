@@ -1,0 +1,29 @@
+"""The Dagster code location: everything the UI, the daemon and the CLI load.
+
+Kept tiny on purpose: assets come from the registry (``assets/factory.py``), marts from
+``assets/marts.py``, resources from ``resources.py``, jobs/schedules from ``jobs.py``.
+"""
+
+from __future__ import annotations
+
+from dagster import Definitions
+
+from dashtam_pipeline.assets.factory import build_ingestion_assets
+from dashtam_pipeline.assets.marts import build_mart_assets
+from dashtam_pipeline.jobs import build_nightly_schedule, domain_jobs, marts_automation
+from dashtam_pipeline.resources import build_resources
+from dashtam_pipeline.settings import Settings, load_settings
+
+
+def build_definitions(settings: Settings | None = None) -> Definitions:
+    settings = settings or load_settings()
+    return Definitions(
+        assets=[*build_ingestion_assets(settings), *build_mart_assets()],
+        resources=build_resources(),
+        jobs=domain_jobs(),
+        schedules=[build_nightly_schedule(settings.dashtam_fred_series)],
+        sensors=[marts_automation],
+    )
+
+
+defs = build_definitions()

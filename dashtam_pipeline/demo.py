@@ -1,0 +1,95 @@
+"""What ``dashtam demo`` does before and after materializing against the sandbox.
+
+The demo must fill every contract table from a fresh clone with no keys and no network:
+it drops the sample Chase exports into the inbox and connects a sandbox Schwab account
+through the sandbox's real OAuth flow (authorize redirect → code → token exchange), so
+the brokerage assets have something to read. Both steps are idempotent.
+"""
+
+from __future__ import annotations
+
+import shutil
+from importlib import resources
+
+import httpx
+
+from dashtam_pipeline.clients.base import sandboxed
+from dashtam_pipeline.connections import TokenStore, connect_oauth_provider
+from dashtam_pipeline.registry import ProviderSlug
+from dashtam_pipeline.settings import Settings, load_settings
+from dashtam_pipeline.storage.warehouse import Warehouse
+
+CONTRACT_TABLES = (
+    "market.quotes",
+    "market.daily_bars",
+    "market.fundamentals",
+    "market.earnings",
+    "market.options_chain",
+    "macro.fred_series",
+    "macro.fred_observations",
+    "macro.fred_latest",
+    "news.articles",
+    "brokerage.accounts",
+    "brokerage.positions",
+    "brokerage.transactions",
+    "ops.quarantine",
+    "marts.holdings",
+    "marts.daily_portfolio_value",
+    "marts.macro_monthly_panel",
+)
+
+
+def drop_sample_chase_files(settings: Settings) -> list[str]:
+    """Copy the bundled Chase exports into ``CHASE_IMPORT_DIR`` (existing files kept)."""
+    inbox = settings.chase_inbox
+    inbox.mkdir(parents=True, exist_ok=True)
+    copied = []
+    samples = resources.files("dashtam_pipeline.sandbox") / "samples"
+    for sample in samples.iterdir():
+        if sample.name.lower().endswith(".csv") and not (inbox / sample.name).exists():
+            with resources.as_file(sample) as path:
+                shutil.copyfile(path, inbox / sample.name)
+            copied.append(sample.name)
+    return copied
+
+
+def connect_sandbox_schwab(settings: Settings) -> None:
+    """Log in to the sandbox's Schwab OAuth server, as a person would in a browser."""
+    from dashtam_pipeline.clients import schwab
+
+    store = TokenStore(settings)
+    existing = store.load(ProviderSlug.SCHWAB)
+    if existing is not None:
+        try:
+            from dashtam_pipeline.connections import StoredTokenSource
+
+            StoredTokenSource(ProviderSlug.SCHWAB, settings).access_token()
+            return
+        except Exception:  # expired or unknown to this sandbox: log in again below
+            pass
+    provider_settings, transport = sandboxed(settings.provider(ProviderSlug.SCHWAB), None)
+    with httpx.Client(transport=transport, follow_redirects=False) as browser:
+        response = browser.get(schwab.authorize_url(provider_settings))
+    redirect = response.headers.get("location", "")
+    connect_oauth_provider("schwab", settings, redirect_url=redirect)
+
+
+def prepare_demo() -> None:
+    settings = load_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    copied = drop_sample_chase_files(settings)
+    if copied:
+        print(f"demo: dropped {len(copied)} sample Chase export(s) into {settings.chase_inbox}")
+    connect_sandbox_schwab(settings)
+    print("demo: sandbox Schwab account connected")
+    Warehouse(settings.warehouse_path, settings.lake_dir).ensure_views()
+
+
+def print_row_counts() -> None:
+    settings = load_settings()
+    counts = Warehouse(settings.warehouse_path, settings.lake_dir).row_counts()
+    width = max(len(t) for t in CONTRACT_TABLES)
+    print("rows per table")
+    for table in CONTRACT_TABLES:
+        value = counts.get(table)
+        print(f"  {table:<{width}}  {value if value is not None else 'n/a':>8}")

@@ -1,0 +1,186 @@
+"""One ingestion, independent of Dagster: fetch (with fallback) → validate → land.
+
+The Dagster assets built by ``assets/factory.py`` are thin wrappers around
+``ingest_dataset``; keeping the flow here means it is testable without an instance and
+reusable by replays. The flow is the same for every dataset and provider, driven by the
+registry: rights are checked before any call, providers are tried in fallback order,
+providers that cannot run (missing settings, no connection) are skipped with a reason,
+bad rows go to ``ops.quarantine`` while good rows land, and nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from dashtam_pipeline.clients import build_client
+from dashtam_pipeline.clients.base import FetchRequest, FetchResult, RejectedRecord
+from dashtam_pipeline.errors import SKIPPABLE_KINDS, ErrorKind, ProviderError
+from dashtam_pipeline.http import CallStats
+from dashtam_pipeline.registry import (
+    DatasetSpec,
+    ProviderMetadata,
+    ProviderSlug,
+    fetch_method_name,
+)
+from dashtam_pipeline.rights import check_rights
+from dashtam_pipeline.schemas import SCHEMAS
+from dashtam_pipeline.settings import Settings
+from dashtam_pipeline.storage.lake import Lake, WriteResult
+from dashtam_pipeline.validation import QuarantineRecord, ValidationResult, validate
+
+log = logging.getLogger(__name__)
+
+ClientFactory = Callable[[ProviderSlug, Settings], Any]
+
+
+@dataclass
+class ProviderAttempt:
+    """What happened when one provider of the fallback chain was asked."""
+
+    provider: str
+    outcome: str  # "served", "skipped" or an ErrorKind value
+    detail: str = ""
+
+
+@dataclass
+class IngestionOutcome:
+    """Everything an asset reports about one ingestion."""
+
+    dataset: DatasetSpec
+    skipped_reason: str | None = None
+    served_by: str | None = None
+    attempts: list[ProviderAttempt] = field(default_factory=list)
+    validation: ValidationResult | None = None
+    write: WriteResult | None = None
+    quarantined: int = 0
+    notes: list[str] = field(default_factory=list)
+    calls: CallStats = field(default_factory=CallStats)
+
+    @property
+    def skipped(self) -> bool:
+        return self.skipped_reason is not None
+
+    @property
+    def rows_landed(self) -> int:
+        return self.write.rows_written if self.write else 0
+
+
+class AllProvidersFailed(ProviderError):
+    """Every provider of a dataset's chain failed; carries the last error's kind."""
+
+
+def ingest_dataset(
+    spec: DatasetSpec,
+    providers: Sequence[ProviderMetadata],
+    request: FetchRequest,
+    settings: Settings,
+    lake: Lake,
+    *,
+    client_factory: ClientFactory | None = None,
+) -> IngestionOutcome:
+    """Fetch ``spec`` from the first provider that serves it, validate, and land it.
+
+    Raises ``ProviderError`` when every provider that could run failed (the run fails and
+    says why); returns a skipped outcome when none could run at all.
+    """
+    outcome = IngestionOutcome(dataset=spec)
+    make_client = client_factory or (lambda slug, s: build_client(slug, s))
+    result: FetchResult | None = None
+    last_error: ProviderError | None = None
+    for meta in providers:
+        label = meta.slug.value
+        try:
+            check_rights(settings.dashtam_rights_profile, spec.dataset, label)
+            missing = [] if settings.dashtam_sandbox else settings.missing_settings(meta.slug)
+            if missing:
+                raise ProviderError(
+                    label,
+                    ErrorKind.NOT_CONFIGURED,
+                    f"{meta.display_name} is not configured: set {', '.join(missing)}",
+                )
+            client = make_client(meta.slug, settings)
+            try:
+                result = getattr(client, fetch_method_name(spec.dataset))(request)
+            finally:
+                stats = getattr(getattr(client, "http", None), "stats", None)
+                if stats is not None:
+                    outcome.calls.records.extend(stats.records)
+                if hasattr(client, "close"):
+                    client.close()
+            outcome.served_by = client.provider_label
+            outcome.attempts.append(ProviderAttempt(label, "served"))
+            break
+        except ProviderError as error:
+            kind = "skipped" if error.kind in SKIPPABLE_KINDS else error.kind.value
+            outcome.attempts.append(ProviderAttempt(label, kind, str(error)))
+            log.warning("%s: %s", spec.table, error)
+            if error.kind not in SKIPPABLE_KINDS:
+                last_error = error
+    if result is None:
+        if last_error is not None:
+            tried = "; ".join(f"{a.provider}: {a.outcome}" for a in outcome.attempts)
+            raise AllProvidersFailed(
+                last_error.provider,
+                last_error.kind,
+                f"no provider could serve {spec.table} ({tried}); last error: "
+                f"{last_error.message}",
+                status_code=last_error.status_code,
+                endpoint=last_error.endpoint,
+                retryable=last_error.retryable,
+            )
+        outcome.skipped_reason = "; ".join(a.detail for a in outcome.attempts) or (
+            f"no provider serves {spec.table}"
+        )
+        return outcome
+
+    outcome.notes.extend(result.notes)
+    land(spec, result, outcome, lake, partition_key=request.partition_key)
+    return outcome
+
+
+def land(
+    spec: DatasetSpec,
+    result: FetchResult,
+    outcome: IngestionOutcome,
+    lake: Lake,
+    *,
+    partition_key: str | None,
+) -> None:
+    """Validate a fetch result, upsert the good rows and quarantine the rest."""
+    provider = outcome.served_by or "unknown"
+    model = SCHEMAS[spec.dataset]
+    validation = validate(
+        model, result.frame, provider=provider, table=spec.table, partition_key=partition_key
+    )
+    outcome.validation = validation
+    rejected = [
+        rejected_to_quarantine(r, provider=provider, table=spec.table, partition_key=partition_key)
+        for r in result.rejected
+    ]
+    quarantine = [*validation.quarantined, *rejected]
+    if quarantine:
+        lake.quarantine(quarantine)
+    outcome.quarantined = len(quarantine)
+    outcome.write = lake.upsert(spec, validation.valid, model)
+
+
+def rejected_to_quarantine(
+    rejected: RejectedRecord, *, provider: str, table: str, partition_key: str | None
+) -> QuarantineRecord:
+    record = rejected.record
+    if not isinstance(record, str):
+        record = json.dumps(record, default=str, sort_keys=True)
+    return QuarantineRecord(
+        provider=provider,
+        dataset=table,
+        partition_key=rejected.partition_key or partition_key,
+        reason=rejected.reason,
+        record=record,
+        quarantined_at=pd.Timestamp.now(tz="UTC"),
+    )

@@ -1,0 +1,54 @@
+"""The Dagster instance: where ``DAGSTER_HOME`` is, and its default configuration.
+
+This is the one place instance configuration lives. By default ``DAGSTER_HOME`` is
+``$DASHTAM_DATA_DIR/dagster_home`` with SQLite storage; ``ensure_dagster_home`` writes a
+``dagster.yaml`` there only when none exists, so a production ``dagster.yaml`` (PostgreSQL
+storage, see the README) replaces it without any code change.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dagster import DagsterInstance
+
+from dashtam_pipeline.settings import Settings
+
+DEFAULT_DAGSTER_YAML = """\
+# Written by dashtam_pipeline (instance.py) because no dagster.yaml existed here.
+# SQLite storage under this directory. For production, replace this file with the
+# PostgreSQL configuration shown in the README; nothing else needs to change.
+telemetry:
+  enabled: false
+run_retries:
+  enabled: true
+  max_retries: 1
+  retry_on_asset_or_op_failure: false
+concurrency:
+  pools:
+    default_limit: 4
+"""
+
+
+def ensure_dagster_home(settings: Settings) -> Path:
+    """Create ``DAGSTER_HOME`` (with a default ``dagster.yaml``) and export it."""
+    home = Path(os.environ.get("DAGSTER_HOME") or settings.dagster_home_dir).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DEFAULT_DAGSTER_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def get_instance(settings: Settings) -> DagsterInstance:
+    """The instance in ``DAGSTER_HOME`` (created on first use)."""
+    ensure_dagster_home(settings)
+    return DagsterInstance.get()
+
+
+if __name__ == "__main__":  # `python -m dashtam_pipeline.instance` prints DAGSTER_HOME (make ui)
+    from dashtam_pipeline.settings import load_settings
+
+    print(ensure_dagster_home(load_settings()))

@@ -1,0 +1,220 @@
+"""Materialize a selection of assets through the Dagster instance, as the CLI does.
+
+Runs go through ``execute_job`` on the instance in ``DAGSTER_HOME`` (so they show in the
+UI) with Dagster's multiprocess executor. A selection that spans several partitionings
+becomes one run per partitioning — ingestion first, marts last, so the marts see what
+the ingestion runs landed — and a partition range becomes runs of at most the assets'
+``BackfillPolicy`` size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from dagster import (
+    AssetKey,
+    AssetSelection,
+    DagsterInstance,
+    Definitions,
+    PartitionsDefinition,
+    execute_job,
+)
+from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+from dashtam_pipeline.errors import PipelineError
+from dashtam_pipeline.jobs import PARTITION_RANGE_END, PARTITION_RANGE_START
+from dashtam_pipeline.registry import Domain
+
+IMPLICIT_JOB = "__ASSET_JOB"
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+class SelectionError(PipelineError):
+    """The selection or partition arguments do not match any asset or partition."""
+
+
+@dataclass
+class RunPlan:
+    """One run to launch: assets sharing a partitioning, and the partition tags."""
+
+    asset_keys: list[AssetKey]
+    tags: dict[str, str]
+    label: str
+
+
+@dataclass
+class AssetReport:
+    key: str
+    status: str  # materialized | skipped | failed | not_run
+    detail: str = ""
+    rows: int | None = None
+
+
+@dataclass
+class MaterializeReport:
+    runs: list[str] = field(default_factory=list)
+    assets: dict[str, AssetReport] = field(default_factory=dict)
+    failed_checks: list[str] = field(default_factory=list)
+    warned_checks: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed_checks and all(
+            a.status in ("materialized", "skipped") for a in self.assets.values()
+        )
+
+
+def resolve_selection(defs: Definitions, selection: str | None) -> list[AssetKey]:
+    graph = defs.resolve_asset_graph()
+    text = (selection or "*").strip()
+    try:
+        keys = AssetSelection.from_string(text).resolve(graph)
+    except Exception as exc:  # Dagster raises several types for bad syntax/unknown keys
+        known = ", ".join(sorted(k.to_user_string() for k in graph.materializable_asset_keys))
+        raise SelectionError(
+            f"cannot resolve asset selection {text!r}: {exc}. Known assets: {known}"
+        ) from None
+    keys = {k for k in keys if k in graph.materializable_asset_keys}
+    if not keys:
+        known = ", ".join(sorted(k.to_user_string() for k in graph.materializable_asset_keys))
+        raise SelectionError(f"asset selection {text!r} matches no asset. Known assets: {known}")
+    return sorted(keys, key=lambda k: k.to_user_string())
+
+
+def _chunks(keys: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for i in range(0, len(keys), size):
+        yield keys[i : i + size]
+
+
+def plan_runs(
+    defs: Definitions,
+    keys: Sequence[AssetKey],
+    *,
+    partition: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
+) -> list[RunPlan]:
+    """Group ``keys`` into runs; pick partitions (default: the latest, or all series)."""
+    graph = defs.resolve_asset_graph()
+    groups: dict[tuple[bool, PartitionsDefinition | None], list[AssetKey]] = {}
+    for key in keys:
+        node = graph.get(key)
+        is_mart = node.group_name == Domain.MARTS.value
+        groups.setdefault((is_mart, node.partitions_def), []).append(key)
+
+    wanted = partition or start or end
+    plans: list[RunPlan] = []
+    matched_partitioned = False
+    for (is_mart, partitions_def), group_keys in sorted(
+        groups.items(), key=lambda item: (item[0][0], item[0][1] is not None)
+    ):
+        names = ", ".join(k.to_user_string() for k in group_keys)
+        if partitions_def is None:
+            plans.append(RunPlan(group_keys, {}, names))
+            continue
+        all_keys = list(partitions_def.get_partition_keys())
+        if not all_keys:
+            continue
+        if wanted:
+            requested = [k for k in (partition, start, end) if k]
+            if not all(k in all_keys for k in requested):
+                continue
+            matched_partitioned = True
+            if partition:
+                selected = [partition]
+            else:
+                lo = all_keys.index(start) if start else 0
+                hi = all_keys.index(end) if end else len(all_keys) - 1
+                if lo > hi:
+                    raise SelectionError(f"--from {start} is after --to {end}")
+                selected = all_keys[lo : hi + 1]
+        else:
+            policy = graph.get(group_keys[0]).backfill_policy
+            single_run = policy is not None and policy.max_partitions_per_run is None
+            selected = all_keys if single_run else [all_keys[-1]]
+        policy = graph.get(group_keys[0]).backfill_policy
+        size = (policy.max_partitions_per_run if policy else 1) or len(selected)
+        for chunk in _chunks(selected, size):
+            tags = (
+                {"dagster/partition": chunk[0]}
+                if len(chunk) == 1
+                else {PARTITION_RANGE_START: chunk[0], PARTITION_RANGE_END: chunk[-1]}
+            )
+            label = f"{names} [{chunk[0]}{'...' + chunk[-1] if len(chunk) > 1 else ''}]"
+            plans.append(RunPlan(group_keys, tags, label))
+    if wanted and not matched_partitioned:
+        raise SelectionError(
+            f"partition {' / '.join(k for k in (partition, start, end) if k)} is not a "
+            "partition of any selected asset (daily assets use YYYY-MM-DD; FRED assets use "
+            "series ids such as GDP)"
+        )
+    return plans
+
+
+def execute_plans(
+    instance: DagsterInstance,
+    plans: Sequence[RunPlan],
+    *,
+    on_progress: Callable[[int, int, RunPlan], None] | None = None,
+) -> MaterializeReport:
+    """Launch each planned run on the instance and collect what happened to each asset."""
+    recon_repo = ReconstructableRepository.for_module(
+        "dashtam_pipeline.definitions", "defs", working_directory=None
+    )
+    job = recon_repo.get_reconstructable_job(IMPLICIT_JOB)
+    report = MaterializeReport()
+    for index, plan in enumerate(plans, start=1):
+        if on_progress:
+            on_progress(index, len(plans), plan)
+        result = execute_job(
+            job,
+            instance=instance,
+            asset_selection=plan.asset_keys,
+            tags={**plan.tags, "dashtam/launched_by": "cli"},
+            run_config=QUIET_RUN_CONFIG,
+            raise_on_error=False,
+        )
+        report.runs.append(result.run_id)
+        _collect(report, plan, result)
+    return report
+
+
+def _collect(report: MaterializeReport, plan: RunPlan, result) -> None:  # type: ignore[no-untyped-def]
+    for key in plan.asset_keys:
+        report.assets.setdefault(key.to_user_string(), AssetReport(key.to_user_string(), "not_run"))
+    for event in result.get_asset_materialization_events():
+        mat = event.event_specific_data.materialization
+        name = mat.asset_key.to_user_string()
+        rows = mat.metadata.get("rows_written")
+        entry = report.assets[name]
+        entry.status = "materialized"
+        entry.rows = (entry.rows or 0) + (int(rows.value) if rows is not None else 0)
+        served = mat.metadata.get("served_by")
+        if served is not None and served.value:
+            entry.detail = f"served by {served.value}"
+    for event in result.get_asset_observation_events():
+        obs = event.event_specific_data.asset_observation
+        skipped = obs.metadata.get("skipped")
+        name = obs.asset_key.to_user_string()
+        if skipped is not None and report.assets[name].status == "not_run":
+            report.assets[name].status = "skipped"
+            report.assets[name].detail = str(skipped.value)
+    for event in result.get_step_failure_events():
+        error = event.event_specific_data.error
+        message = error.message.strip() if error else "step failed"
+        for key in _step_asset_keys(result, event.step_key, plan.asset_keys):
+            report.assets[key].status = "failed"
+            report.assets[key].detail = message.splitlines()[-1][:500]
+    for evaluation in result.get_asset_check_evaluations():
+        name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+        if not evaluation.passed:
+            severity = getattr(evaluation.severity, "value", str(evaluation.severity))
+            (report.warned_checks if severity == "WARN" else report.failed_checks).append(name)
+
+
+def _step_asset_keys(result, step_key: str, keys: Sequence[AssetKey]) -> list[str]:  # type: ignore[no-untyped-def]
+    names = [k.to_user_string() for k in keys]
+    # step keys of generated assets are their key path joined by "__"
+    matching = [n for n, k in zip(names, keys, strict=True) if "__".join(k.path) == step_key]
+    return matching or names
