@@ -12,11 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from dashtam_pipeline.registry import ProviderMetadata, ProviderSlug, get_provider_metadata
+from dashtam_pipeline.symbols import to_canonical
 
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "JPM", "XOM", "BRK.B")
 DEFAULT_FRED_SERIES = ("GDP", "CPIAUCSL", "UNRATE", "FEDFUNDS", "DGS10", "T10Y2Y", "PAYEMS", "INDPRO")
@@ -46,9 +48,9 @@ class Settings(BaseSettings):
     dashtam_sandbox: bool = False
     dashtam_state_url: str | None = None
     dashtam_secret_key: SecretStr | None = None
-    dashtam_symbols: tuple[str, ...] = DEFAULT_SYMBOLS
-    dashtam_fred_series: tuple[str, ...] = DEFAULT_FRED_SERIES
-    dashtam_news_queries: tuple[str, ...] = ()
+    dashtam_symbols: Annotated[tuple[str, ...], NoDecode] = DEFAULT_SYMBOLS
+    dashtam_fred_series: Annotated[tuple[str, ...], NoDecode] = DEFAULT_FRED_SERIES
+    dashtam_news_queries: Annotated[tuple[str, ...], NoDecode] = ()
     dashtam_rights_profile: str = "basic"
     chase_import_dir: Path | None = None
 
@@ -97,10 +99,15 @@ class Settings(BaseSettings):
         "dashtam_symbols", "dashtam_fred_series", "dashtam_news_queries", mode="before"
     )(_split_csv)
 
-    @field_validator("dashtam_symbols", "dashtam_fred_series", mode="after")
+    @field_validator("dashtam_symbols", mode="after")
+    @classmethod
+    def _canonical_symbols(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(to_canonical(v) for v in value))
+
+    @field_validator("dashtam_fred_series", mode="after")
     @classmethod
     def _upper(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(v.upper() for v in value)
+        return tuple(dict.fromkeys(v.upper() for v in value))
 
     @field_validator("dashtam_rights_profile", mode="after")
     @classmethod

@@ -1,0 +1,41 @@
+"""Shared fixtures, and the rule that every recorded payload is a test case."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dashtam_pipeline_tests.payloads import USED, all_payloads
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty DASHTAM_DATA_DIR (and DAGSTER_HOME inside it) for one test."""
+    root = tmp_path / "data"
+    root.mkdir()
+    monkeypatch.setenv("DASHTAM_DATA_DIR", str(root))
+    monkeypatch.setenv("DAGSTER_HOME", str(root / "dagster_home"))
+    monkeypatch.delenv("DASHTAM_STATE_URL", raising=False)
+    monkeypatch.delenv("DASHTAM_SECRET_KEY", raising=False)
+    monkeypatch.delenv("CHASE_IMPORT_DIR", raising=False)
+    yield root
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """When the whole suite ran, fail if a payload file was never read by a test."""
+    if exitstatus != 0 or session.config.option.keyword or session.config.option.markexpr:
+        return
+    if getattr(session.config, "workerinput", None) is not None:
+        return
+    args = [Path(a).resolve() for a in session.config.args]
+    suite = Path(__file__).parent.resolve()
+    if args and not any(a == suite or a == suite.parent for a in args):
+        return
+    unused = sorted(set(all_payloads()) - USED)
+    if unused:
+        print("\nRecorded payloads no test read (every payload file is a test case):")
+        for name in unused:
+            print(f"  {name}")
+        session.exitstatus = 1

@@ -1,0 +1,59 @@
+"""Settings: the contract's variables, their defaults, and per-provider resolution."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from dashtam_pipeline.settings import DEFAULT_FRED_SERIES, DEFAULT_SYMBOLS, Settings, load_settings
+
+CONTRACT = Path(__file__).parents[2] / "shared" / "CONTRACT.md"
+
+
+def test_defaults(data_dir: Path) -> None:
+    s = load_settings()
+    assert s.dashtam_symbols == DEFAULT_SYMBOLS and "BRK.B" in s.dashtam_symbols
+    assert s.dashtam_fred_series == DEFAULT_FRED_SERIES
+    assert s.news_queries == DEFAULT_SYMBOLS
+    assert s.dashtam_rights_profile == "basic" and not s.options_allowed
+    assert s.state_url == f"sqlite:///{data_dir / 'state.db'}"
+    assert s.chase_inbox == data_dir / "inbox" / "chase"
+    fmp = s.provider("fmp")
+    assert fmp.base_url == "https://financialmodelingprep.com/stable"
+    assert fmp.timeout_seconds == 5 and fmp.breaker_threshold == 3
+    assert s.provider("newsapi").timeout_seconds == 3
+    assert s.missing_settings("fmp") == ["FMP_API_KEY"]
+    assert s.missing_settings("chase_file") == []
+
+
+def test_environment_and_dotenv(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("FRED_API_KEY=from-dotenv\nDASHTAM_SYMBOLS=aapl, brk-b\n")
+    monkeypatch.setenv("FRED_TIMEOUT_SECONDS", "2.5")
+    monkeypatch.setenv("FMP_BASE_URL", "http://127.0.0.1:9/prefix/stable")
+    s = Settings()
+    assert s.provider("fred").secret("fred_api_key") == "from-dotenv"
+    assert s.provider("fred").timeout_seconds == 2.5
+    assert s.provider("fmp").base_url == "http://127.0.0.1:9/prefix/stable"
+    assert s.dashtam_symbols == ("AAPL", "BRK.B")  # canonical spelling
+    assert "from-dotenv" not in repr(s)
+
+
+def test_bad_rights_profile_is_a_clear_error(data_dir: Path) -> None:
+    with pytest.raises(ValidationError, match="not a known profile"):
+        load_settings(dashtam_rights_profile="gold")
+
+
+@pytest.mark.skipif(not CONTRACT.exists(), reason="../shared/CONTRACT.md not beside the clone")
+def test_every_contract_variable_is_a_setting() -> None:
+    text = CONTRACT.read_text()
+    names = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", text.split("## Environment")[1].split("## The warehouse")[0]))
+    names -= {"DAGSTER_HOME"}  # read by Dagster itself; Settings resolves its default
+    for name in sorted(names):
+        assert name.lower() in Settings.model_fields, f"{name} from CONTRACT.md is not a Settings field"
+    for prefix in ("FMP", "POLYGON", "FRED", "NEWS", "ALPACA", "SCHWAB"):
+        for knob in ("TIMEOUT_SECONDS", "CIRCUIT_BREAKER_THRESHOLD", "CIRCUIT_BREAKER_TIMEOUT"):
+            assert f"{prefix}_{knob}".lower() in Settings.model_fields
