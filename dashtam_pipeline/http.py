@@ -260,7 +260,13 @@ class ProviderHTTP:
     ) -> Any:
         for hook in self.hooks:
             hook.before_attempt(self.label, endpoint)
-        query = {k: v for k, v in (params or {}).items() if v is not None}
+        url = self.url(path)
+        # httpx replaces a URL's own query when params are given: keep a cursor URL's
+        # parameters (Polygon's next_url) and add ours on top.
+        parsed = httpx.URL(url)
+        query = {**dict(parsed.params.multi_items()),
+                 **{k: v for k, v in (params or {}).items() if v is not None}}
+        url = str(parsed.copy_with(query=None))
         all_headers = {"Accept": "application/json", **(headers or {})}
         if use_auth:
             query.update(self.auth_params)
@@ -270,7 +276,7 @@ class ProviderHTTP:
         try:
             try:
                 response = self._client.request(
-                    method, self.url(path), params=query or None, headers=all_headers, data=data
+                    method, url, params=query or None, headers=all_headers, data=data
                 )
             except httpx.TimeoutException as exc:
                 raise ProviderError(

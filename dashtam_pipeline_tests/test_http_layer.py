@@ -126,3 +126,15 @@ def test_redact_removes_values_and_secret_params() -> None:
     text = f"GET https://x/y?apikey={KEY}&api_key=other123&symbol=AAPL token {KEY}"
     cleaned = redact(text, [KEY])
     assert KEY not in cleaned and "other123" not in cleaned and "symbol=AAPL" in cleaned
+
+
+def test_absolute_cursor_url_keeps_its_query_and_gets_auth() -> None:
+    seen: list[httpx.URL] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url)
+        return httpx.Response(200, json={})
+
+    make_http(handler).get_json("https://api.example.test/v3/snapshot/options/AAPL?cursor=abc123")
+    assert seen[0].params["cursor"] == "abc123" and seen[0].params["apikey"] == KEY
+    assert seen[0].path == "/v3/snapshot/options/AAPL"
