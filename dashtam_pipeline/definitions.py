@@ -10,7 +10,7 @@ from dagster import Definitions
 
 from dashtam_pipeline.assets.factory import build_ingestion_assets
 from dashtam_pipeline.assets.marts import build_mart_assets
-from dashtam_pipeline.jobs import build_nightly_schedule, domain_jobs, marts_automation
+from dashtam_pipeline.jobs import build_nightly_schedules, domain_jobs, marts_automation
 from dashtam_pipeline.resources import build_resources
 from dashtam_pipeline.settings import Settings, load_settings
 
@@ -21,7 +21,7 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
         assets=[*build_ingestion_assets(settings), *build_mart_assets()],
         resources=build_resources(),
         jobs=domain_jobs(),
-        schedules=[build_nightly_schedule(settings.dashtam_fred_series)],
+        schedules=build_nightly_schedules(settings.dashtam_fred_series),
         sensors=[marts_automation],
     )
 

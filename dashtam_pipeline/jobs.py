@@ -1,6 +1,6 @@
 """Jobs (one per domain), the nightly schedule, and the automation that keeps marts fresh.
 
-The nightly schedule (02:00 America/New_York) asks for every ingestion asset: daily
+The nightly schedules (02:00 America/New_York) ask for every ingestion asset: daily
 assets for the previous trading day, FRED for every configured series in one run, the
 rest unpartitioned. Marts follow their upstreams through an eager automation condition,
 so they are rebuilt once new data lands instead of racing the ingestion runs.
@@ -10,29 +10,35 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from typing import Any
 
 from dagster import (
+    AssetKey,
     AssetSelection,
     AutomationConditionSensorDefinition,
     DefaultScheduleStatus,
     DefaultSensorStatus,
-    JobDefinition,
     RunRequest,
+    ScheduleDefinition,
     ScheduleEvaluationContext,
-    UnresolvedAssetJobDefinition,
     define_asset_job,
-    schedule,
 )
 
 from dashtam_pipeline.assets.factory import ingestion_asset_specs
 from dashtam_pipeline.assets.partitions import MARKET_TZ, previous_trading_day
 from dashtam_pipeline.registry import Domain, Partitioning
 
+NIGHTLY_CRON = "0 2 * * *"
+NIGHTLY_NAMES = {
+    Partitioning.TRADING_DAY: "daily",
+    Partitioning.FRED_SERIES: "fred",
+    Partitioning.NONE: "snapshots",
+}
 PARTITION_RANGE_START = "dagster/asset_partition_range_start"
 PARTITION_RANGE_END = "dagster/asset_partition_range_end"
 
 
-def domain_jobs() -> list[UnresolvedAssetJobDefinition]:
+def domain_jobs() -> list[Any]:
     """``market_job``, ``macro_job``, ``news_job``, ``brokerage_job``, ``marts_job``."""
     return [
         define_asset_job(
@@ -44,48 +50,66 @@ def domain_jobs() -> list[UnresolvedAssetJobDefinition]:
     ]
 
 
-def nightly_run_requests(
-    scheduled_for: dt.datetime, fred_series: tuple[str, ...]
-) -> Iterator[RunRequest]:
-    """The runs of one nightly tick, one per partitioning of the ingestion assets."""
-    day = previous_trading_day(scheduled_for.astimezone(MARKET_TZ).date()).isoformat()
-    stamp = scheduled_for.astimezone(MARKET_TZ).date().isoformat()
-    by_partitioning: dict[Partitioning, list] = {}
+def nightly_run_request(
+    partitioning: Partitioning,
+    scheduled_for: dt.datetime,
+    fred_series: tuple[str, ...],
+) -> RunRequest | None:
+    """The run of one nightly tick for the ingestion assets of one partitioning."""
+    local = scheduled_for.astimezone(MARKET_TZ).date()
+    run_key = f"nightly-{local.isoformat()}-{partitioning.value}"
+    if partitioning is Partitioning.TRADING_DAY:
+        return RunRequest(run_key=run_key, partition_key=previous_trading_day(local).isoformat())
+    if partitioning is Partitioning.FRED_SERIES:
+        if not fred_series:
+            return None
+        return RunRequest(
+            run_key=run_key,
+            tags={PARTITION_RANGE_START: fred_series[0], PARTITION_RANGE_END: fred_series[-1]},
+        )
+    return RunRequest(run_key=run_key)
+
+
+def build_nightly_schedules(fred_series: tuple[str, ...]) -> list[ScheduleDefinition]:
+    """02:00 New York, one schedule (and job) per partitioning of the ingestion assets:
+    daily assets for the previous trading day, FRED for every configured series in one
+    run, snapshots (fundamentals, brokerage, ...) unpartitioned. Dagster runs one
+    partitioning per run, hence three schedules on the same clock."""
+    keys_by_partitioning: dict[Partitioning, list[AssetKey]] = {}
     for spec in ingestion_asset_specs():
-        by_partitioning.setdefault(spec.dataset.partitioning, []).append(spec.key)
-    for partitioning, keys in by_partitioning.items():
-        run_key = f"nightly-{stamp}-{partitioning.value}"
-        if partitioning is Partitioning.TRADING_DAY:
-            yield RunRequest(run_key=run_key, asset_selection=keys, partition_key=day)
-        elif partitioning is Partitioning.FRED_SERIES:
-            if fred_series:
-                yield RunRequest(
-                    run_key=run_key,
-                    asset_selection=keys,
-                    tags={PARTITION_RANGE_START: fred_series[0],
-                          PARTITION_RANGE_END: fred_series[-1]},
-                )
-        else:
-            yield RunRequest(run_key=run_key, asset_selection=keys)
+        keys_by_partitioning.setdefault(spec.dataset.partitioning, []).append(spec.key)
+    schedules = []
+    for partitioning, keys in keys_by_partitioning.items():
+        name = f"nightly_{NIGHTLY_NAMES[partitioning]}"
+        job = define_asset_job(
+            f"{name}_job",
+            selection=AssetSelection.assets(*keys),
+            description=f"The nightly ingestion of the {NIGHTLY_NAMES[partitioning]} assets.",
+        )
 
+        def evaluate(
+            context: ScheduleEvaluationContext, _partitioning: Partitioning = partitioning
+        ) -> Iterator[RunRequest]:
+            scheduled = context.scheduled_execution_time or dt.datetime.now(tz=MARKET_TZ)
+            request = nightly_run_request(_partitioning, scheduled, fred_series)
+            if request is not None:
+                yield request
 
-def build_nightly_schedule(fred_series: tuple[str, ...]):  # type: ignore[no-untyped-def]
-    @schedule(
-        name="nightly",
-        cron_schedule="0 2 * * *",
-        execution_timezone="America/New_York",
-        target=AssetSelection.all() - AssetSelection.groups(Domain.MARTS.value),
-        default_status=DefaultScheduleStatus.RUNNING,
-        description=(
-            "02:00 New York: every ingestion asset for the previous trading day (FRED: all "
-            "configured series in one run). Marts follow via the marts automation sensor."
-        ),
-    )
-    def nightly(context: ScheduleEvaluationContext) -> Iterator[RunRequest]:
-        scheduled = context.scheduled_execution_time or dt.datetime.now(tz=MARKET_TZ)
-        yield from nightly_run_requests(scheduled, fred_series)
-
-    return nightly
+        schedules.append(
+            ScheduleDefinition(
+                name=name,
+                cron_schedule=NIGHTLY_CRON,
+                execution_timezone="America/New_York",
+                job=job,
+                execution_fn=evaluate,
+                default_status=DefaultScheduleStatus.RUNNING,
+                description=(
+                    f"02:00 New York: {', '.join(k.to_user_string() for k in keys)}. Marts "
+                    "follow through the marts_automation sensor."
+                ),
+            )
+        )
+    return schedules
 
 
 marts_automation = AutomationConditionSensorDefinition(
@@ -96,4 +120,3 @@ marts_automation = AutomationConditionSensorDefinition(
     description="Rebuilds the marts once their upstream ingestion assets have new data.",
 )
 
-__all__ = ["JobDefinition", "build_nightly_schedule", "domain_jobs", "marts_automation"]

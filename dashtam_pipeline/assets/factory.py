@@ -7,7 +7,6 @@ and checks come from the registry and the dataset's pandera model. Adding a prov
 dataset never edits this module.
 """
 
-from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator

@@ -7,7 +7,6 @@ Their dependencies are derived from the registry, so a new brokerage feeds the h
 mart without edits here.
 """
 
-from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass

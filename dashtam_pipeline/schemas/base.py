@@ -7,16 +7,28 @@ so the lake, the warehouse and validation cannot drift apart.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pandas as pd
 import pandera.pandas as pa
 import pyarrow as pa_arrow
+from pandera.engines import pandas_engine
 
 #: Earliest and latest dates any dataset accepts: catches epoch-0 and ms/ns mix-ups.
 MIN_DATE = dt.date(1776, 7, 4)
 MAX_FUTURE_DAYS = 366 * 40  # option expirations and FRED's 9999-12-31 are handled apart
 OPEN_END = dt.date(9999, 12, 31)
+
+
+@pandas_engine.Engine.register_dtype
+@dataclasses.dataclass(frozen=True)
+class CalendarDate(pandas_engine.Date):
+    """pandera's date type, coerced through second resolution instead of nanoseconds, so
+    FRED's open-ended vintage date 9999-12-31 (beyond pandas' ns range) is a valid date."""
+
+    def coerce(self, data_container: pd.Series | pd.DataFrame) -> pd.Series | pd.DataFrame:
+        return self._coerce(data_container, pandas_dtype="datetime64[s]")
 
 
 class ContractModel(pa.DataFrameModel):

@@ -6,7 +6,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from dashtam_pipeline.schemas.base import ContractModel, dates_in_range
+from dashtam_pipeline.schemas.base import CalendarDate, ContractModel, dates_in_range
 
 TRANSACTION_TYPES = [
     "BUY", "SELL", "DIVIDEND", "INTEREST", "FEE", "DEPOSIT", "WITHDRAWAL", "TRANSFER", "OTHER",
@@ -23,7 +23,7 @@ class AccountSchema(ContractModel):
     account_type: Series[str] = pa.Field(nullable=True)
     cash: Series[float] = pa.Field(nullable=True)
     equity: Series[float] = pa.Field(nullable=True)
-    as_of_date: Series[pa.dtypes.Date] = pa.Field()
+    as_of_date: Series[CalendarDate] = pa.Field()
 
     @pa.check("as_of_date", name="as_of_date_in_range")
     def _date_range(cls, s: Series) -> Series[bool]:
@@ -40,7 +40,7 @@ class PositionSchema(ContractModel):
     quantity: Series[float] = pa.Field()
     market_value: Series[float] = pa.Field(nullable=True)
     average_cost: Series[float] = pa.Field(nullable=True)
-    as_of_date: Series[pa.dtypes.Date] = pa.Field()
+    as_of_date: Series[CalendarDate] = pa.Field()
 
     @pa.check("as_of_date", name="as_of_date_in_range")
     def _date_range(cls, s: Series) -> Series[bool]:
@@ -54,7 +54,7 @@ class TransactionSchema(ContractModel):
     account_id: Series[str] = pa.Field(str_matches=MASKED_ACCOUNT)
     transaction_id: Series[str] = pa.Field(str_length={"min_value": 1})
     occurred_at: Series[pd.DatetimeTZDtype] = pa.Field(dtype_kwargs={"unit": "us", "tz": "UTC"})
-    trade_date: Series[pa.dtypes.Date] = pa.Field()
+    trade_date: Series[CalendarDate] = pa.Field()
     type: Series[str] = pa.Field(isin=TRANSACTION_TYPES)
     symbol: Series[str] = pa.Field(nullable=True)
     quantity: Series[float] = pa.Field(nullable=True)

@@ -6,7 +6,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from dashtam_pipeline.schemas.base import ContractModel, dates_in_range
+from dashtam_pipeline.schemas.base import CalendarDate, ContractModel, dates_in_range
 
 SERIES_ID = r"^[A-Z0-9_]+$"
 
@@ -19,8 +19,8 @@ class FredSeriesSchema(ContractModel):
     frequency: Series[str] = pa.Field()
     units: Series[str] = pa.Field(nullable=True)
     seasonal_adjustment: Series[str] = pa.Field(nullable=True)
-    observation_start: Series[pa.dtypes.Date] = pa.Field(nullable=True)
-    observation_end: Series[pa.dtypes.Date] = pa.Field(nullable=True)
+    observation_start: Series[CalendarDate] = pa.Field(nullable=True)
+    observation_end: Series[CalendarDate] = pa.Field(nullable=True)
     last_updated: Series[pd.DatetimeTZDtype] = pa.Field(
         nullable=True, dtype_kwargs={"unit": "us", "tz": "UTC"}
     )
@@ -31,10 +31,10 @@ class FredObservationSchema(ContractModel):
     """``macro.fred_observations``: one row per (series, date, vintage start)."""
 
     series_id: Series[str] = pa.Field(str_matches=SERIES_ID)
-    date: Series[pa.dtypes.Date] = pa.Field()
+    date: Series[CalendarDate] = pa.Field()
     value: Series[float] = pa.Field(nullable=True)
-    realtime_start: Series[pa.dtypes.Date] = pa.Field()
-    realtime_end: Series[pa.dtypes.Date] = pa.Field()
+    realtime_start: Series[CalendarDate] = pa.Field()
+    realtime_end: Series[CalendarDate] = pa.Field()
 
     @pa.check("date", "realtime_start", name="dates_in_range")
     def _date_range(cls, s: Series) -> Series[bool]:

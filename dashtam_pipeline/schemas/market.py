@@ -6,7 +6,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from dashtam_pipeline.schemas.base import ContractModel, dates_in_range
+from dashtam_pipeline.schemas.base import CalendarDate, ContractModel, dates_in_range
 
 FISCAL_PERIODS = ["FY", "Q1", "Q2", "Q3", "Q4"]
 OCC_SYMBOL = r"^[A-Z][A-Z0-9.]{0,5}\d{6}[CP]\d{8}$"
@@ -17,7 +17,7 @@ class QuoteSchema(ContractModel):
     """``market.quotes``: one end-of-day quote per symbol and exchange trading date."""
 
     symbol: Series[str] = pa.Field(str_matches=r"^[A-Z0-9.\-^]+$")
-    quote_date: Series[pa.dtypes.Date] = pa.Field()
+    quote_date: Series[CalendarDate] = pa.Field()
     price: Series[float] = pa.Field(gt=0)
     open: Series[float] = pa.Field(gt=0, nullable=True)
     day_high: Series[float] = pa.Field(gt=0, nullable=True)
@@ -45,7 +45,7 @@ class DailyBarSchema(ContractModel):
     """``market.daily_bars``: daily OHLCV per symbol."""
 
     symbol: Series[str] = pa.Field(str_matches=r"^[A-Z0-9.\-^]+$")
-    date: Series[pa.dtypes.Date] = pa.Field()
+    date: Series[CalendarDate] = pa.Field()
     open: Series[float] = pa.Field(gt=0)
     high: Series[float] = pa.Field(gt=0)
     low: Series[float] = pa.Field(gt=0)
@@ -67,11 +67,11 @@ class FundamentalsSchema(ContractModel):
     """``market.fundamentals``: income statement and balance sheet lines per period."""
 
     symbol: Series[str] = pa.Field()
-    period_end: Series[pa.dtypes.Date] = pa.Field()
+    period_end: Series[CalendarDate] = pa.Field()
     period: Series[str] = pa.Field(isin=FISCAL_PERIODS)
     fiscal_year: Series[pd.Int32Dtype] = pa.Field(ge=1900, le=2200, nullable=True)
     reported_currency: Series[str] = pa.Field(nullable=True, str_matches=r"^[A-Z]{3}$")
-    filing_date: Series[pa.dtypes.Date] = pa.Field(nullable=True)
+    filing_date: Series[CalendarDate] = pa.Field(nullable=True)
     revenue: Series[float] = pa.Field(nullable=True)
     gross_profit: Series[float] = pa.Field(nullable=True)
     operating_income: Series[float] = pa.Field(nullable=True)
@@ -94,7 +94,7 @@ class EarningsSchema(ContractModel):
     """``market.earnings``: one earnings report per symbol and report date."""
 
     symbol: Series[str] = pa.Field()
-    report_date: Series[pa.dtypes.Date] = pa.Field()
+    report_date: Series[CalendarDate] = pa.Field()
     eps_actual: Series[float] = pa.Field(nullable=True)
     eps_estimate: Series[float] = pa.Field(nullable=True)
     revenue_actual: Series[float] = pa.Field(nullable=True, ge=0)
@@ -113,8 +113,8 @@ class OptionContractSchema(ContractModel):
     underlying: Series[str] = pa.Field()
     contract_type: Series[str] = pa.Field(isin=["call", "put"])
     strike: Series[float] = pa.Field(gt=0)
-    expiration: Series[pa.dtypes.Date] = pa.Field()
-    as_of_date: Series[pa.dtypes.Date] = pa.Field()
+    expiration: Series[CalendarDate] = pa.Field()
+    as_of_date: Series[CalendarDate] = pa.Field()
     volume: Series[float] = pa.Field(ge=0, nullable=True)
     open_interest: Series[float] = pa.Field(ge=0, nullable=True)
     implied_volatility: Series[float] = pa.Field(ge=0, nullable=True)

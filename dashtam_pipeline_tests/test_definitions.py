@@ -1,0 +1,72 @@
+"""The code location loads, and its wiring is what the registry implies."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from dagster import AssetKey, build_schedule_context, instance_for_test
+
+from dashtam_pipeline.assets.factory import ingestion_asset_specs
+from dashtam_pipeline.definitions import build_definitions
+from dashtam_pipeline.jobs import PARTITION_RANGE_END, PARTITION_RANGE_START
+from dashtam_pipeline.registry import Domain
+from dashtam_pipeline.settings import load_settings
+
+NY = ZoneInfo("America/New_York")
+
+
+def test_definitions_validate_and_hold_every_asset(data_dir) -> None:
+    defs = build_definitions(load_settings())
+    defs.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.materializable_asset_keys}
+    expected = {s.key.to_user_string() for s in ingestion_asset_specs()} | {
+        "marts/holdings", "marts/daily_portfolio_value", "marts/macro_monthly_panel"}
+    assert keys == expected
+    for key in graph.materializable_asset_keys:
+        node = graph.get(key)
+        assert node.group_name == key.path[0] and node.group_name in {d.value for d in Domain}
+        assert node.description and node.owners == ["team:data-platform"]
+    quotes = graph.get(AssetKey(["market", "quotes"]))
+    assert quotes.partitions_def is not None
+    assert {c.name for c in graph.get_check_keys_for_assets({quotes.key})} == {
+        "valid_rows", "unique_keys"}
+    fred = graph.get(AssetKey(["macro", "fred_observations"]))
+    assert list(fred.partitions_def.get_partition_keys())[:2] == ["GDP", "CPIAUCSL"]
+    value_mart = graph.get(AssetKey(["marts", "daily_portfolio_value"]))
+    parents = {k.to_user_string() for k in value_mart.parent_keys}
+    assert {"market/daily_bars", "marts/holdings", "brokerage/schwab_positions",
+            "brokerage/alpaca_positions"} <= parents
+
+
+def test_jobs_per_domain(data_dir) -> None:
+    defs = build_definitions(load_settings())
+    for domain in ("market", "macro", "news", "brokerage", "marts"):
+        assert defs.resolve_job_def(f"{domain}_job") is not None
+
+
+def test_nightly_schedules_request_previous_trading_day(data_dir) -> None:
+    defs = build_definitions(load_settings())
+    # Monday 02:00 New York: the previous trading day is Friday.
+    monday = dt.datetime(2026, 11, 23, 2, 0, tzinfo=NY)
+    requested: set[str] = set()
+    with instance_for_test() as instance:
+        for name in ("nightly_daily", "nightly_fred", "nightly_snapshots"):
+            schedule = defs.resolve_schedule_def(name)
+            assert schedule.cron_schedule == "0 2 * * *"
+            assert schedule.execution_timezone == "America/New_York"
+            context = build_schedule_context(
+                instance=instance, scheduled_execution_time=monday,
+                repository_def=defs.get_repository_def(),
+            )
+            (request,) = schedule.evaluate_tick(context).run_requests
+            assert request.run_key.startswith("nightly-2026-11-23-")
+            job = defs.resolve_job_def(schedule.job_name)
+            requested |= {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
+            if name == "nightly_daily":
+                assert request.partition_key == "2026-11-20"
+            if name == "nightly_fred":
+                assert request.tags[PARTITION_RANGE_START] == "GDP"
+                assert request.tags[PARTITION_RANGE_END] == "INDPRO"
+    assert requested == {s.key.to_user_string() for s in ingestion_asset_specs()}
