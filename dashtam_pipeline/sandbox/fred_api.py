@@ -1,0 +1,241 @@
+"""FRED/ALFRED: ``/series``, ``/series/observations`` and ``/series/vintagedates``.
+
+Envelopes, parameter names and error texts follow the recorded responses: values are
+strings with ``"."`` for missing, every row carries its vintage's ``realtime_start`` and
+``realtime_end`` (clipped to the requested real-time window, as FRED does), and an
+unknown ``series_id`` is HTTP 400, not 404.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from dashtam_pipeline.sandbox.common import (
+    CHICAGO,
+    Request,
+    Response,
+    fail,
+    json_response,
+    parse_date,
+)
+from dashtam_pipeline.sandbox.fred_data import OPEN_END, SERIES, SeriesSpec, Vintage
+from dashtam_pipeline.sandbox.routing import Provider, World, route
+
+EARLIEST = dt.date(1776, 7, 4)
+MAX_OBSERVATIONS = 100_000
+MAX_VINTAGE_DATES = 10_000
+
+
+def error_body(status: int, message: str) -> dict[str, Any]:
+    if status == 429:
+        message = "Too Many Requests.  Exceeded Rate Limit"
+    return {"error_code": status, "error_message": message or f"Bad Request.  HTTP {status}."}
+
+
+def _bad(message: str) -> Exception:
+    return fail(error_body(400, f"Bad Request.  {message}"), 400)
+
+
+def _checked(request: Request) -> None:
+    if request.param("api_key") == "invalid":
+        raise _bad(
+            "The value for variable api_key is not registered.  Read "
+            "https://fred.stlouisfed.org/docs/api/api_key.html for more information."
+        )
+    file_type = request.param("file_type", "xml")
+    if file_type != "json":
+        raise _bad(f"The sandbox answers file_type=json only (got {file_type!r}).")
+
+
+def _series(request: Request) -> SeriesSpec:
+    series_id = request.param("series_id")
+    if not series_id:
+        raise _bad("Variable series_id is not set.")
+    spec = SERIES.get(series_id.upper())
+    if spec is None:
+        raise _bad("The series does not exist.")
+    return spec
+
+
+def _date_param(request: Request, name: str, default: dt.date) -> dt.date:
+    try:
+        return parse_date(request.param(name)) or default
+    except ValueError:
+        raise _bad(f"Variable {name} is not a valid date (YYYY-MM-DD).") from None
+
+
+def _realtime(request: Request, today: dt.date) -> tuple[dt.date, dt.date]:
+    start = _date_param(request, "realtime_start", today)
+    end = _date_param(request, "realtime_end", today)
+    if end > today and end != OPEN_END:
+        raise _bad(
+            f"Variable realtime_end can not be after today's date ({today.isoformat()}) "
+            "unless it's equal to the real-time max date 9999-12-31."
+        )
+    if start < EARLIEST or start > end:
+        raise _bad("Variable realtime_start can not be after realtime_end.")
+    return start, end
+
+
+def _limit_offset(request: Request, maximum: int) -> tuple[int, int]:
+    try:
+        limit, offset = request.int_param("limit", maximum), request.int_param("offset", 0)
+    except ValueError:
+        raise _bad("Variable limit or offset is not an integer.") from None
+    if not 1 <= limit <= maximum:
+        raise _bad(f"Variable limit is not between 1 and {maximum}.")
+    if offset < 0:
+        raise _bad("Variable offset is not a non-negative integer.")
+    return limit, offset
+
+
+def _sort_order(request: Request) -> str:
+    order = request.param("sort_order", "asc") or "asc"
+    if order not in ("asc", "desc"):
+        raise _bad("Variable sort_order is not one of the values: 'asc', 'desc'")
+    return order
+
+
+def _fred_today(world: World) -> dt.date:
+    """FRED's own day (St. Louis, US Central time)."""
+    return world.now().astimezone(CHICAGO).date()
+
+
+def _last_updated(moment: dt.date) -> str:
+    """``2024-12-19 07:55:01-06``: Central time with an hours-only UTC offset."""
+    local = dt.datetime(moment.year, moment.month, moment.day, 7, 55, 1, tzinfo=CHICAGO)
+    offset = int((local.utcoffset() or dt.timedelta()).total_seconds() // 3600)
+    return f"{local:%Y-%m-%d %H:%M:%S}{offset:+03d}"
+
+
+def series(world: World, request: Request, _: dict[str, str]) -> Response:
+    _checked(request)
+    spec = _series(request)
+    today = _fred_today(world)
+    start, end = _realtime(request, today)
+    vintages = world.fred.vintages(spec, today)
+    return json_response(
+        {
+            "realtime_start": start.isoformat(),
+            "realtime_end": end.isoformat(),
+            "seriess": [
+                {
+                    "id": spec.id,
+                    "realtime_start": start.isoformat(),
+                    "realtime_end": end.isoformat(),
+                    "title": spec.title,
+                    "observation_start": vintages[0].date.isoformat(),
+                    "observation_end": vintages[-1].date.isoformat(),
+                    "frequency": spec.frequency,
+                    "frequency_short": spec.frequency_short,
+                    "units": spec.units,
+                    "units_short": spec.units_short,
+                    "seasonal_adjustment": spec.seasonal_adjustment,
+                    "seasonal_adjustment_short": spec.seasonal_adjustment_short,
+                    "last_updated": _last_updated(max(v.start for v in vintages)),
+                    "popularity": spec.popularity,
+                    "notes": spec.notes,
+                }
+            ],
+        }
+    )
+
+
+def _rows(
+    vintages: list[Vintage], start: dt.date, end: dt.date, first: dt.date, last: dt.date,
+    initial_only: bool,
+) -> list[dict[str, str]]:
+    seen: set[dt.date] = set()
+    rows = []
+    for v in vintages:
+        if not first <= v.date <= last:
+            continue
+        if initial_only:
+            if v.date in seen:
+                continue
+            seen.add(v.date)
+        if v.start > end or v.end < start:
+            continue
+        rows.append(
+            {
+                "realtime_start": max(v.start, start).isoformat(),
+                "realtime_end": min(v.end, end).isoformat(),
+                "date": v.date.isoformat(),
+                "value": v.value,
+            }
+        )
+    return rows
+
+
+def observations(world: World, request: Request, _: dict[str, str]) -> Response:
+    _checked(request)
+    spec = _series(request)
+    today = _fred_today(world)
+    start, end = _realtime(request, today)
+    first = _date_param(request, "observation_start", dt.date(1600, 1, 1))
+    last = _date_param(request, "observation_end", OPEN_END)
+    limit, offset = _limit_offset(request, MAX_OBSERVATIONS)
+    order = _sort_order(request)
+    units = request.param("units", "lin")
+    if units != "lin":
+        raise _bad("The sandbox serves units=lin only.")
+    output_type = request.param("output_type", "1")
+    if output_type not in ("1", "4"):
+        raise _bad("The sandbox serves output_type 1 and 4 only.")
+    rows = _rows(world.fred.vintages(spec, today), start, end, first, last, output_type == "4")
+    if order == "desc":
+        rows.sort(key=lambda r: r["date"], reverse=True)
+    return json_response(
+        {
+            "realtime_start": start.isoformat(),
+            "realtime_end": end.isoformat(),
+            "observation_start": first.isoformat(),
+            "observation_end": last.isoformat(),
+            "units": units,
+            "output_type": int(output_type),
+            "file_type": "json",
+            "order_by": "observation_date",
+            "sort_order": order,
+            "count": len(rows),
+            "offset": offset,
+            "limit": limit,
+            "observations": rows[offset : offset + limit],
+        }
+    )
+
+
+def vintage_dates(world: World, request: Request, _: dict[str, str]) -> Response:
+    _checked(request)
+    spec = _series(request)
+    today = _fred_today(world)
+    start = _date_param(request, "realtime_start", EARLIEST)
+    end = _date_param(request, "realtime_end", OPEN_END)
+    limit, offset = _limit_offset(request, MAX_VINTAGE_DATES)
+    order = _sort_order(request)
+    dates = sorted({v.start for v in world.fred.vintages(spec, today) if start <= v.start <= end})
+    if order == "desc":
+        dates.reverse()
+    return json_response(
+        {
+            "realtime_start": start.isoformat(),
+            "realtime_end": end.isoformat(),
+            "order_by": "vintage_date",
+            "sort_order": order,
+            "count": len(dates),
+            "offset": offset,
+            "limit": limit,
+            "vintage_dates": [d.isoformat() for d in dates[offset : offset + limit]],
+        }
+    )
+
+
+PROVIDER = Provider(
+    slug="fred",
+    routes=(
+        route("GET", r"/fred/series", series),
+        route("GET", r"/fred/series/observations", observations),
+        route("GET", r"/fred/series/vintagedates", vintage_dates),
+    ),
+    error_body=error_body,
+)

@@ -1,0 +1,224 @@
+"""FRED/ALFRED series: seeded value paths, their release calendar and revisions.
+
+Every observation date has a first release (a rule per series, e.g. GDP's advance
+estimate about four weeks after the quarter) and ``revisions`` later vintages, each
+with its own ``realtime_start``; a vintage is only visible once its start is on or before
+"today", so the newest periods naturally show fewer vintages than older ones. The first
+two dates of each series were published and later withdrawn (``"."``), as FRED does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from dashtam_pipeline.sandbox.common import (
+    add_months,
+    next_weekday_on_or_after,
+    rng_for,
+)
+
+OPEN_END = dt.date(9999, 12, 31)
+HORIZON = dt.date(2040, 12, 31)
+MISSING = "."
+
+
+def _first_friday(day: dt.date) -> dt.date:
+    first = day.replace(day=1)
+    return first + dt.timedelta(days=(4 - first.weekday()) % 7)
+
+
+#: release rules: period date -> first publication date
+_RELEASES: dict[str, Callable[[dt.date], dt.date]] = {
+    "gdp": lambda d: next_weekday_on_or_after(add_months(d, 4) - dt.timedelta(days=2)),
+    "cpi": lambda d: next_weekday_on_or_after(add_months(d, 1) + dt.timedelta(days=11)),
+    "jobs": lambda d: _first_friday(add_months(d, 1)),
+    "rates": lambda d: next_weekday_on_or_after(add_months(d, 1)),
+    "indpro": lambda d: next_weekday_on_or_after(add_months(d, 1) + dt.timedelta(days=15)),
+    "daily": lambda d: next_weekday_on_or_after(d + dt.timedelta(days=1)),
+}
+
+
+@dataclass(frozen=True)
+class SeriesSpec:
+    """One series: FRED's metadata and how its path and vintages are generated."""
+
+    id: str
+    title: str
+    frequency: str
+    frequency_short: str
+    units: str
+    units_short: str
+    seasonal_adjustment: str
+    seasonal_adjustment_short: str
+    popularity: int
+    notes: str
+    start: dt.date
+    release: str  # key of _RELEASES
+    growth: bool  # True: log random walk with drift; False: mean-reverting level
+    level: float  # value at ``start``
+    drift_or_mean: float  # growth per period (log) or long-run mean
+    vol: float  # per period: log for growth series, absolute for levels
+    reversion: float  # per period, levels only
+    floor: float
+    decimals: int
+    revisions: int
+    revision_sigma: float  # relative for growth series, absolute for levels
+
+    def dates(self) -> list[dt.date]:
+        if self.frequency == "Daily":
+            days = np.arange(np.datetime64(self.start), np.datetime64(HORIZON) + 1)
+            return [d.astype(dt.date) for d in days[np.is_busday(days)]]
+        months = {"Quarterly": 3, "Monthly": 1}[self.frequency]
+        out, day = [], self.start
+        while day <= HORIZON:
+            out.append(day)
+            day = add_months(day, months)
+        return out
+
+    def revision_date(self, first: dt.date, j: int) -> dt.date:
+        """When the ``j``-th revision of a value first released on ``first`` appears."""
+        if self.frequency == "Daily":
+            return next_weekday_on_or_after(first + dt.timedelta(days=j))
+        return next_weekday_on_or_after(add_months(first, j))
+
+
+_GDP_NOTES = (
+    "BEA Account Code: A191RC\n\nGross domestic product (GDP), the featured measure of U.S. "
+    "output, is the market value of the goods and services produced by labor and property "
+    "located in the United States. (Sandbox series: generated values.)"
+)
+
+SERIES: dict[str, SeriesSpec] = {
+    s.id: s
+    for s in (
+        SeriesSpec("GDP", "Gross Domestic Product", "Quarterly", "Q", "Billions of Dollars",
+                   "Bil. of $", "Seasonally Adjusted Annual Rate", "SAAR", 93, _GDP_NOTES,
+                   dt.date(1990, 1, 1), "gdp", True, 5872.7, 0.0118, 0.006, 0, 0, 3, 2, 0.002),
+        SeriesSpec("CPIAUCSL",
+                   "Consumer Price Index for All Urban Consumers: All Items in U.S. City Average",
+                   "Monthly", "M", "Index 1982-1984=100", "Index 1982-1984=100",
+                   "Seasonally Adjusted", "SA", 95,
+                   "The Consumer Price Index for All Urban Consumers: All Items (CPIAUCSL) is a "
+                   "price index of a basket of goods and services paid by urban consumers.",
+                   dt.date(2000, 1, 1), "cpi", True, 169.3, 0.0021, 0.002, 0, 0, 3, 1, 0.0005),
+        SeriesSpec("UNRATE", "Unemployment Rate", "Monthly", "M", "Percent", "%",
+                   "Seasonally Adjusted", "SA", 94,
+                   "The unemployment rate represents the number of unemployed as a percentage "
+                   "of the labor force.",
+                   dt.date(2000, 1, 1), "jobs", False, 4.0, 5.5, 0.18, 0.03, 3.4, 1, 1, 0.1),
+        SeriesSpec("FEDFUNDS", "Federal Funds Effective Rate", "Monthly", "M", "Percent", "%",
+                   "Not Seasonally Adjusted", "NSA", 92,
+                   "The federal funds rate is the interest rate at which depository "
+                   "institutions trade federal funds with each other overnight.",
+                   dt.date(2000, 1, 1), "rates", False, 5.45, 2.5, 0.22, 0.02, 0.05, 2, 1, 0.01),
+        SeriesSpec("DGS10",
+                   "Market Yield on U.S. Treasury Securities at 10-Year Constant Maturity, "
+                   "Quoted on an Investment Basis",
+                   "Daily", "D", "Percent", "%", "Not Seasonally Adjusted", "NSA", 90,
+                   "For further information regarding treasury constant maturity data, please "
+                   "refer to the H.15 Statistical Release notes.",
+                   dt.date(2018, 1, 2), "daily", False, 2.46, 3.2, 0.055, 0.002, 0.5, 2, 1, 0.01),
+        SeriesSpec("T10Y2Y",
+                   "10-Year Treasury Constant Maturity Minus 2-Year Treasury Constant Maturity",
+                   "Daily", "D", "Percent", "%", "Not Seasonally Adjusted", "NSA", 89,
+                   "Series is calculated as the spread between 10-Year Treasury Constant "
+                   "Maturity (BC_10YEAR) and 2-Year Treasury Constant Maturity (BC_2YEAR).",
+                   dt.date(2018, 1, 2), "daily", False, 0.51, 0.4, 0.04, 0.003, -1.2, 2, 1, 0.01),
+        SeriesSpec("PAYEMS", "All Employees, Total Nonfarm", "Monthly", "M",
+                   "Thousands of Persons", "Thous. of Persons", "Seasonally Adjusted", "SA", 91,
+                   "All Employees: Total Nonfarm, commonly known as Total Nonfarm Payroll, is "
+                   "a measure of the number of U.S. workers in the economy.",
+                   dt.date(2000, 1, 1), "jobs", True, 130781, 0.0007, 0.0015, 0, 0, 0, 2, 0.0007),
+        SeriesSpec("INDPRO", "Industrial Production: Total Index", "Monthly", "M",
+                   "Index 2017=100", "Index 2017=100", "Seasonally Adjusted", "SA", 88,
+                   "Industrial production (IP) index measures the real output of all relevant "
+                   "establishments located in the United States.",
+                   dt.date(2000, 1, 1), "indpro", True, 92.0, 0.0004, 0.006, 0, 0, 4, 2, 0.002),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Vintage:
+    """One value of one date, current from ``start`` to ``end`` (inclusive)."""
+
+    date: dt.date
+    start: dt.date
+    end: dt.date
+    value: str
+
+
+def _fmt(value: float, decimals: int) -> str:
+    return f"{value:.{decimals}f}"
+
+
+def _path(seed: int, spec: SeriesSpec, n: int) -> np.ndarray:
+    rng = rng_for(seed, "fred", spec.id)
+    shocks = rng.standard_normal(n)
+    if spec.growth:
+        steps = spec.drift_or_mean + spec.vol * shocks
+        steps[0] = 0.0
+        return spec.level * np.exp(np.cumsum(steps))
+    values = np.empty(n)
+    values[0] = spec.level
+    for i in range(1, n):
+        pull = spec.reversion * (spec.drift_or_mean - values[i - 1])
+        values[i] = max(spec.floor, values[i - 1] + pull + spec.vol * shocks[i])
+    return values
+
+
+class FredData:
+    """All vintages of every sandbox series for one seed, cached per "today"."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self._paths: dict[str, tuple[list[dt.date], np.ndarray]] = {}
+        self._vintages: dict[tuple[str, dt.date], list[Vintage]] = {}
+        self._lock = threading.Lock()
+
+    def _series_path(self, spec: SeriesSpec) -> tuple[list[dt.date], np.ndarray]:
+        found = self._paths.get(spec.id)
+        if found is None:
+            dates = spec.dates()
+            found = (dates, _path(self.seed, spec, len(dates)))
+            self._paths[spec.id] = found
+        return found
+
+    def vintages(self, spec: SeriesSpec, today: dt.date) -> list[Vintage]:
+        """Every vintage visible on ``today``, ordered by date then realtime_start."""
+        with self._lock:
+            key = (spec.id, today)
+            if key not in self._vintages:
+                self._vintages[key] = self._build(spec, today)
+            return self._vintages[key]
+
+    def _build(self, spec: SeriesSpec, today: dt.date) -> list[Vintage]:
+        dates, path = self._series_path(spec)
+        release = _RELEASES[spec.release]
+        rng = rng_for(self.seed, "fred-revisions", spec.id)
+        noise = rng.standard_normal((len(dates), spec.revisions))
+        out: list[Vintage] = []
+        for i, day in enumerate(dates):
+            first = release(day)
+            if first > today:
+                break
+            starts = [first] + [spec.revision_date(first, j) for j in range(1, spec.revisions + 1)]
+            starts = [s for s in starts if s <= today]
+            final = float(path[i])
+            scale = abs(final) if spec.growth else 1.0
+            values = [
+                _fmt(final + noise[i, j] * spec.revision_sigma * scale, spec.decimals)
+                for j in range(spec.revisions)
+            ] + [_fmt(final, spec.decimals)]
+            values = values[: len(starts)]  # the later revisions are not out yet
+            if i < 2 and len(values) > 1:  # published once, later withdrawn
+                values[-1] = MISSING
+            for j, start in enumerate(starts):
+                end = starts[j + 1] - dt.timedelta(days=1) if j + 1 < len(starts) else OPEN_END
+                out.append(Vintage(day, start, end, values[j]))
+        return out
