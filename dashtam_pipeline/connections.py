@@ -187,7 +187,9 @@ class StoredTokenSource:
         )
         try:
             fresh = schwab.refresh_tokens(
-                provider_settings, tokens.refresh_token, transport=transport
+                schwab.oauth_http(provider_settings, transport=transport),
+                tokens.refresh_token,
+                refresh_expires_at=tokens.refresh_expires_at,
             )
         except ProviderError as error:
             if error.kind is ErrorKind.AUTH:
@@ -227,11 +229,15 @@ def connect_oauth_provider(
     provider_settings, transport = sandboxed(settings.provider(meta.slug), transport)
     if code is None and redirect_url is None:
         print("Open this URL, log in, and paste the URL you are redirected to:")
-        print(schwab.authorize_url(provider_settings))
+        print(schwab.authorize_url(settings))
         redirect_url = input("redirected URL: ").strip()
     if code is None:
         code = schwab.code_from_redirect_url(redirect_url or "")
-    tokens = schwab.exchange_code(provider_settings, code, transport=transport)
+    tokens = schwab.exchange_code(
+        schwab.oauth_http(provider_settings, transport=transport),
+        code,
+        callback_url=settings.schwab_callback_url,
+    )
     stored = _from_oauth(tokens)
     TokenStore(settings).save(meta.slug, stored)
     return stored

@@ -67,9 +67,9 @@ def connect_sandbox_schwab(settings: Settings) -> None:
             return
         except Exception:  # expired or unknown to this sandbox: log in again below
             pass
-    provider_settings, transport = sandboxed(settings.provider(ProviderSlug.SCHWAB), None)
+    _, transport = sandboxed(settings.provider(ProviderSlug.SCHWAB), None)
     with httpx.Client(transport=transport, follow_redirects=False) as browser:
-        response = browser.get(schwab.authorize_url(provider_settings))
+        response = browser.get(schwab.authorize_url(settings))
     redirect = response.headers.get("location", "")
     connect_oauth_provider("schwab", settings, redirect_url=redirect)
 

@@ -107,12 +107,9 @@ def ingest_dataset(
             client = make_client(meta.slug, settings)
             try:
                 result = getattr(client, fetch_method_name(spec.dataset))(request)
-            finally:
-                stats = getattr(getattr(client, "http", None), "stats", None)
-                if stats is not None:
-                    outcome.calls.records.extend(stats.records)
-                if hasattr(client, "close"):
-                    client.close()
+            except BaseException:
+                _close(client, outcome)
+                raise
             outcome.served_by = client.provider_label
             outcome.attempts.append(ProviderAttempt(label, "served"))
             break
@@ -139,9 +136,27 @@ def ingest_dataset(
         )
         return outcome
 
-    outcome.notes.extend(result.notes)
-    land(spec, result, outcome, lake, partition_key=request.partition_key)
+    try:
+        outcome.notes.extend(result.notes)
+        land(spec, result, outcome, lake, partition_key=request.partition_key)
+        # Only once rows and quarantine records are safely written may a client act on
+        # its source (a file import moves rejected files aside).
+        finish = getattr(client, "after_landed", None)
+        if finish is not None:
+            outcome.notes.extend(finish())
+    finally:
+        _close(client, outcome)
     return outcome
+
+
+def _close(client: Any, outcome: IngestionOutcome) -> None:
+    stats = getattr(getattr(client, "http", None), "stats", None)
+    if stats is not None:
+        outcome.calls.records.extend(stats.records)
+    if hasattr(client, "close"):
+        client.close()
+
+
 
 
 def land(

@@ -157,8 +157,13 @@ def execute_plans(
     plans: Sequence[RunPlan],
     *,
     on_progress: Callable[[int, int, RunPlan], None] | None = None,
+    in_process: bool = False,
 ) -> MaterializeReport:
-    """Launch each planned run on the instance and collect what happened to each asset."""
+    """Launch each planned run on the instance and collect what happened to each asset.
+
+    Steps run in separate processes (Dagster's multiprocess executor) unless
+    ``in_process`` is set, which tests use for speed.
+    """
     recon_repo = ReconstructableRepository.for_module(
         "dashtam_pipeline.definitions", "defs", working_directory=None
     )
@@ -172,7 +177,11 @@ def execute_plans(
             instance=instance,
             asset_selection=plan.asset_keys,
             tags={**plan.tags, "dashtam/launched_by": "cli"},
-            run_config=QUIET_RUN_CONFIG,
+            run_config=(
+                {**QUIET_RUN_CONFIG, "execution": {"config": {"in_process": {}}}}
+                if in_process
+                else QUIET_RUN_CONFIG
+            ),
             raise_on_error=False,
         )
         report.runs.append(result.run_id)

@@ -20,13 +20,14 @@ from dagster import (
     AssetKey,
     AssetObservation,
     AssetsDefinition,
+    AssetSpec,
     Failure,
     MaterializeResult,
     MetadataValue,
     TableColumn,
     TableColumnConstraints,
     TableSchema,
-    asset,
+    multi_asset,
 )
 
 from dashtam_pipeline.assets.partitions import (
@@ -196,6 +197,7 @@ def _materialize_result(
     if outcome.notes:
         metadata["notes"] = MetadataValue.md("\n".join(f"- {n}" for n in outcome.notes[:50]))
     return MaterializeResult(
+        asset_key=asset_spec.key,
         metadata=metadata,
         check_results=[
             AssetCheckResult(
@@ -232,24 +234,32 @@ def build_ingestion_asset(asset_spec: IngestionAssetSpec, settings: Settings) ->
     if len(providers) > 1:
         tags["dashtam/fallback"] = "-".join(p.slug.value for p in providers[1:])
 
-    @asset(
-        key=asset_spec.key,
-        group_name=dataset.domain.value,
-        description=_description(asset_spec),
+    # A multi_asset of one skippable spec with can_subset: when a provider is skipped
+    # the asset yields nothing, and its checks must then be optional outputs too.
+    @multi_asset(
+        specs=[
+            AssetSpec(
+                key=asset_spec.key,
+                group_name=dataset.domain.value,
+                description=_description(asset_spec),
+                owners=OWNERS,
+                kinds={"python", "parquet", "duckdb"},
+                tags=tags,
+                metadata={
+                    "table": dataset.table,
+                    "key": ", ".join(dataset.key),
+                    "dagster/column_schema": column_schema(dataset),
+                    "dagster/table_name": f"warehouse.{dataset.table}",
+                },
+                skippable=True,
+            )
+        ],
+        name="__".join(asset_spec.key.path),
         partitions_def=partitions_for(dataset.partitioning, settings),
         backfill_policy=backfill_policy_for(dataset.partitioning),
         required_resource_keys=resource_keys,
-        owners=OWNERS,
-        kinds={"python", "parquet", "duckdb"},
-        tags=tags,
-        metadata={
-            "table": dataset.table,
-            "key": ", ".join(dataset.key),
-            "dagster/column_schema": column_schema(dataset),
-            "dagster/table_name": f"warehouse.{dataset.table}",
-        },
         pool=f"provider_{primary}",
-        output_required=False,
+        can_subset=True,
         check_specs=[
             AssetCheckSpec(
                 VALID_ROWS_CHECK,
@@ -294,7 +304,8 @@ def build_ingestion_asset(asset_spec: IngestionAssetSpec, settings: Settings) ->
         for note in outcome.notes:
             context.log.info(note)
         if outcome.skipped:
-            context.log.warning(f"{asset_spec.key.to_user_string()} skipped: {outcome.skipped_reason}")
+            name = asset_spec.key.to_user_string()
+            context.log.warning(f"{name} skipped: {outcome.skipped_reason}")
             context.log_event(
                 AssetObservation(
                     asset_key=asset_spec.key,
@@ -304,7 +315,11 @@ def build_ingestion_asset(asset_spec: IngestionAssetSpec, settings: Settings) ->
             )
             return
         storage.warehouse().ensure_views()
-        yield _materialize_result(asset_spec, outcome, storage)
+        result = _materialize_result(asset_spec, outcome, storage)
+        selected = {check.name for check in context.selected_asset_check_keys}
+        yield result._replace(
+            check_results=[c for c in result.check_results or [] if c.check_name in selected]
+        )
 
     return _ingest
 

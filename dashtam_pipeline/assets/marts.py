@@ -159,7 +159,7 @@ def build_mart_asset(mart: MartSpec) -> AssetsDefinition:
         storage: StorageResource = context.resources.storage
         lake = storage.lake()
         with lake_connection(lake.root) as con:
-            table = con.execute(mart.sql).fetch_arrow_table()
+            table = con.execute(mart.sql).to_arrow_table()
         path = write_mart(lake.root, mart.name, table)
         storage.warehouse().ensure_views()
         return MaterializeResult(

@@ -389,6 +389,12 @@ class ChaseFileClient:
         self.rejected_files = []
         return moved
 
+    def after_landed(self) -> list[str]:
+        """Called by the ingestion once rows and quarantine records are written: only then
+        are refused files moved out of the inbox, so a crash never loses a file."""
+        return [f"chase_file: moved refused file {p.name} to {p.parent}"
+                for p in self.quarantine_rejected()]
+
     def close(self) -> None:
         """Nothing to release (for symmetry with the HTTP clients)."""
 
