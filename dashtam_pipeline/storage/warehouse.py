@@ -1,0 +1,371 @@
+"""The DuckDB warehouse: schemas, views over the Parquet lake, and table macros — no data.
+
+Because the lake is the record, writers never open the DuckDB file: a multiprocess run,
+a backfill and an analyst's ``dashtam query`` never fight over DuckDB's file lock. The file
+is opened read-write only by ``ensure_views``, and only when a definition changed (each
+object's definition is fingerprinted in ``ops._views``); when an analyst holds the file it
+retries briefly, then gives up with a warning — the data is already in the lake and the
+views read the lake's files by glob, so new rows show up without any write here.
+
+Every view casts each column to its contract type (derived from the dataset's pandera
+model), so ``DESCRIBE market.quotes`` says exactly what ``CONTRACT.md`` says whatever the
+Parquet writer did.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+import pandas as pd
+import pyarrow as pa_arrow
+
+from dashtam_pipeline.errors import PipelineError
+from dashtam_pipeline.registry import Domain
+from dashtam_pipeline.schemas.base import duckdb_columns
+from dashtam_pipeline.storage.lake import TABLE_LAYOUTS, Lake, TableLayout
+from dashtam_pipeline.storage.locks import LockTimeout, exclusive_lock
+
+log = logging.getLogger(__name__)
+
+SCHEMAS = tuple(domain.value for domain in Domain)
+MARTS_SCHEMA = Domain.MARTS.value
+VIEWS_TABLE = "ops._views"
+OPEN_END = "DATE '9999-12-31'"
+#: How long ``query`` waits for ``ensure_views`` to release the file (it holds it briefly).
+READ_RETRY_SECONDS = 10.0
+#: How long ``ensure_views`` waits for readers before leaving the views for next time.
+WRITE_RETRY_SECONDS = 5.0
+_RETRY_PAUSE = 0.1
+#: Statement types a read-only query may run; anything else is a write attempt.
+_READ_STATEMENTS = frozenset({"SELECT", "EXPLAIN", "PRAGMA", "CALL", "SET", "VARIABLE_SET"})
+_T = TypeVar("_T")
+
+
+class WarehouseError(PipelineError):
+    """A warehouse query or definition failed; the message says what to do."""
+
+
+# --- definitions -----------------------------------------------------------------------
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _qualified(name: str) -> str:
+    return ".".join(_quote(part) for part in name.split("."))
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def table_select(layout: TableLayout, lake: Lake) -> str:
+    """The SELECT behind a contract table's view: every published file of the table, each
+    column cast to its contract type. When the table has no file at all (a transient
+    in-memory connection before anything landed) it is an empty relation of that shape."""
+    columns = duckdb_columns(layout.model)
+    if lake.files(layout):
+        source = f"read_parquet({_literal(lake.glob(layout))}, union_by_name=true)"
+        casts = (f"CAST({_quote(c)} AS {t}) AS {_quote(c)}" for c, t in columns.items())
+        return f"SELECT {', '.join(casts)} FROM {source}"
+    nulls = (f"CAST(NULL AS {t}) AS {_quote(c)}" for c, t in columns.items())
+    return f"SELECT {', '.join(nulls)} WHERE false"
+
+
+def mart_names(lake: Lake) -> list[str]:
+    """Marts written to ``<lake>/marts/<name>/`` (see ``write_mart``)."""
+    root = lake.root / MARTS_SCHEMA
+    if not root.is_dir():
+        return []
+    return sorted(d.name for d in root.iterdir() if d.is_dir() and any(d.glob("*.parquet")))
+
+
+def view_definitions(lake: Lake) -> dict[str, str]:
+    """Every warehouse object over ``lake``, by name, as the statement that creates it.
+
+    Order matters: schemas first, then tables' views, then what is defined on them.
+    """
+    definitions = {f"schema:{s}": f"CREATE SCHEMA IF NOT EXISTS {_quote(s)}" for s in SCHEMAS}
+    for table, layout in TABLE_LAYOUTS.items():
+        definitions[table] = (
+            f"CREATE OR REPLACE VIEW {_qualified(table)} AS {table_select(layout, lake)}"
+        )
+    definitions["macro.fred_latest"] = (
+        "CREATE OR REPLACE VIEW macro.fred_latest AS "
+        "SELECT series_id, date, value FROM macro.fred_observations "
+        f"WHERE realtime_end = {OPEN_END}"
+    )
+    definitions["macro.fred_as_of"] = (
+        "CREATE OR REPLACE MACRO macro.fred_as_of(as_of) AS TABLE "
+        "SELECT series_id, date, value FROM macro.fred_observations "
+        "WHERE realtime_start <= CAST(as_of AS DATE) AND CAST(as_of AS DATE) <= realtime_end"
+    )
+    for name in mart_names(lake):
+        glob = str((lake.root / MARTS_SCHEMA / name).resolve() / "*.parquet")
+        definitions[f"{MARTS_SCHEMA}.{name}"] = (
+            f"CREATE OR REPLACE VIEW {_qualified(f'{MARTS_SCHEMA}.{name}')} AS "
+            f"SELECT * FROM read_parquet({_literal(glob)}, union_by_name=true)"
+        )
+    return definitions
+
+
+def _fingerprint(statement: str) -> str:
+    return hashlib.sha256(statement.encode()).hexdigest()
+
+
+# --- the in-memory lake connection (marts, checks) ------------------------------------
+@contextmanager
+def lake_connection(lake_root: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB with the warehouse's schemas, views and macros over the lake.
+
+    For SQL that must run while others hold the warehouse file (marts, checks): it never
+    opens that file, so it never waits for a lock.
+    """
+    con = duckdb.connect()
+    try:
+        for statement in view_definitions(Lake(lake_root)).values():
+            con.execute(statement)
+        yield con
+    finally:
+        con.close()
+
+
+def write_mart(lake_root: Path, name: str, table: pa_arrow.Table) -> Path:
+    """Replace mart ``name`` with ``table`` (atomically; ``marts.<name>`` reads it)."""
+    return Lake(lake_root).replace_table(MARTS_SCHEMA, name, table)
+
+
+# --- the warehouse file ----------------------------------------------------------------
+def _is_lock_conflict(exc: duckdb.Error) -> bool:
+    """Another process (or another connection of this one, with a different mode) has the
+    file: worth retrying, unlike a real error."""
+    text = str(exc)
+    return "Could not set lock" in text or "different configuration" in text
+
+
+class Warehouse:
+    """The analysts' DuckDB file at ``path``, over the lake at ``lake_root``."""
+
+    def __init__(self, path: Path, lake_root: Path) -> None:
+        self.path = Path(path).resolve()
+        self.lake = Lake(Path(lake_root).resolve())
+        self._lock_path = self.path.with_name(f".{self.path.name}.lock")
+
+    # --- definitions -------------------------------------------------------------------
+    def ensure_views(self) -> bool:
+        """Create or update every schema, view and macro whose definition changed.
+
+        Returns True when the warehouse is up to date, False when readers kept the file
+        busy (logged as a warning; the data is in the lake, the views follow next time).
+        Never raises for a busy file: an analyst's open session must not fail a run.
+        """
+        for layout in TABLE_LAYOUTS.values():
+            self.lake.ensure_table(layout)
+        return self._apply(view_definitions(self.lake))
+
+    def register_view(self, name: str, sql: str) -> bool:
+        """Create (or replace) view ``name`` (schema-qualified, e.g. ``marts.x``) as
+        ``sql``; same busy-file behaviour as ``ensure_views``."""
+        schema = name.split(".")[0]
+        return self._apply(
+            {
+                f"schema:{schema}": f"CREATE SCHEMA IF NOT EXISTS {_quote(schema)}",
+                name: f"CREATE OR REPLACE VIEW {_qualified(name)} AS {sql}",
+            }
+        )
+
+    def _apply(self, definitions: dict[str, str]) -> bool:
+        if not self._changed(definitions):
+            return True
+        try:
+            with exclusive_lock(
+                self._lock_path, timeout=WRITE_RETRY_SECONDS, purpose="the warehouse definitions"
+            ):
+                changed = self._changed(definitions)
+                if changed:
+                    self._with_retry(
+                        lambda con: self._write(con, changed),
+                        read_only=False,
+                        patience=WRITE_RETRY_SECONDS,
+                    )
+            return True
+        except (_Busy, LockTimeout) as exc:
+            log.warning(
+                "warehouse views not updated: %s is in use (%s); the data is in the lake and "
+                "the views will be updated by the next run",
+                self.path,
+                exc,
+            )
+            return False
+
+    def _changed(self, definitions: dict[str, str]) -> dict[str, str]:
+        """The definitions whose fingerprint differs from what the file records."""
+        if not self.path.exists():
+            return definitions
+        try:
+            recorded = self._with_retry(self._recorded, read_only=True, patience=0)
+        except _Busy:
+            return definitions  # cannot tell: the writer re-checks under its lock
+        return {
+            name: sql
+            for name, sql in definitions.items()
+            if recorded.get(name) != _fingerprint(sql)
+        }
+
+    @staticmethod
+    def _recorded(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+        exists = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'ops' AND table_name = ?",
+            [VIEWS_TABLE.split(".")[1]],
+        ).fetchone()
+        if not exists or not exists[0]:
+            return {}
+        return dict(con.execute(f"SELECT name, fingerprint FROM {VIEWS_TABLE}").fetchall())
+
+    def _write(self, con: duckdb.DuckDBPyConnection, changed: dict[str, str]) -> None:
+        con.execute("BEGIN")
+        try:
+            con.execute("CREATE SCHEMA IF NOT EXISTS ops")
+            con.execute(
+                f"CREATE TABLE IF NOT EXISTS {VIEWS_TABLE} (name VARCHAR PRIMARY KEY, "
+                "fingerprint VARCHAR NOT NULL, updated_at TIMESTAMPTZ NOT NULL)"
+            )
+            for name, statement in changed.items():
+                con.execute(statement)
+                con.execute(
+                    f"INSERT OR REPLACE INTO {VIEWS_TABLE} VALUES (?, ?, now())",
+                    [name, _fingerprint(statement)],
+                )
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    # --- connections -------------------------------------------------------------------
+    def _with_retry(
+        self,
+        work: Callable[[duckdb.DuckDBPyConnection], _T],
+        *,
+        read_only: bool,
+        patience: float,
+    ) -> _T:
+        """Run ``work`` on a fresh connection, retrying while another process holds the
+        file (DuckDB allows one writer process, or many readers)."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.Error as exc:
+                if not _is_lock_conflict(exc):
+                    raise WarehouseError(f"cannot open the warehouse {self.path}: {exc}") from exc
+                if time.monotonic() >= deadline:
+                    raise _Busy(str(exc).splitlines()[0]) from exc
+                time.sleep(_RETRY_PAUSE)
+                continue
+            try:
+                return work(con)
+            finally:
+                con.close()
+
+    def _read(self, work: Callable[[duckdb.DuckDBPyConnection], _T]) -> _T:
+        if not self.path.exists():
+            raise WarehouseError(
+                f"there is no warehouse at {self.path} yet: run `make demo` or "
+                "`dashtam materialize` first"
+            )
+        try:
+            return self._with_retry(work, read_only=True, patience=READ_RETRY_SECONDS)
+        except _Busy as exc:
+            raise WarehouseError(
+                f"the warehouse {self.path} stayed locked by a writer for "
+                f"{READ_RETRY_SECONDS:g}s; retry in a moment ({exc})"
+            ) from exc
+
+    # --- queries -----------------------------------------------------------------------
+    def query(
+        self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run read-only SQL; returns the column names and the rows.
+
+        Works while pipeline runs write the lake. A write statement raises
+        ``WarehouseError`` ("the warehouse is read-only through dashtam query: ...");
+        bad SQL raises ``WarehouseError`` with DuckDB's message.
+        """
+        _refuse_writes(sql)
+
+        def run(con: duckdb.DuckDBPyConnection) -> tuple[list[str], list[tuple[Any, ...]]]:
+            cursor = _execute(con, sql, params)
+            columns = [d[0] for d in cursor.description or []]
+            return columns, cursor.fetchall() if cursor.description else []
+
+        return self._read(run)
+
+    def query_df(
+        self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        """``query`` as a DataFrame (same read-only rules)."""
+        _refuse_writes(sql)
+        return self._read(lambda con: _execute(con, sql, params).df())
+
+    def row_counts(self) -> dict[str, int]:
+        """Rows per contract table (every registry dataset and ``ops.quarantine``)."""
+        sql = " UNION ALL ".join(
+            f"SELECT {_literal(t)} AS name, count(*) AS n FROM {_qualified(t)}"
+            for t in TABLE_LAYOUTS
+        )
+        _, rows = self.query(sql)
+        counts = dict(rows)
+        return {table: int(counts[table]) for table in TABLE_LAYOUTS}
+
+    def duplicate_keys(self, table: str, key: Sequence[str]) -> int:
+        """How many key values occur more than once in ``table`` (0 when healthy). NULL
+        key parts compare equal, as they do when the lake merges rows."""
+        columns = ", ".join(_quote(k) for k in key)
+        _, rows = self.query(
+            f"SELECT count(*) FROM (SELECT {columns} FROM {_qualified(table)} "
+            "GROUP BY ALL HAVING count(*) > 1)"
+        )
+        return int(rows[0][0])
+
+
+class _Busy(Exception):
+    """The warehouse file stayed locked by another connection for the whole retry window."""
+
+
+def _refuse_writes(sql: str) -> None:
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise WarehouseError(str(exc)) from exc
+    if not statements:
+        raise WarehouseError("no SQL statement to run")
+    for statement in statements:
+        kind = statement.type.name
+        if kind not in _READ_STATEMENTS:
+            raise WarehouseError(
+                f"the warehouse is read-only through dashtam query: {kind} statements are "
+                "refused; the pipeline writes the data (dashtam materialize)"
+            )
+
+
+def _execute(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    params: Sequence[Any] | dict[str, Any] | None,
+) -> duckdb.DuckDBPyConnection:
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        return con.execute(sql, params) if params is not None else con.execute(sql)
+    except duckdb.Error as exc:
+        text = str(exc)
+        if "read-only mode" in text:
+            raise WarehouseError(
+                f"the warehouse is read-only through dashtam query: {text}"
+            ) from exc
+        raise WarehouseError(text) from exc

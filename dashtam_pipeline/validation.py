@@ -1,0 +1,220 @@
+"""Row-level validation: good rows land, bad rows are quarantined with every reason.
+
+A provider that sends one bad row out of a thousand must not cost us the other 999, and
+must not fail the nightly run; but nothing that breaks the contract may reach the lake.
+``validate`` runs the dataset's pandera model lazily (collecting every failure), drops
+the failing rows, re-validates the remainder until it is clean, and returns the coerced
+good rows plus one ``QuarantineRecord`` per rejected row naming each check it failed.
+
+A failure that concerns a whole column (a missing column, a check that cannot run at all)
+has no row to blame: it persists after the bad rows are gone, so every row is quarantined
+with that reason instead of raising, and the run carries on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaErrors
+
+from dashtam_pipeline.registry import Dataset
+from dashtam_pipeline.schemas import SCHEMAS
+from dashtam_pipeline.schemas.base import column_names, empty_frame
+from dashtam_pipeline.storage.lake import table_layout
+
+#: Validation passes before giving up on a frame whose failures keep moving (a guard: each
+#: pass with row failures removes rows, so real frames converge in two or three).
+MAX_PASSES = 10
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class QuarantineRecord:
+    """One rejected row (or file, or response), kept in ``ops.quarantine``.
+
+    ``dataset`` is the table the row was meant for (``market.quotes``); ``record`` the raw
+    row as JSON (or the raw text), secrets already removed by the caller.
+    """
+
+    provider: str
+    dataset: str
+    partition_key: str | None
+    reason: str
+    record: str
+    quarantined_at: dt.datetime = field(default_factory=_utc_now)
+
+    @property
+    def quarantine_id(self) -> str:
+        """Hash of what was rejected and why (not when): re-running the same bad input
+        lands on the same ``ops.quarantine`` row instead of adding another."""
+        parts = [self.provider, self.dataset, self.partition_key, self.reason, self.record]
+        return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """The split of one frame: rows to upsert, rows to quarantine, and why."""
+
+    valid: pd.DataFrame
+    quarantined: list[QuarantineRecord]
+    failures_by_check: dict[str, int]
+    duplicates_dropped: int
+
+    @property
+    def rows_valid(self) -> int:
+        return len(self.valid)
+
+    @property
+    def rows_quarantined(self) -> int:
+        return len(self.quarantined)
+
+
+def validate(
+    dataset_or_model: Dataset | str | type[pa.DataFrameModel],
+    frame: pd.DataFrame,
+    *,
+    provider: str,
+    table: str,
+    partition_key: str | None = None,
+) -> ValidationResult:
+    """Validate ``frame`` against its dataset's model; never raises for bad data.
+
+    ``valid`` holds the coerced rows, contract columns in contract order, one row per key
+    (the last one wins; ``duplicates_dropped`` counts the others). Each quarantined
+    record's reason lists every check its row failed, e.g.
+    ``price: greater_than(0) failed (value -2.0)``.
+    """
+    model = _resolve_model(dataset_or_model)
+    key = list(table_layout(table).key)
+    raw = frame.reset_index(drop=True)
+    reasons: dict[int, list[str]] = defaultdict(list)
+    remaining = raw
+    valid: pd.DataFrame | None = None
+    column_reasons: list[str] = []
+
+    for _ in range(MAX_PASSES):
+        try:
+            valid = model.validate(remaining, lazy=True)
+            break
+        except SchemaErrors as exc:
+            row_reasons, column_reasons = _explain(exc.failure_cases)
+        if not row_reasons:
+            break  # only whole-column failures left: no row can be kept
+        for index, texts in row_reasons.items():
+            reasons[index].extend(texts)
+        remaining = remaining.drop(index=list(row_reasons))
+    else:
+        column_reasons = ["validation did not converge: failures kept moving between rows"]
+
+    if valid is None:
+        for index in raw.index:
+            reasons[index].extend(column_reasons)
+        valid = empty_frame(model)
+
+    failures = Counter(text.split(" failed")[0] for texts in reasons.values() for text in texts)
+    valid = valid[column_names(model)]
+    duplicated = valid.duplicated(subset=key, keep="last") if len(valid) else None
+    dropped = int(duplicated.sum()) if duplicated is not None else 0
+    if dropped:
+        valid = valid[~duplicated]
+    quarantined = [
+        QuarantineRecord(
+            provider=provider,
+            dataset=table,
+            partition_key=partition_key,
+            reason="; ".join(texts),
+            record=_row_json(raw.loc[index]),
+        )
+        for index, texts in sorted(reasons.items())
+    ]
+    return ValidationResult(
+        valid=valid.reset_index(drop=True),
+        quarantined=quarantined,
+        failures_by_check=dict(failures),
+        duplicates_dropped=dropped,
+    )
+
+
+def _resolve_model(
+    dataset_or_model: Dataset | str | type[pa.DataFrameModel],
+) -> type[pa.DataFrameModel]:
+    if isinstance(dataset_or_model, type):
+        return dataset_or_model
+    return SCHEMAS[Dataset(dataset_or_model)]
+
+
+def _explain(failure_cases: pd.DataFrame) -> tuple[dict[int, list[str]], list[str]]:
+    """Readable reasons from pandera's failure cases: per row (by index), and for failures
+    with no row (whole column or whole frame)."""
+    by_row: dict[int, list[str]] = defaultdict(list)
+    whole: list[str] = []
+    coerce_failed = {
+        (case.column, case.index)
+        for case in failure_cases.itertuples()
+        if str(case.check).startswith("coerce_dtype")
+    }
+    for case in failure_cases.itertuples():
+        check = str(case.check)
+        if case.index is None or (isinstance(case.index, float) and math.isnan(case.index)):
+            text = _whole_reason(case.schema_context, case.column, check, case.failure_case)
+            if text not in whole:
+                whole.append(text)
+            continue
+        index = int(case.index)
+        if check.startswith("dtype(") and (case.column, case.index) in coerce_failed:
+            continue  # the coercion failure already says it
+        if case.schema_context == "DataFrameSchema":
+            text = f"row check {check} failed"
+        else:
+            text = f"{case.column}: {check} failed (value {_show(case.failure_case)})"
+        if text not in by_row[index]:
+            by_row[index].append(text)
+    return dict(by_row), whole
+
+
+def _whole_reason(context: str, column: object, check: str, failure: object) -> str:
+    if check == "column_in_dataframe":
+        return f"{failure}: column_in_dataframe failed (column missing)"
+    if context == "DataFrameSchema":
+        return f"row check {check} failed ({failure})"
+    return f"{column}: {check} failed ({failure})"
+
+
+def _show(value: object) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _row_json(row: pd.Series) -> str:
+    return json.dumps(
+        {str(k): _jsonable(v) for k, v in row.items()},
+        default=str,
+        ensure_ascii=False,
+        sort_keys=True,
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    """A raw cell as JSON: NaN/NaT as null, numpy scalars as Python, the rest as text."""
+    if isinstance(value, (list, dict, tuple)):
+        return value
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        return str(value)
+    if isinstance(value, (dt.date, dt.datetime, pd.Timestamp)):
+        return value.isoformat()
+    if hasattr(value, "item"):
+        return value.item()
+    return value
