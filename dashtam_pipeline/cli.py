@@ -70,7 +70,9 @@ def cmd_providers(args: argparse.Namespace) -> int:
                 e["category"],
                 e["auth_type"],
                 ",".join(e["capabilities"]),
-                "present" if e["settings_present"] else "missing: " + ",".join(e["missing_settings"]),
+                "present"
+                if e["settings_present"]
+                else "missing: " + ",".join(e["missing_settings"]),
             ]
             for e in entries
         ],
@@ -200,7 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_providers)
 
     p = sub.add_parser("materialize", help="materialize assets through the Dagster instance")
-    p.add_argument("--select", help="Dagster asset selection, e.g. 'group:market' or 'key:market/quotes'")
+    p.add_argument(
+        "--select", help="Dagster asset selection, e.g. 'group:market' or 'key:market/quotes'"
+    )
     p.add_argument("--partition", help="one partition key (YYYY-MM-DD, or a FRED series id)")
     p.add_argument("--from", dest="start", help="first partition key of a range")
     p.add_argument("--to", dest="end", help="last partition key of a range")

@@ -106,7 +106,7 @@ def plan_runs(
     wanted = partition or start or end
     plans: list[RunPlan] = []
     matched_partitioned = False
-    for (is_mart, partitions_def), group_keys in sorted(
+    for (_is_mart, partitions_def), group_keys in sorted(
         groups.items(), key=lambda item: (item[0][0], item[0][1] is not None)
     ):
         names = ", ".join(k.to_user_string() for k in group_keys)
@@ -192,16 +192,22 @@ def execute_plans(
 def _collect(report: MaterializeReport, plan: RunPlan, result) -> None:  # type: ignore[no-untyped-def]
     for key in plan.asset_keys:
         report.assets.setdefault(key.to_user_string(), AssetReport(key.to_user_string(), "not_run"))
+    # A run over several partitions records one materialization per partition, each with
+    # the run's metadata: count a run's rows once per asset.
+    rows_this_run: dict[str, int] = {}
     for event in result.get_asset_materialization_events():
         mat = event.event_specific_data.materialization
         name = mat.asset_key.to_user_string()
-        rows = mat.metadata.get("rows_written")
         entry = report.assets[name]
         entry.status = "materialized"
-        entry.rows = (entry.rows or 0) + (int(rows.value) if rows is not None else 0)
+        rows = mat.metadata.get("rows_written") or mat.metadata.get("dagster/row_count")
+        if rows is not None:
+            rows_this_run[name] = int(rows.value)
         served = mat.metadata.get("served_by")
         if served is not None and served.value:
             entry.detail = f"served by {served.value}"
+    for name, rows in rows_this_run.items():
+        report.assets[name].rows = (report.assets[name].rows or 0) + rows
     for event in result.get_asset_observation_events():
         obs = event.event_specific_data.asset_observation
         skipped = obs.metadata.get("skipped")

@@ -118,7 +118,7 @@ MARTS: tuple[MartSpec, ...] = (
         datasets=(Dataset.POSITIONS, Dataset.DAILY_BARS),
         mart_deps=("holdings",),
         description=(
-            "Daily market value per account: positions in force that day × that day's close "
+            "Daily market value per account: positions in force that day times that day's close "
             "from market.daily_bars (unpriced positions, e.g. options, are counted)."
         ),
         sql=DAILY_PORTFOLIO_VALUE_SQL,
@@ -159,7 +159,7 @@ def build_mart_asset(mart: MartSpec) -> AssetsDefinition:
         storage: StorageResource = context.resources.storage
         lake = storage.lake()
         with lake_connection(lake.root) as con:
-            table = con.execute(mart.sql).to_arrow_table()
+            table = con.sql(mart.sql).to_arrow_table()
         path = write_mart(lake.root, mart.name, table)
         storage.warehouse().ensure_views()
         return MaterializeResult(
