@@ -44,8 +44,7 @@ def ensure_dagster_home(settings: Settings) -> Path:
 
 def get_instance(settings: Settings) -> DagsterInstance:
     """The instance in ``DAGSTER_HOME`` (created on first use)."""
-    ensure_dagster_home(settings)
-    return DagsterInstance.get()
+    return DagsterInstance.from_config(str(ensure_dagster_home(settings)))
 
 
 if __name__ == "__main__":  # `python -m dashtam_pipeline.instance` prints DAGSTER_HOME (make ui)

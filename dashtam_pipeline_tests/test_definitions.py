@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from dagster import AssetKey, build_schedule_context, instance_for_test
+from dagster import AssetKey, build_schedule_context
 
 from dashtam_pipeline.assets.factory import ingestion_asset_specs
 from dashtam_pipeline.definitions import build_definitions
@@ -51,22 +51,21 @@ def test_nightly_schedules_request_previous_trading_day(data_dir) -> None:
     # Monday 02:00 New York: the previous trading day is Friday.
     monday = dt.datetime(2026, 11, 23, 2, 0, tzinfo=NY)
     requested: set[str] = set()
-    with instance_for_test() as instance:
-        for name in ("nightly_daily", "nightly_fred", "nightly_snapshots"):
-            schedule = defs.resolve_schedule_def(name)
-            assert schedule.cron_schedule == "0 2 * * *"
-            assert schedule.execution_timezone == "America/New_York"
-            context = build_schedule_context(
-                instance=instance, scheduled_execution_time=monday,
-                repository_def=defs.get_repository_def(),
-            )
-            (request,) = schedule.evaluate_tick(context).run_requests
-            assert request.run_key.startswith("nightly-2026-11-23-")
-            job = defs.resolve_job_def(schedule.job_name)
-            requested |= {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
-            if name == "nightly_daily":
-                assert request.partition_key == "2026-11-20"
-            if name == "nightly_fred":
-                assert request.tags[PARTITION_RANGE_START] == "GDP"
-                assert request.tags[PARTITION_RANGE_END] == "INDPRO"
+    for name in ("nightly_daily", "nightly_fred", "nightly_snapshots"):
+        schedule = defs.resolve_schedule_def(name)
+        assert schedule.cron_schedule == "0 2 * * *"
+        assert schedule.execution_timezone == "America/New_York"
+        context = build_schedule_context(
+            scheduled_execution_time=monday,
+            repository_def=defs.get_repository_def(),
+        )
+        (request,) = schedule.evaluate_tick(context).run_requests
+        assert request.run_key.startswith("nightly-2026-11-23-")
+        job = defs.resolve_job_def(schedule.job_name)
+        requested |= {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
+        if name == "nightly_daily":
+            assert request.partition_key == "2026-11-20"
+        if name == "nightly_fred":
+            assert request.tags[PARTITION_RANGE_START] == "GDP"
+            assert request.tags[PARTITION_RANGE_END] == "INDPRO"
     assert requested == {s.key.to_user_string() for s in ingestion_asset_specs()}

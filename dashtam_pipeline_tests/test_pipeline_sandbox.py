@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance
 
 from dashtam_pipeline.definitions import build_definitions
 from dashtam_pipeline.demo import CONTRACT_TABLES, prepare_demo
-from dashtam_pipeline.instance import ensure_dagster_home
+from dashtam_pipeline.instance import get_instance
 from dashtam_pipeline.registry import DATASETS
 from dashtam_pipeline.runner import execute_plans, plan_runs, resolve_selection
 from dashtam_pipeline.settings import load_settings
@@ -30,10 +29,9 @@ def sandbox_env(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def materialize_all(selection: str | None = None):  # type: ignore[no-untyped-def]
     settings = load_settings()
-    ensure_dagster_home(settings)
     defs = build_definitions(settings)
     plans = plan_runs(defs, resolve_selection(defs, selection))
-    with DagsterInstance.get() as instance:
+    with get_instance(settings) as instance:
         return execute_plans(instance, plans, in_process=True)
 
 
