@@ -95,7 +95,7 @@ def test_views_have_exactly_the_contract_types(warehouse: Warehouse, table: str)
 
 def test_every_contract_table_is_queryable_before_any_data(warehouse: Warehouse) -> None:
     counts = warehouse.row_counts()
-    assert set(counts) == set(TABLE_LAYOUTS)
+    assert set(counts) == {*TABLE_LAYOUTS, "macro.fred_latest"}  # no mart built yet
     assert set(counts.values()) == {0}
     assert warehouse.query("SELECT * FROM macro.fred_as_of(DATE '2025-01-01')") == (
         ["series_id", "date", "value"],

@@ -169,7 +169,7 @@ def _materialize_result(
 ) -> MaterializeResult:
     dataset = asset_spec.dataset
     lake_root = storage.lake().root
-    duplicates = duplicate_key_count(lake_root, dataset)
+    duplicates = duplicate_key_count(lake_root, dataset.table, dataset.key)
     owned_by = outcome.served_by if asset_spec.single_provider_label else None
     validation = outcome.validation
     failures = dict(validation.failures_by_check) if validation else {}

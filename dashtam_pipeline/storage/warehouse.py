@@ -314,14 +314,20 @@ class Warehouse:
         return self._read(lambda con: _execute(con, sql, params).df())
 
     def row_counts(self) -> dict[str, int]:
-        """Rows per contract table (every registry dataset and ``ops.quarantine``)."""
+        """Rows per warehouse relation: every contract table, ``macro.fred_latest`` and
+        every mart that has been built."""
+        relations = [
+            *TABLE_LAYOUTS,
+            "macro.fred_latest",
+            *(f"{MARTS_SCHEMA}.{name}" for name in mart_names(self.lake)),
+        ]
         sql = " UNION ALL ".join(
             f"SELECT {_literal(t)} AS name, count(*) AS n FROM {_qualified(t)}"
-            for t in TABLE_LAYOUTS
+            for t in relations
         )
         _, rows = self.query(sql)
         counts = dict(rows)
-        return {table: int(counts[table]) for table in TABLE_LAYOUTS}
+        return {name: int(counts[name]) for name in relations}
 
     def duplicate_keys(self, table: str, key: Sequence[str]) -> int:
         """How many key values occur more than once in ``table`` (0 when healthy). NULL
