@@ -138,7 +138,3 @@ def sandboxed(
     if not settings.sandbox or transport is not None:
         return settings, transport
     return replace(settings, base_url=sandbox_base_url(settings.meta.slug)), sandbox_transport()
-
-
-def empty_frame(columns: Sequence[str]) -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})

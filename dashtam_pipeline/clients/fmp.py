@@ -15,19 +15,24 @@ so the asset can quarantine them while the good rows land.
 from __future__ import annotations
 
 import datetime as dt
-import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
 import pandas as pd
-import pandera.pandas as pa
 
 from dashtam_pipeline.clients.base import FetchRequest, FetchResult, ProviderClient, RejectedRecord
+from dashtam_pipeline.clients.records import (
+    Record,
+    build_rows,
+    concat_frames,
+    number,
+    required,
+    typed_frame,
+)
 from dashtam_pipeline.errors import ErrorKind, ProviderError
 from dashtam_pipeline.registry import ProviderSlug
-from dashtam_pipeline.schemas.base import column_names
 from dashtam_pipeline.schemas.market import (
     DailyBarSchema,
     EarningsSchema,
@@ -42,30 +47,11 @@ NEW_YORK = ZoneInfo("America/New_York")
 STATEMENT_LIMIT = 5
 EARNINGS_LIMIT = 12
 
-Record = Mapping[str, Any]
-
 
 # -- value conversion ------------------------------------------------------------------
-def _number(record: Record, *keys: str) -> float | None:
-    """The first present key as a float (FMP sends some numbers as strings); ``None`` when
-    absent or null. A value that is not a number raises ``ValueError`` naming the field."""
-    for key in keys:
-        value = record.get(key)
-        if value is None or value == "":
-            continue
-        if isinstance(value, bool):
-            raise ValueError(f"field {key!r}: {value!r} is not a number")
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"field {key!r}: {value!r} is not a number") from None
-        return None if math.isnan(number) else number
-    return None
-
-
 def _integer(record: Record, *keys: str) -> int | None:
-    number = _number(record, *keys)
-    return None if number is None else round(number)
+    value = number(record, *keys)
+    return None if value is None else round(value)
 
 
 def _date(record: Record, *keys: str) -> dt.date | None:
@@ -89,15 +75,11 @@ def _text(record: Record, *keys: str) -> str | None:
     return None
 
 
-def _required(value: Any, name: str) -> Any:
-    if value is None:
-        raise ValueError(f"field {name!r} is missing")
-    return value
 
 
 def _symbol(record: Record, fallback: str | None) -> str:
     """Canonical symbol of a record (``BRK-B`` → ``BRK.B``), or the one that was asked for."""
-    return to_canonical(_required(_text(record, "symbol") or fallback, "symbol"))
+    return to_canonical(required(_text(record, "symbol") or fallback, "symbol"))
 
 
 # -- shape helpers -----------------------------------------------------------------------
@@ -112,30 +94,19 @@ def _records(body: Any, dataset: str) -> list[Any]:
         f"{dataset}: expected a JSON array, got {type(body).__name__}",
     )
 
-
 def _rows(
-    records: Iterable[Any],
+    body: Any,
     build: Callable[[Record], dict[str, Any]],
     dataset: str,
     rejected: list[RejectedRecord] | None,
 ) -> list[dict[str, Any]]:
-    """Build one row per record; a record that cannot be read is rejected, not fatal."""
-    rows: list[dict[str, Any]] = []
-    for record in records:
-        try:
-            if not isinstance(record, Mapping):
-                raise ValueError(f"record is a {type(record).__name__}, not an object")
-            rows.append(build(record))
-        except ValueError as exc:
-            if rejected is not None:
-                rejected.append(RejectedRecord(f"{PROVIDER} {dataset}: {exc}", record))
-    return rows
+    """One row per record of ``body`` (see ``records.build_rows``); a record that cannot
+    be read is rejected as ``{PROVIDER} <dataset>: <reason>``, not fatal."""
+    return build_rows(_records(body, dataset), build, f"{PROVIDER} {dataset}", rejected)
 
 
-def _frame(rows: list[dict[str, Any]], model: type[pa.DataFrameModel]) -> pd.DataFrame:
-    """Rows in exactly the schema's columns and dtypes (values are checked later, by the asset)."""
-    frame = pd.DataFrame.from_records(rows, columns=column_names(model))
-    return model.to_schema().coerce_dtype(frame)
+
+
 
 
 # -- parsers -----------------------------------------------------------------------------
@@ -152,28 +123,28 @@ def parse_quotes(
     """
 
     def build(record: Record) -> dict[str, Any]:
-        seconds = _required(_integer(record, "timestamp"), "timestamp")
+        seconds = required(_integer(record, "timestamp"), "timestamp")
         quoted_at = pd.Timestamp(seconds, unit="s", tz="UTC")
         return {
             "symbol": _symbol(record, symbol),
             "quote_date": quoted_at.tz_convert(NEW_YORK).date(),
-            "price": _required(_number(record, "price"), "price"),
-            "open": _number(record, "open"),
-            "day_high": _number(record, "dayHigh"),
-            "day_low": _number(record, "dayLow"),
-            "previous_close": _number(record, "previousClose"),
-            "change": _number(record, "change"),
-            "change_pct": _number(record, "changePercentage", "changesPercentage"),
+            "price": required(number(record, "price"), "price"),
+            "open": number(record, "open"),
+            "day_high": number(record, "dayHigh"),
+            "day_low": number(record, "dayLow"),
+            "previous_close": number(record, "previousClose"),
+            "change": number(record, "change"),
+            "change_pct": number(record, "changePercentage", "changesPercentage"),
             "volume": _integer(record, "volume"),
-            "market_cap": _number(record, "marketCap"),
+            "market_cap": number(record, "marketCap"),
             "exchange": _text(record, "exchange"),
             "quoted_at": quoted_at,
             "provider": provider_label,
             "is_stale": False,
         }
 
-    rows = _rows(_records(body, "quotes"), build, "quotes", rejected)
-    return _frame(rows, QuoteSchema)
+    rows = _rows(body, build, "quotes", rejected)
+    return typed_frame(QuoteSchema, rows)
 
 
 def parse_daily_bars(
@@ -192,39 +163,39 @@ def parse_daily_bars(
     def build(record: Record) -> dict[str, Any]:
         return {
             "symbol": _symbol(record, symbol),
-            "date": _required(_date(record, "date"), "date"),
-            "open": _required(_number(record, "open"), "open"),
-            "high": _required(_number(record, "high"), "high"),
-            "low": _required(_number(record, "low"), "low"),
-            "close": _required(_number(record, "close"), "close"),
-            "volume": _number(record, "volume"),
-            "vwap": _number(record, "vwap"),
+            "date": required(_date(record, "date"), "date"),
+            "open": required(number(record, "open"), "open"),
+            "high": required(number(record, "high"), "high"),
+            "low": required(number(record, "low"), "low"),
+            "close": required(number(record, "close"), "close"),
+            "volume": number(record, "volume"),
+            "vwap": number(record, "vwap"),
             "provider": provider_label,
         }
 
-    rows = _rows(_records(body, "daily_bars"), build, "daily_bars", rejected)
+    rows = _rows(body, build, "daily_bars", rejected)
     rows.sort(key=lambda row: (row["symbol"], row["date"]))
-    return _frame(rows, DailyBarSchema)
+    return typed_frame(DailyBarSchema, rows)
 
 
 def _income_fields(record: Record) -> dict[str, Any]:
     return {
-        "revenue": _number(record, "revenue"),
-        "gross_profit": _number(record, "grossProfit"),
-        "operating_income": _number(record, "operatingIncome"),
-        "net_income": _number(record, "netIncome"),
-        "eps": _number(record, "eps"),
-        "eps_diluted": _number(record, "epsDiluted", "epsdiluted"),
-        "weighted_shares_diluted": _number(record, "weightedAverageShsOutDil"),
+        "revenue": number(record, "revenue"),
+        "gross_profit": number(record, "grossProfit"),
+        "operating_income": number(record, "operatingIncome"),
+        "net_income": number(record, "netIncome"),
+        "eps": number(record, "eps"),
+        "eps_diluted": number(record, "epsDiluted", "epsdiluted"),
+        "weighted_shares_diluted": number(record, "weightedAverageShsOutDil"),
     }
 
 
 def _balance_fields(record: Record) -> dict[str, Any]:
     return {
-        "total_assets": _number(record, "totalAssets"),
-        "total_liabilities": _number(record, "totalLiabilities"),
-        "total_equity": _number(record, "totalStockholdersEquity", "totalEquity"),
-        "cash_and_equivalents": _number(record, "cashAndCashEquivalents"),
+        "total_assets": number(record, "totalAssets"),
+        "total_liabilities": number(record, "totalLiabilities"),
+        "total_equity": number(record, "totalStockholdersEquity", "totalEquity"),
+        "cash_and_equivalents": number(record, "cashAndCashEquivalents"),
     }
 
 
@@ -246,8 +217,8 @@ def parse_fundamentals(
             # read everything first: a record rejected half-way leaves no partial row
             key = (
                 _symbol(record, symbol),
-                _required(_date(record, "date"), "date"),
-                _required(_text(record, "period"), "period").upper(),
+                required(_date(record, "date"), "date"),
+                required(_text(record, "period"), "period").upper(),
             )
             shared = {
                 "fiscal_year": _integer(record, "fiscalYear", "calendarYear"),
@@ -265,12 +236,10 @@ def parse_fundamentals(
 
         return build
 
-    _rows(_records(income_body, "fundamentals"), collect(_income_fields), "fundamentals",
-          rejected)
-    _rows(_records(balance_body, "fundamentals"), collect(_balance_fields), "fundamentals",
-          rejected)
+    _rows(income_body, collect(_income_fields), "fundamentals", rejected)
+    _rows(balance_body, collect(_balance_fields), "fundamentals", rejected)
     rows = [merged[key] for key in sorted(merged)]
-    return _frame(rows, FundamentalsSchema)
+    return typed_frame(FundamentalsSchema, rows)
 
 
 def parse_earnings(
@@ -286,17 +255,17 @@ def parse_earnings(
     def build(record: Record) -> dict[str, Any]:
         return {
             "symbol": _symbol(record, symbol),
-            "report_date": _required(_date(record, "date"), "date"),
-            "eps_actual": _number(record, "epsActual", "eps"),
-            "eps_estimate": _number(record, "epsEstimated"),
-            "revenue_actual": _number(record, "revenueActual", "revenue"),
-            "revenue_estimate": _number(record, "revenueEstimated"),
+            "report_date": required(_date(record, "date"), "date"),
+            "eps_actual": number(record, "epsActual", "eps"),
+            "eps_estimate": number(record, "epsEstimated"),
+            "revenue_actual": number(record, "revenueActual", "revenue"),
+            "revenue_estimate": number(record, "revenueEstimated"),
             "provider": provider_label,
         }
 
-    rows = _rows(_records(body, "earnings"), build, "earnings", rejected)
+    rows = _rows(body, build, "earnings", rejected)
     rows.sort(key=lambda row: (row["symbol"], row["report_date"]))
-    return _frame(rows, EarningsSchema)
+    return typed_frame(EarningsSchema, rows)
 
 
 PROFILE_COLUMNS = ["symbol", "company_name", "exchange", "currency", "market_cap", "sector",
@@ -317,7 +286,7 @@ def parse_profile(body: Any, *, rejected: list[RejectedRecord] | None = None) ->
             "company_name": _text(record, "companyName"),
             "exchange": _text(record, "exchangeShortName", "exchange"),
             "currency": _text(record, "currency"),
-            "market_cap": _number(record, "marketCap", "mktCap"),
+            "market_cap": number(record, "marketCap", "mktCap"),
             "sector": _text(record, "sector"),
             "industry": _text(record, "industry"),
             "country": _text(record, "country"),
@@ -326,7 +295,7 @@ def parse_profile(body: Any, *, rejected: list[RejectedRecord] | None = None) ->
             "is_actively_trading": record.get("isActivelyTrading"),
         }
 
-    rows = _rows(_records(body, "profile"), build, "profile", rejected)
+    rows = _rows(body, build, "profile", rejected)
     return pd.DataFrame.from_records(rows, columns=PROFILE_COLUMNS)
 
 
@@ -380,7 +349,7 @@ class FMPClient(ProviderClient):
         return self.http.get_json(path, {"symbol": to_provider(symbol, self.slug), **params})
 
     def fetch_quotes(self, request: FetchRequest) -> FetchResult:
-        result = FetchResult(_frame([], QuoteSchema))
+        result = FetchResult(typed_frame(QuoteSchema))
         frames = []
         for symbol in request.symbols:
             body = self._get("/quote", symbol)
@@ -389,11 +358,11 @@ class FMPClient(ProviderClient):
                 continue
             frames.append(parse_quotes(body, self.provider_label, symbol=symbol,
                                        rejected=result.rejected))
-        result.frame = _concat(frames, result.frame)
+        result.frame = concat_frames(frames, result.frame)
         return result
 
     def fetch_daily_bars(self, request: FetchRequest) -> FetchResult:
-        result = FetchResult(_frame([], DailyBarSchema))
+        result = FetchResult(typed_frame(DailyBarSchema))
         frames = []
         for symbol in request.symbols:
             body = self._get("/historical-price-eod/full", symbol,
@@ -404,13 +373,13 @@ class FMPClient(ProviderClient):
                 result.notes.append(f"{PROVIDER}: no daily bars for {symbol} "
                                     f"{_iso(request.start)}..{_iso(request.end)}")
             frames.append(frame)
-        result.frame = _concat(frames, result.frame)
+        result.frame = concat_frames(frames, result.frame)
         return result
 
     def fetch_fundamentals(self, request: FetchRequest) -> FetchResult:
         """Annual and quarterly statements. Quarterly data is a paid feature on some plans:
         when FMP refuses it, the annual rows still land and the refusal is noted."""
-        result = FetchResult(_frame([], FundamentalsSchema))
+        result = FetchResult(typed_frame(FundamentalsSchema))
         frames = []
         for symbol in request.symbols:
             for period in ("annual", "quarter"):
@@ -427,25 +396,20 @@ class FMPClient(ProviderClient):
                     raise
                 frames.append(parse_fundamentals(income, balance, self.provider_label,
                                                  symbol=symbol, rejected=result.rejected))
-        result.frame = _concat(frames, result.frame)
+        result.frame = concat_frames(frames, result.frame)
         return result
 
     def fetch_earnings(self, request: FetchRequest) -> FetchResult:
-        result = FetchResult(_frame([], EarningsSchema))
+        result = FetchResult(typed_frame(EarningsSchema))
         frames = []
         for symbol in request.symbols:
             body = self._get("/earnings", symbol, limit=EARNINGS_LIMIT)
             frames.append(parse_earnings(body, self.provider_label, symbol=symbol,
                                          rejected=result.rejected))
-        result.frame = _concat(frames, result.frame)
+        result.frame = concat_frames(frames, result.frame)
         return result
 
 
 def _iso(day: dt.date | None) -> str | None:
     return day.isoformat() if day else None
 
-
-def _concat(frames: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
-    """Concatenate per-symbol frames, keeping the schema's dtypes when there are none."""
-    frames = [frame for frame in frames if not frame.empty]
-    return pd.concat(frames, ignore_index=True) if frames else empty

@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 import pandas as pd
 
 from dashtam_pipeline.clients.base import FetchRequest, FetchResult, ProviderClient, RejectedRecord
+from dashtam_pipeline.clients.records import combine_results, concat_frames, typed_frame
 from dashtam_pipeline.errors import ErrorKind, ProviderError, error_for_status
 from dashtam_pipeline.registry import ProviderSlug
-from dashtam_pipeline.schemas.base import column_names, empty_frame
+from dashtam_pipeline.schemas.base import column_names
 from dashtam_pipeline.schemas.macro import FredObservationSchema, FredSeriesSchema
 
 #: ALFRED's whole real-time period: every vintage ever published, up to the current one.
@@ -75,7 +76,7 @@ def parse_observations(body: Any, series_id: str) -> FetchResult:
     """
     observations = _observations_array(body)
     if not observations:
-        return FetchResult(empty_frame(FredObservationSchema))
+        return FetchResult(typed_frame(FredObservationSchema))
     raw = pd.DataFrame.from_records(observations, columns=list(_OBSERVATION_FIELDS))
     frame = pd.DataFrame({"series_id": series_id}, index=raw.index)
     bad = pd.Series("", index=raw.index, dtype=object)
@@ -185,19 +186,18 @@ class FredClient(ProviderClient):
     def fetch_fred_series(self, request: FetchRequest) -> FetchResult:
         """Metadata of each of ``request.series_ids`` (one ``/series`` call per id)."""
         frames: list[pd.DataFrame] = []
-        result = FetchResult(empty_frame(FredSeriesSchema))
+        result = FetchResult(typed_frame(FredSeriesSchema))
         for series_id in request.series_ids:
             body = self._per_series(result, series_id, "/series", {"series_id": series_id})
             if body is not None:
                 frames.append(parse_series(body))
-        if frames:
-            result.frame = pd.concat(frames, ignore_index=True)
+        result.frame = concat_frames(frames, result.frame)
         return result
 
     def fetch_fred_observations(self, request: FetchRequest) -> FetchResult:
         """Every vintage of every observation of each of ``request.series_ids``."""
         results = [self.fetch_observations(series_id) for series_id in request.series_ids]
-        return _combine(results, empty_frame(FredObservationSchema))
+        return combine_results(results, typed_frame(FredObservationSchema))
 
     def fetch_observations(
         self,
@@ -223,7 +223,7 @@ class FredClient(ProviderClient):
             "observation_end": _iso(observation_end),
             "limit": limit,
         }
-        skipped = FetchResult(empty_frame(FredObservationSchema))
+        skipped = FetchResult(typed_frame(FredObservationSchema))
         pages = [skipped]
         offset = 0
         while True:
@@ -235,7 +235,7 @@ class FredClient(ProviderClient):
             if not _observations_array(body) or offset + limit >= _count(body):
                 break
             offset += limit
-        return _combine(pages, skipped.frame)
+        return combine_results(pages, skipped.frame)
 
     def fetch_vintage_dates(self, series_id: str) -> list[dt.date]:
         """Days on which the series' values were published or revised."""
@@ -274,14 +274,3 @@ def _count(body: Mapping[str, Any]) -> int:
             f"observations 'count' is not a number: {json.dumps(body.get('count'))}",
             endpoint="/series/observations",
         ) from None
-
-
-def _combine(results: Iterable[FetchResult], empty: pd.DataFrame) -> FetchResult:
-    """Concatenate results' frames, rejects and notes (empty frame when nothing came)."""
-    results = list(results)
-    frames = [r.frame for r in results if not r.frame.empty]
-    return FetchResult(
-        pd.concat(frames, ignore_index=True) if frames else empty,
-        [rejected for r in results for rejected in r.rejected],
-        [note for r in results for note in r.notes],
-    )

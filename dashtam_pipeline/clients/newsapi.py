@@ -21,9 +21,10 @@ import httpx
 import pandas as pd
 
 from dashtam_pipeline.clients.base import FetchRequest, FetchResult, ProviderClient, RejectedRecord
+from dashtam_pipeline.clients.records import combine_results, typed_frame
 from dashtam_pipeline.errors import ErrorKind, ProviderError, error_for_status
 from dashtam_pipeline.registry import ProviderSlug
-from dashtam_pipeline.schemas.base import column_names, empty_frame
+from dashtam_pipeline.schemas.base import column_names
 from dashtam_pipeline.schemas.news import NewsArticleSchema
 from dashtam_pipeline.sentiment import score_article
 
@@ -79,7 +80,7 @@ def parse_articles(
     title or publication time is rejected with its reason.
     """
     rows: list[dict[str, Any]] = []
-    result = FetchResult(empty_frame(NewsArticleSchema))
+    result = FetchResult(typed_frame(NewsArticleSchema))
     removed = 0
     for raw in _articles_array(body):
         reason = _rejection_reason(raw)
@@ -228,12 +229,7 @@ class NewsApiClient(ProviderClient):
             for query in request.queries
             for page in self._pages(query, query if query in symbols else None, window)
         ]
-        frames = [r.frame for r in results if not r.frame.empty]
-        result = FetchResult(
-            pd.concat(frames, ignore_index=True) if frames else empty_frame(NewsArticleSchema),
-            [rejected for r in results for rejected in r.rejected],
-            [note for r in results for note in r.notes],
-        )
+        result = combine_results(results, typed_frame(NewsArticleSchema))
         before = len(result.frame)
         result.frame = result.frame.drop_duplicates(["article_id", "symbol"]).reset_index(drop=True)
         if len(result.frame) < before:
@@ -257,7 +253,7 @@ class NewsApiClient(ProviderClient):
                 if page == 1 or not _is_result_cap(error):
                     raise
                 yield FetchResult(
-                    empty_frame(NewsArticleSchema),
+                    typed_frame(NewsArticleSchema),
                     notes=[f"{query!r}: stopped at page {page}, the plan's result cap "
                            f"(maximumResultsReached)"],
                 )
@@ -266,6 +262,6 @@ class NewsApiClient(ProviderClient):
             if page * self.page_size >= _total_results(body):
                 return
         yield FetchResult(
-            empty_frame(NewsArticleSchema),
+            typed_frame(NewsArticleSchema),
             notes=[f"{query!r}: read the first {self.max_pages} pages only (MAX_PAGES)"],
         )

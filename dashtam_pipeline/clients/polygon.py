@@ -14,20 +14,25 @@ records they cannot read go to an optional ``rejected`` list with the reason.
 from __future__ import annotations
 
 import datetime as dt
-import math
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
 
 import httpx
 import pandas as pd
-import pandera.pandas as pa
 
 from dashtam_pipeline.clients.base import FetchRequest, FetchResult, ProviderClient, RejectedRecord
+from dashtam_pipeline.clients.records import (
+    Record,
+    build_rows,
+    concat_frames,
+    number,
+    required,
+    typed_frame,
+)
 from dashtam_pipeline.errors import ErrorKind, ProviderError, error_for_status
 from dashtam_pipeline.registry import ProviderSlug
-from dashtam_pipeline.schemas.base import column_names
 from dashtam_pipeline.schemas.market import DailyBarSchema, OptionContractSchema, QuoteSchema
 from dashtam_pipeline.symbols import to_canonical, to_provider
 
@@ -39,28 +44,8 @@ MAX_PAGES = 200
 SNAPSHOT_PAGE_SIZE = 250
 AGGS_PAGE_SIZE = 50000
 
-Record = Mapping[str, Any]
-
 
 # -- value conversion ------------------------------------------------------------------
-def _number(record: Record | None, key: str) -> float | None:
-    """``record[key]`` as a float, ``None`` when absent; a non-number raises ``ValueError``."""
-    value = (record or {}).get(key)
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise ValueError(f"field {key!r}: {value!r} is not a number")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"field {key!r}: {value!r} is not a number") from None
-    return None if math.isnan(number) else number
-
-
-def _required(value: Any, name: str) -> Any:
-    if value is None:
-        raise ValueError(f"field {name!r} is missing")
-    return value
 
 
 def _epoch_integer(value: Any, name: str) -> int:
@@ -125,30 +110,19 @@ def _results(body: Any, dataset: str) -> list[Any]:
         return []
     return [results] if isinstance(results, Mapping) else list(results)
 
-
 def _rows(
-    records: Iterable[Any],
+    body: Any,
     build: Callable[[Record], dict[str, Any]],
     dataset: str,
     rejected: list[RejectedRecord] | None,
 ) -> list[dict[str, Any]]:
-    """Build one row per record; a record that cannot be read is rejected, not fatal."""
-    rows: list[dict[str, Any]] = []
-    for record in records:
-        try:
-            if not isinstance(record, Mapping):
-                raise ValueError(f"record is a {type(record).__name__}, not an object")
-            rows.append(build(record))
-        except ValueError as exc:
-            if rejected is not None:
-                rejected.append(RejectedRecord(f"{PROVIDER} {dataset}: {exc}", record))
-    return rows
+    """One row per record of ``body`` (see ``records.build_rows``); a record that cannot
+    be read is rejected as ``{PROVIDER} <dataset>: <reason>``, not fatal."""
+    return build_rows(_results(body, dataset), build, f"{PROVIDER} {dataset}", rejected)
 
 
-def _frame(rows: list[dict[str, Any]], model: type[pa.DataFrameModel]) -> pd.DataFrame:
-    """Rows in exactly the schema's columns and dtypes (values are checked later, by the asset)."""
-    frame = pd.DataFrame.from_records(rows, columns=column_names(model))
-    return model.to_schema().coerce_dtype(frame)
+
+
 
 
 # -- aggregates --------------------------------------------------------------------------
@@ -163,21 +137,21 @@ def _agg_rows(
 
     def build(record: Record) -> dict[str, Any]:
         timestamp = ms_to_timestamp(record.get("t"))
-        name = _required(record.get("T") or ticker or symbol, "T")
+        name = required(record.get("T") or ticker or symbol, "T")
         return {
             "symbol": to_canonical(str(name)),
             "timestamp": timestamp,
             "date": ny_date(timestamp),
-            "open": _number(record, "o"),
-            "high": _number(record, "h"),
-            "low": _number(record, "l"),
-            "close": _number(record, "c"),
-            "volume": _number(record, "v"),
-            "vwap": _number(record, "vw"),
-            "transactions": _number(record, "n"),
+            "open": number(record, "o"),
+            "high": number(record, "h"),
+            "low": number(record, "l"),
+            "close": number(record, "c"),
+            "volume": number(record, "v"),
+            "vwap": number(record, "vw"),
+            "transactions": number(record, "n"),
         }
 
-    return _rows(_results(body, "aggregates"), build, "aggregates", rejected)
+    return _rows(body, build, "aggregates", rejected)
 
 
 def parse_aggs(
@@ -202,7 +176,7 @@ def parse_daily_bars(
     """``/v2/aggs/ticker/{T}/range/1/day/...`` → ``DailyBarSchema`` rows, oldest first."""
     rows = [{**bar, "provider": provider_label} for bar in _agg_rows(body, symbol, rejected)]
     rows.sort(key=lambda row: (row["symbol"], row["date"]))
-    return _frame(rows, DailyBarSchema)
+    return typed_frame(DailyBarSchema, rows)
 
 
 def parse_prev_quotes(
@@ -234,7 +208,7 @@ def parse_prev_quotes(
         }
         for bar in _agg_rows(body, symbol, rejected)
     ]
-    return _frame(rows, QuoteSchema)
+    return typed_frame(QuoteSchema, rows)
 
 
 # -- options -----------------------------------------------------------------------------
@@ -257,36 +231,36 @@ def parse_options_snapshot(
         day = record.get("day") or {}
         greeks = record.get("greeks") or {}
         asset = record.get("underlying_asset") or {}
-        contract = occ_contract(str(_required(details.get("ticker"), "details.ticker")))
-        expiration = _required(details.get("expiration_date"), "details.expiration_date")
-        last_price = _number(day, "close")
+        contract = occ_contract(str(required(details.get("ticker"), "details.ticker")))
+        expiration = required(details.get("expiration_date"), "details.expiration_date")
+        last_price = number(day, "close")
         if last_price is None:
-            last_price = _number(record.get("last_trade"), "price")
+            last_price = number(record.get("last_trade"), "price")
         return {
             "contract": contract,
             "underlying": to_canonical(
-                str(_required(asset.get("ticker") or underlying, "underlying_asset.ticker"))
+                str(required(asset.get("ticker") or underlying, "underlying_asset.ticker"))
             ),
             "contract_type": str(
-                _required(details.get("contract_type"), "details.contract_type")
+                required(details.get("contract_type"), "details.contract_type")
             ).lower(),
-            "strike": _required(_number(details, "strike_price"), "details.strike_price"),
+            "strike": required(number(details, "strike_price"), "details.strike_price"),
             "expiration": _iso_date(expiration, "details.expiration_date"),
             "as_of_date": as_of,
-            "volume": _number(day, "volume"),
-            "open_interest": _number(record, "open_interest"),
-            "implied_volatility": _number(record, "implied_volatility"),
-            "delta": _number(greeks, "delta"),
-            "gamma": _number(greeks, "gamma"),
-            "theta": _number(greeks, "theta"),
-            "vega": _number(greeks, "vega"),
+            "volume": number(day, "volume"),
+            "open_interest": number(record, "open_interest"),
+            "implied_volatility": number(record, "implied_volatility"),
+            "delta": number(greeks, "delta"),
+            "gamma": number(greeks, "gamma"),
+            "theta": number(greeks, "theta"),
+            "vega": number(greeks, "vega"),
             "last_price": last_price,
             "provider": provider_label,
         }
 
-    rows = _rows(_results(body, "options_chain"), build, "options_chain", rejected)
+    rows = _rows(body, build, "options_chain", rejected)
     rows.sort(key=lambda row: row["contract"])
-    return _frame(rows, OptionContractSchema)
+    return typed_frame(OptionContractSchema, rows)
 
 
 def _iso_date(value: Any, name: str) -> dt.date:
@@ -308,19 +282,19 @@ def parse_options_contracts(
 
     def build(record: Record) -> dict[str, Any]:
         return {
-            "contract": occ_contract(str(_required(record.get("ticker"), "ticker"))),
+            "contract": occ_contract(str(required(record.get("ticker"), "ticker"))),
             "underlying": to_canonical(
-                str(_required(record.get("underlying_ticker"), "underlying_ticker"))
+                str(required(record.get("underlying_ticker"), "underlying_ticker"))
             ),
-            "contract_type": str(_required(record.get("contract_type"), "contract_type")),
-            "strike": _required(_number(record, "strike_price"), "strike_price"),
+            "contract_type": str(required(record.get("contract_type"), "contract_type")),
+            "strike": required(number(record, "strike_price"), "strike_price"),
             "expiration": _iso_date(record.get("expiration_date"), "expiration_date"),
             "exercise_style": record.get("exercise_style"),
-            "shares_per_contract": _number(record, "shares_per_contract"),
+            "shares_per_contract": number(record, "shares_per_contract"),
             "primary_exchange": record.get("primary_exchange"),
         }
 
-    rows = _rows(_results(body, "options_contracts"), build, "options_contracts", rejected)
+    rows = _rows(body, build, "options_contracts", rejected)
     return pd.DataFrame.from_records(rows, columns=OPTION_CONTRACT_COLUMNS)
 
 
@@ -346,9 +320,9 @@ def parse_last_trade(
 
     def build(record: Record) -> dict[str, Any]:
         return {
-            "symbol": to_canonical(str(_required(record.get("T") or symbol, "T"))),
-            "price": _required(_number(record, "p"), "p"),
-            "size": _number(record, "s"),
+            "symbol": to_canonical(str(required(record.get("T") or symbol, "T"))),
+            "price": required(number(record, "p"), "p"),
+            "size": number(record, "s"),
             "exchange": record.get("x"),
             "conditions": list(record.get("c") or []),
             "trade_id": record.get("i"),
@@ -357,7 +331,7 @@ def parse_last_trade(
             "trf_timestamp": _optional_ns(record, "f"),
         }
 
-    return _ns_frame(_rows(_results(body, "last_trade"), build, "last_trade", rejected),
+    return _ns_frame(_rows(body, build, "last_trade", rejected),
                      TRADE_COLUMNS)
 
 
@@ -370,8 +344,8 @@ def parse_trades(
     def build(record: Record) -> dict[str, Any]:
         return {
             "symbol": to_canonical(symbol),
-            "price": _required(_number(record, "price"), "price"),
-            "size": _number(record, "size"),
+            "price": required(number(record, "price"), "price"),
+            "size": number(record, "size"),
             "exchange": record.get("exchange"),
             "conditions": list(record.get("conditions") or []),
             "trade_id": record.get("id"),
@@ -380,7 +354,7 @@ def parse_trades(
             "trf_timestamp": _optional_ns(record, "trf_timestamp"),
         }
 
-    return _ns_frame(_rows(_results(body, "trades"), build, "trades", rejected), TRADE_COLUMNS)
+    return _ns_frame(_rows(body, build, "trades", rejected), TRADE_COLUMNS)
 
 
 def parse_last_nbbo(
@@ -390,18 +364,18 @@ def parse_last_nbbo(
 
     def build(record: Record) -> dict[str, Any]:
         return {
-            "symbol": to_canonical(str(_required(record.get("T") or symbol, "T"))),
-            "bid": _number(record, "p"),
-            "bid_size": _number(record, "s"),
+            "symbol": to_canonical(str(required(record.get("T") or symbol, "T"))),
+            "bid": number(record, "p"),
+            "bid_size": number(record, "s"),
             "bid_exchange": record.get("x"),
-            "ask": _number(record, "P"),
-            "ask_size": _number(record, "S"),
+            "ask": number(record, "P"),
+            "ask_size": number(record, "S"),
             "ask_exchange": record.get("X"),
             "sip_timestamp": ns_to_timestamp(record.get("t"), "t"),
             "participant_timestamp": _optional_ns(record, "y"),
         }
 
-    return _ns_frame(_rows(_results(body, "last_nbbo"), build, "last_nbbo", rejected),
+    return _ns_frame(_rows(body, build, "last_nbbo", rejected),
                      NBBO_COLUMNS)
 
 
@@ -476,7 +450,7 @@ class PolygonClient(ProviderClient):
         return parts._replace(query="", fragment="").geturl(), query
 
     def fetch_quotes(self, request: FetchRequest) -> FetchResult:
-        result = FetchResult(_frame([], QuoteSchema))
+        result = FetchResult(typed_frame(QuoteSchema))
         frames = []
         for symbol in request.symbols:
             ticker = to_provider(symbol, self.slug)
@@ -486,13 +460,13 @@ class PolygonClient(ProviderClient):
             if frame.empty:
                 result.notes.append(f"{PROVIDER}: no previous-day bar for {symbol}")
             frames.append(frame)
-        result.frame = _concat(frames, result.frame)
+        result.frame = concat_frames(frames, result.frame)
         return result
 
     def fetch_daily_bars(self, request: FetchRequest) -> FetchResult:
         end = request.end or request.start or request.as_of or today_in_new_york()
         start = request.start or end
-        result = FetchResult(_frame([], DailyBarSchema))
+        result = FetchResult(typed_frame(DailyBarSchema))
         frames = []
         for symbol in request.symbols:
             ticker = to_provider(symbol, self.slug)
@@ -506,12 +480,12 @@ class PolygonClient(ProviderClient):
             if all(page.empty for page in pages):
                 result.notes.append(f"{PROVIDER}: no daily bars for {symbol} {start}..{end}")
             frames.extend(pages)
-        result.frame = _concat(frames, result.frame)
+        result.frame = concat_frames(frames, result.frame)
         return result
 
     def fetch_options_chain(self, request: FetchRequest) -> FetchResult:
         as_of = request.as_of or today_in_new_york()
-        result = FetchResult(_frame([], OptionContractSchema))
+        result = FetchResult(typed_frame(OptionContractSchema))
         frames = []
         for symbol in request.symbols:
             underlying = to_provider(symbol, self.slug)
@@ -521,14 +495,9 @@ class PolygonClient(ProviderClient):
                     body, self.provider_label, as_of=as_of, underlying=symbol,
                     rejected=result.rejected,
                 ))
-        result.frame = _concat(frames, result.frame)
+        result.frame = concat_frames(frames, result.frame)
         if result.frame.empty:
             result.notes.append(f"{PROVIDER}: no option contracts for "
                                 f"{', '.join(request.symbols)} on {as_of}")
         return result
 
-
-def _concat(frames: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
-    """Concatenate per-page frames, keeping the schema's dtypes when there are none."""
-    frames = [frame for frame in frames if not frame.empty]
-    return pd.concat(frames, ignore_index=True) if frames else empty

@@ -1,0 +1,100 @@
+"""Turning provider records into typed frames: what the market-data clients share.
+
+A parser reads a body's records one by one with ``build_rows``: a record that cannot be read
+(not an object, a required field missing, a number that is not one) is appended to the
+caller's ``rejected`` list with the reason, and the good rows still land. ``typed_frame``
+puts rows into exactly a pandera model's columns and dtypes (values are checked later,
+by the asset), so an empty answer has the same dtypes as a full one.
+
+Brokerage money fields (strings such as ``"$1,234.56"`` read as exact decimals) have
+their own readers in ``dashtam_pipeline.accounts``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import pandera.pandas as pa
+
+from dashtam_pipeline.clients.base import FetchResult, RejectedRecord
+from dashtam_pipeline.schemas.base import column_names
+
+Record = Mapping[str, Any]
+
+
+# -- field readers -----------------------------------------------------------------------
+def number(record: Record | None, *keys: str) -> float | None:
+    """The first present key as a float (some providers send numbers as strings); ``None``
+    when absent, empty or NaN. A value that is not a number raises ``ValueError`` naming
+    the field."""
+    record = record or {}
+    for key in keys:
+        value = record.get(key)
+        if value is None or value == "":
+            continue
+        if isinstance(value, bool):
+            raise ValueError(f"field {key!r}: {value!r} is not a number")
+        try:
+            result = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"field {key!r}: {value!r} is not a number") from None
+        return None if math.isnan(result) else result
+    return None
+
+
+def required(value: Any, name: str) -> Any:
+    """``value``, or ``ValueError`` saying the field ``name`` is missing when it is None."""
+    if value is None:
+        raise ValueError(f"field {name!r} is missing")
+    return value
+
+
+# -- records → rows → frames --------------------------------------------------------------
+def build_rows(
+    records: Iterable[Any],
+    build: Callable[[Record], dict[str, Any]],
+    label: str,
+    rejected: list[RejectedRecord] | None,
+) -> list[dict[str, Any]]:
+    """One row per record; a record that cannot be read is rejected with the reason
+    (prefixed with ``label``, e.g. ``"fmp quotes"``), not fatal."""
+    built: list[dict[str, Any]] = []
+    for record in records:
+        try:
+            if not isinstance(record, Mapping):
+                raise ValueError(f"record is a {type(record).__name__}, not an object")
+            built.append(build(record))
+        except ValueError as exc:
+            if rejected is not None:
+                rejected.append(RejectedRecord(f"{label}: {exc}", record))
+    return built
+
+
+def typed_frame(
+    model: type[pa.DataFrameModel], rows: Sequence[Mapping[str, Any]] = ()
+) -> pd.DataFrame:
+    """Rows in exactly the model's columns and dtypes (values are checked later, by the
+    asset); no rows gives an empty frame with those dtypes."""
+    frame = pd.DataFrame.from_records(list(rows), columns=column_names(model))
+    return model.to_schema().coerce_dtype(frame)
+
+
+def concat_frames(frames: Iterable[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
+    """Concatenate per-symbol or per-page frames, ``empty`` (keeping the schema's dtypes)
+    when none has rows."""
+    frames = [frame for frame in frames if not frame.empty]
+    return pd.concat(frames, ignore_index=True) if frames else empty
+
+
+def combine_results(results: Iterable[FetchResult], empty: pd.DataFrame) -> FetchResult:
+    """One result from several: frames concatenated (``empty`` when none has rows),
+    rejected records and notes kept in order."""
+    results = list(results)
+    return FetchResult(
+        concat_frames((r.frame for r in results), empty),
+        [rejected for r in results for rejected in r.rejected],
+        [note for r in results for note in r.notes],
+    )
