@@ -1,0 +1,184 @@
+"""Integration over real sockets: the sandbox served on loopback, the pipeline configured
+as in production (base URLs, keys, no DASHTAM_SANDBOX), assets materialized in a real
+Dagster instance. Covers fallback, quarantine of bad rows and files, skipping, and that
+no key or token lands anywhere under DASHTAM_DATA_DIR or in captured output."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dashtam_pipeline.clients import schwab
+from dashtam_pipeline.connections import connect_oauth_provider
+from dashtam_pipeline.definitions import build_definitions
+from dashtam_pipeline.instance import get_instance
+from dashtam_pipeline.runner import MaterializeReport, execute_plans, plan_runs, resolve_selection
+from dashtam_pipeline.sandbox.server import SandboxServer, environment_lines, serve
+from dashtam_pipeline.settings import load_settings
+from dashtam_pipeline.storage.warehouse import Warehouse
+
+pytestmark = pytest.mark.integration
+
+KEYS = {
+    "FMP_API_KEY": "fmp-key-7f3a9c2e41",
+    "POLYGON_API_KEY": "polygon-key-0b8d5e",
+    "FRED_API_KEY": "fred-key-5c1e2d9a",
+    "NEWS_API_KEY": "news-key-a4f09b7c",
+    "ALPACA_API_KEY_ID": "alpaca-id-62ce1d",
+    "ALPACA_API_SECRET_KEY": "alpaca-secret-9d3b77f1",
+    "SCHWAB_APP_KEY": "schwab-app-key-1e4f",
+    "SCHWAB_APP_SECRET": "schwab-app-secret-88a2",
+}
+
+
+@pytest.fixture
+def server(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxServer]:
+    with serve() as running:
+        for line in environment_lines(running.url):
+            name, _, value = line.partition("=")
+            monkeypatch.setenv(name, value)
+        for name, value in KEYS.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("DASHTAM_SANDBOX", "false")
+        monkeypatch.setenv("DASHTAM_SYMBOLS", "AAPL,BRK.B")
+        monkeypatch.setenv("DASHTAM_FRED_SERIES", "GDP,UNRATE")
+        monkeypatch.setenv("DASHTAM_NEWS_QUERIES", "AAPL,inflation")
+        yield running
+
+
+def materialize(selection: str | None = None, partition: str | None = None) -> MaterializeReport:
+    settings = load_settings()
+    defs = build_definitions(settings)
+    plans = plan_runs(defs, resolve_selection(defs, selection), partition=partition)
+    with get_instance(settings) as instance:
+        return execute_plans(instance, plans, in_process=True)
+
+
+def query(sql: str) -> list[tuple]:
+    settings = load_settings()
+    return Warehouse(settings.warehouse_path, settings.lake_dir).query(sql)[1]
+
+
+def connect_schwab_like_a_user() -> None:
+    """Follow the authorize redirect (the browser's part) and hand the URL to connect."""
+    settings = load_settings()
+    with httpx.Client(follow_redirects=False) as browser:
+        response = browser.get(schwab.authorize_url(settings))
+    assert response.status_code in (302, 303)
+    connect_oauth_provider("schwab", settings, redirect_url=response.headers["location"])
+
+
+def test_production_configuration_over_loopback(server: SandboxServer, capfd) -> None:
+    connect_schwab_like_a_user()
+    report = materialize()
+    assert report.ok, {k: (a.status, a.detail) for k, a in report.assets.items()}
+    skipped = {k for k, a in report.assets.items() if a.status == "skipped"}
+    assert skipped == {"market/options_chain"}  # basic rights profile
+    assert query("select distinct provider from market.quotes") == [("fmp",)]
+    assert sorted(query("select distinct symbol from market.quotes")) == [("AAPL",), ("BRK.B",)]
+    assert sorted(r[0] for r in query("select distinct provider from brokerage.transactions")) == [
+        "alpaca", "schwab"]
+    news = query("select symbol, query from news.articles group by all order by 2")
+    assert ("AAPL", "AAPL") in news and (None, "inflation") in news
+    counts = server.app.request_counts()
+    assert counts["fmp"] > 0 and counts["fred"] > 0 and counts.get("polygon", 0) == 0
+
+    # no key or token anywhere under the data dir, nor in what the run printed
+    stored = b"".join(p.read_bytes() for p in load_settings().data_dir.rglob("*") if p.is_file())
+    printed = "".join(capfd.readouterr())
+    for value in KEYS.values():
+        assert value.encode() not in stored, f"{value} stored in clear"
+        assert value not in printed
+    assert b"access_token" not in stored  # tokens are in the state store only encrypted
+
+
+def test_fmp_down_polygon_serves_quotes_and_bars(server: SandboxServer) -> None:
+    server.app.add_fault(r"^/fmp/", status=503)
+    report = materialize("key:market/quotes or key:market/daily_bars", partition="2026-11-20")
+    assert report.ok, {k: (a.status, a.detail) for k, a in report.assets.items()}
+    assert query("select distinct provider from market.quotes") == [("polygon",)]
+    assert query("select distinct provider from market.daily_bars") == [("polygon",)]
+    settings = load_settings()
+    with get_instance(settings) as instance:
+        from dagster import AssetKey
+
+        event = instance.get_latest_materialization_event(AssetKey(["market", "quotes"]))
+    fallback = event.asset_materialization.metadata["fallback"].value
+    assert [a["provider"] for a in fallback] == ["fmp", "polygon"]
+    assert fallback[0]["outcome"] == "unavailable" and fallback[1]["outcome"] == "served"
+
+
+def test_every_provider_down_fails_the_asset_by_name(server: SandboxServer) -> None:
+    server.app.add_fault(r"^/(fmp|polygon)/", status=503)
+    report = materialize("key:market/daily_bars", partition="2026-11-20")
+    assert not report.ok
+    entry = report.assets["market/daily_bars"]
+    assert entry.status == "failed"
+    assert "no provider could serve market.daily_bars" in entry.detail
+
+
+def test_bad_rows_are_quarantined_and_good_rows_land(server: SandboxServer) -> None:
+    bad_quote = [{
+        "symbol": "AAPL", "name": "Apple Inc.", "price": -5.0, "changePercentage": 0.1,
+        "change": 0.2, "volume": 100, "dayLow": 10.0, "dayHigh": 9.0, "yearHigh": 1.0,
+        "yearLow": 1.0, "marketCap": 1.0, "priceAvg50": 1.0, "priceAvg200": 1.0,
+        "exchange": "NASDAQ", "open": 1.0, "previousClose": 1.0, "timestamp": 1763758800,
+    }]
+    server.app.add_fault(r"^/fmp/stable/quote$", status=200, body=json.dumps(bad_quote), count=1)
+    report = materialize("key:market/quotes", partition="2026-11-20")
+    assert report.ok  # bad rows warn, they do not fail the run
+    assert "market/quotes:valid_rows" in report.warned_checks
+    rows = query("select provider, dataset, reason, record from ops.quarantine")
+    assert len(rows) == 1
+    provider, dataset, reason, record = rows[0]
+    assert (provider, dataset) == ("fmp", "market.quotes")
+    assert "price" in reason and "day_high_gte_day_low" in reason
+    assert json.loads(record)["symbol"] == "AAPL"
+    assert query("select symbol from market.quotes") == [("BRK.B",)]
+
+    again = materialize("key:market/quotes", partition="2026-11-20")
+    assert again.ok
+    assert sorted(query("select symbol from market.quotes")) == [("AAPL",), ("BRK.B",)]
+    assert len(query("select * from ops.quarantine")) == 1
+
+
+def test_not_a_chase_export_is_moved_aside_with_its_reason(server: SandboxServer) -> None:
+    inbox = load_settings().chase_inbox
+    inbox.mkdir(parents=True)
+    good = Path(__file__).parent / "payloads" / "chase" / "credit_card_personal_test_fixture_sample.csv"
+    (inbox / "Chase1234_Activity_20240105.CSV").write_bytes(good.read_bytes())
+    (inbox / "bank_of_elsewhere.csv").write_text("Date,Payee,Debit\n2024-01-01,Shop,12.00\n")
+    report = materialize("key:brokerage/chase_file_transactions")
+    assert report.ok
+    assert "brokerage/chase_file_transactions:valid_rows" in report.warned_checks
+    assert not (inbox / "bank_of_elsewhere.csv").exists()
+    assert (inbox.parent / "quarantine" / "bank_of_elsewhere.csv").exists()
+    (reason,) = query("select reason from ops.quarantine where provider = 'chase_file'")[0]
+    assert "bank_of_elsewhere.csv" in reason
+    landed = query("select count(*) from brokerage.transactions where provider = 'chase_file'")
+    assert landed[0][0] > 0
+    # the same export dropped again, under another name: no new rows
+    (inbox / "Chase1234_Activity_20240106.CSV").write_bytes(good.read_bytes())
+    assert materialize("key:brokerage/chase_file_transactions").ok
+    assert query(
+        "select count(*) from brokerage.transactions where provider = 'chase_file'"
+    ) == landed
+
+
+def test_missing_keys_skip_that_provider_only(server: SandboxServer, monkeypatch) -> None:
+    monkeypatch.delenv("NEWS_API_KEY")
+    monkeypatch.delenv("ALPACA_API_KEY_ID")
+    report = materialize("group:news or group:brokerage")
+    assert report.ok
+    assert report.assets["news/articles"].status == "skipped"
+    assert "NEWS_API_KEY" in report.assets["news/articles"].detail
+    assert report.assets["brokerage/alpaca_positions"].status == "skipped"
+    assert "ALPACA_API_KEY_ID" in report.assets["brokerage/alpaca_positions"].detail
+    # never connected: Schwab is skipped with the command to run
+    assert report.assets["brokerage/schwab_positions"].status == "skipped"
+    assert "dashtam connect schwab" in report.assets["brokerage/schwab_positions"].detail
+    assert report.assets["brokerage/chase_file_transactions"].status == "materialized"
