@@ -312,6 +312,25 @@ def _ns_frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
     return frame.astype(stamps)
 
 
+def _trade_row(
+    record: Record, symbol: str, *, price: str, size: str, exchange: str, conditions: str,
+    trade_id: str, sip: str, participant: str, trf: str,
+) -> dict[str, Any]:
+    """One trade row; the keyword arguments name the record's keys, which v2 spells with
+    single letters and v3 spells out."""
+    return {
+        "symbol": to_canonical(symbol),
+        "price": required(number(record, price), price),
+        "size": number(record, size),
+        "exchange": record.get(exchange),
+        "conditions": list(record.get(conditions) or []),
+        "trade_id": record.get(trade_id),
+        "sip_timestamp": ns_to_timestamp(record.get(sip), sip),
+        "participant_timestamp": _optional_ns(record, participant),
+        "trf_timestamp": _optional_ns(record, trf),
+    }
+
+
 def parse_last_trade(
     body: Any, *, symbol: str | None = None, rejected: list[RejectedRecord] | None = None
 ) -> pd.DataFrame:
@@ -319,20 +338,12 @@ def parse_last_trade(
     participant time, ``f`` TRF time (all ns), ``c`` condition codes, ``i`` trade id."""
 
     def build(record: Record) -> dict[str, Any]:
-        return {
-            "symbol": to_canonical(str(required(record.get("T") or symbol, "T"))),
-            "price": required(number(record, "p"), "p"),
-            "size": number(record, "s"),
-            "exchange": record.get("x"),
-            "conditions": list(record.get("c") or []),
-            "trade_id": record.get("i"),
-            "sip_timestamp": ns_to_timestamp(record.get("t"), "t"),
-            "participant_timestamp": _optional_ns(record, "y"),
-            "trf_timestamp": _optional_ns(record, "f"),
-        }
+        return _trade_row(
+            record, str(required(record.get("T") or symbol, "T")), price="p", size="s",
+            exchange="x", conditions="c", trade_id="i", sip="t", participant="y", trf="f",
+        )
 
-    return _ns_frame(_rows(body, build, "last_trade", rejected),
-                     TRADE_COLUMNS)
+    return _ns_frame(_rows(body, build, "last_trade", rejected), TRADE_COLUMNS)
 
 
 def parse_trades(
@@ -342,17 +353,11 @@ def parse_trades(
     the request, hence ``symbol``)."""
 
     def build(record: Record) -> dict[str, Any]:
-        return {
-            "symbol": to_canonical(symbol),
-            "price": required(number(record, "price"), "price"),
-            "size": number(record, "size"),
-            "exchange": record.get("exchange"),
-            "conditions": list(record.get("conditions") or []),
-            "trade_id": record.get("id"),
-            "sip_timestamp": ns_to_timestamp(record.get("sip_timestamp"), "sip_timestamp"),
-            "participant_timestamp": _optional_ns(record, "participant_timestamp"),
-            "trf_timestamp": _optional_ns(record, "trf_timestamp"),
-        }
+        return _trade_row(
+            record, symbol, price="price", size="size", exchange="exchange",
+            conditions="conditions", trade_id="id", sip="sip_timestamp",
+            participant="participant_timestamp", trf="trf_timestamp",
+        )
 
     return _ns_frame(_rows(body, build, "trades", rejected), TRADE_COLUMNS)
 
@@ -375,8 +380,7 @@ def parse_last_nbbo(
             "participant_timestamp": _optional_ns(record, "y"),
         }
 
-    return _ns_frame(_rows(body, build, "last_nbbo", rejected),
-                     NBBO_COLUMNS)
+    return _ns_frame(_rows(body, build, "last_nbbo", rejected), NBBO_COLUMNS)
 
 
 # -- errors ------------------------------------------------------------------------------
