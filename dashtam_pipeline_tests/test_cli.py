@@ -1,0 +1,113 @@
+"""End to end: the ``dashtam`` command as a user runs it (a real subprocess each time)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def dashtam(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "dashtam_pipeline.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("DASHTAM_", "DAGSTER_", "FMP_", "POLYGON_", "FRED_", "NEWS_",
+                                  "ALPACA_", "SCHWAB_", "CHASE_"))}
+    clean["DASHTAM_DATA_DIR"] = str(tmp_path / "data")
+    return clean
+
+
+def no_traceback(result: subprocess.CompletedProcess) -> None:
+    assert "Traceback" not in result.stderr, result.stderr
+
+
+def test_providers_json_reports_settings_presence(env: dict[str, str]) -> None:
+    result = dashtam("providers", "--json", env={**env, "FMP_API_KEY": "fmp-secret-value-1"})
+    assert result.returncode == 0, result.stderr
+    entries = {e["slug"]: e for e in json.loads(result.stdout)}
+    assert list(entries) == ["fmp", "polygon", "fred", "newsapi", "schwab", "alpaca", "chase_file"]
+    for entry in entries.values():
+        assert set(entry) >= {"slug", "display_name", "category", "auth_type", "capabilities",
+                              "required_settings", "settings_present", "circuit_state"}
+    assert entries["fmp"]["settings_present"] is True
+    assert entries["polygon"]["settings_present"] is False
+    assert entries["schwab"]["auth_type"] == "oauth"
+    assert entries["schwab"]["required_settings"] == ["SCHWAB_APP_KEY", "SCHWAB_APP_SECRET"]
+    assert entries["chase_file"]["settings_present"] is True
+    assert "fmp-secret-value-1" not in result.stdout + result.stderr
+
+    human = dashtam("providers", env=env)
+    assert human.returncode == 0 and "missing: FMP_API_KEY" in human.stdout
+
+
+def test_query_before_any_data_says_what_to_do(env: dict[str, str]) -> None:
+    result = dashtam("query", "select 1", env=env)
+    assert result.returncode != 0
+    no_traceback(result)
+    assert "make demo" in result.stderr or "dashtam materialize" in result.stderr
+
+
+def test_unknown_asset_is_named(env: dict[str, str]) -> None:
+    result = dashtam("materialize", "--select", "key:market/nope", env=env)
+    assert result.returncode != 0
+    no_traceback(result)
+    assert "market/nope" in result.stderr and "market/quotes" in result.stderr
+
+
+def test_bad_setting_is_a_sentence(env: dict[str, str]) -> None:
+    result = dashtam("providers", env={**env, "DASHTAM_RIGHTS_PROFILE": "platinum"})
+    assert result.returncode != 0
+    no_traceback(result)
+    assert "DASHTAM_RIGHTS_PROFILE" in result.stderr
+
+
+def test_demo_then_query_then_demo_again(env: dict[str, str]) -> None:
+    """The demo fills every table through the multiprocess executor; a second run leaves
+    every count unchanged; query reads it (and refuses to write)."""
+    first = dashtam("demo", env=env, timeout=900)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "rows per table" in first.stdout
+    counts_line = dashtam(
+        "query",
+        "select (select count(*) from market.quotes) q, (select count(*) from macro.fred_latest) f,"
+        " (select count(*) from brokerage.transactions) t,"
+        " (select count(*) from marts.daily_portfolio_value) v",
+        "--format", "json", env=env,
+    )
+    assert counts_line.returncode == 0, counts_line.stderr
+    (counts,) = json.loads(counts_line.stdout)
+    assert all(value > 0 for value in counts.values()), counts
+
+    csv_out = dashtam("query", "select symbol, provider from market.quotes order by symbol",
+                      "--format", "csv", env=env)
+    lines = csv_out.stdout.strip().splitlines()
+    assert lines[0] == "symbol,provider" and "BRK.B,sandbox:fmp" in lines
+
+    refused = dashtam("query", "delete from market.quotes", env=env)
+    assert refused.returncode != 0 and "read-only" in refused.stderr
+    no_traceback(refused)
+    bad = dashtam("query", "selec * from market.quotes", env=env)
+    assert bad.returncode != 0 and "syntax" in bad.stderr.lower()
+    no_traceback(bad)
+
+    second = dashtam("demo", env=env, timeout=900)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert first.stdout.split("rows per table")[1] == second.stdout.split("rows per table")[1]
+
+    runs = Path(env["DASHTAM_DATA_DIR"]) / "dagster_home" / "history"
+    assert runs.is_dir(), "runs were not recorded in the instance the UI reads"
