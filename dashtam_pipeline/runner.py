@@ -18,10 +18,12 @@ from dagster import (
     DagsterInstance,
     Definitions,
     PartitionsDefinition,
+    TimeWindowPartitionsDefinition,
     execute_job,
 )
 from dagster._core.definitions.reconstruct import ReconstructableRepository
 
+from dashtam_pipeline.assets.partitions import market_today, previous_trading_day
 from dashtam_pipeline.errors import PipelineError
 from dashtam_pipeline.jobs import PARTITION_RANGE_END, PARTITION_RANGE_START
 from dashtam_pipeline.registry import Domain
@@ -130,9 +132,7 @@ def plan_runs(
                     raise SelectionError(f"--from {start} is after --to {end}")
                 selected = all_keys[lo : hi + 1]
         else:
-            policy = graph.get(group_keys[0]).backfill_policy
-            single_run = policy is not None and policy.max_partitions_per_run is None
-            selected = all_keys if single_run else [all_keys[-1]]
+            selected = default_partitions(partitions_def, all_keys)
         policy = graph.get(group_keys[0]).backfill_policy
         size = (policy.max_partitions_per_run if policy else 1) or len(selected)
         for chunk in _chunks(selected, size):
@@ -150,6 +150,16 @@ def plan_runs(
             "series ids such as GDP)"
         )
     return plans
+
+
+def default_partitions(partitions_def: PartitionsDefinition, all_keys: list[str]) -> list[str]:
+    """What runs when no partition is named: daily assets for the previous trading day
+    (as the nightly schedule does, so a Monday demo has Friday's bars), every key of a
+    static partitioning (all FRED series, in one run)."""
+    if isinstance(partitions_def, TimeWindowPartitionsDefinition):
+        day = previous_trading_day(market_today()).isoformat()
+        return [day] if day in all_keys else [all_keys[-1]]
+    return all_keys
 
 
 def execute_plans(
