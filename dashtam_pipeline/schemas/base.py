@@ -97,16 +97,13 @@ def empty_frame(model: type[pa.DataFrameModel]) -> pd.DataFrame:
 
 
 def dates_in_range(series: pd.Series, *, allow_open_end: bool = False) -> pd.Series:
-    """Element check: a date between ``MIN_DATE`` and a bounded future (or ``9999-12-31``)."""
-    latest = dt.date.today() + dt.timedelta(days=MAX_FUTURE_DAYS)
-
-    def ok(value: object) -> bool:
-        if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NaT:
-            return True
-        if not isinstance(value, dt.date):
-            return False
-        if allow_open_end and value == OPEN_END:
-            return True
-        return MIN_DATE <= value <= latest
-
-    return series.map(ok).astype(bool)
+    """Element check: a date between ``MIN_DATE`` and a bounded future (or ``9999-12-31``
+    when ``allow_open_end``). NULLs pass (nullability is the column's own rule). Vectorized:
+    it runs on every row of every batch, millions at a time in a backfill."""
+    as_seconds = pd.to_datetime(series, errors="coerce").astype("datetime64[s]")
+    latest = pd.Timestamp(dt.date.today() + dt.timedelta(days=MAX_FUTURE_DAYS))
+    in_range = (as_seconds >= pd.Timestamp(MIN_DATE)) & (as_seconds <= latest)
+    if allow_open_end:
+        in_range |= as_seconds == pd.Timestamp(OPEN_END)
+    unparseable = as_seconds.isna() & series.notna()
+    return (in_range | series.isna()) & ~unparseable

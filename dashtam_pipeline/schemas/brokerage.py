@@ -48,7 +48,7 @@ class PositionSchema(ContractModel):
 
 
 class TransactionSchema(ContractModel):
-    """``brokerage.transactions``: signed cash movements (+ in, − out) with trade details."""
+    """``brokerage.transactions``: signed cash movements (+ in, - out) with trade details."""
 
     provider: Series[str] = pa.Field()
     account_id: Series[str] = pa.Field(str_matches=MASKED_ACCOUNT)
