@@ -8,6 +8,7 @@ as they do for keys made after 2025-08-31.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from dashtam_pipeline.sandbox.common import (
@@ -124,21 +125,23 @@ def _period_and_limit(request: Request, default_limit: int) -> tuple[str, int]:
 
 
 def income_statement(world: World, request: Request, _: dict[str, str]) -> Response:
-    _checked(request)
-    display = _symbols(request)[0].upper()
-    period, limit = _period_and_limit(request, 5)
-    return json_response(
-        world.fundamentals.income_statements(display, display, period, limit, world.today())
-    )
+    return _statements(world, request, world.fundamentals.income_statements)
 
 
 def balance_sheet(world: World, request: Request, _: dict[str, str]) -> Response:
+    return _statements(world, request, world.fundamentals.balance_sheets)
+
+
+def _statements(
+    world: World,
+    request: Request,
+    statements: Callable[[str, str, str, int, dt.date], list[dict[str, Any]]],
+) -> Response:
+    """A statement endpoint: one symbol, a ``period`` and a ``limit`` (5 by default)."""
     _checked(request)
     display = _symbols(request)[0].upper()
     period, limit = _period_and_limit(request, 5)
-    return json_response(
-        world.fundamentals.balance_sheets(display, display, period, limit, world.today())
-    )
+    return json_response(statements(display, display, period, limit, world.today()))
 
 
 def earnings(world: World, request: Request, _: dict[str, str]) -> Response:

@@ -9,6 +9,7 @@ filings do. A period is published once its filing date is on or before "today".
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,16 +158,21 @@ class Fundamentals:
     def income_statements(
         self, symbol: str, display: str, period: str, limit: int, today: dt.date
     ) -> list[dict[str, Any]]:
-        return [
-            income_record(display, company(symbol), group)
-            for group in self._periods(symbol, period, limit, today)
-        ]
+        return self._statements(income_record, symbol, display, period, limit, today)
 
     def balance_sheets(
         self, symbol: str, display: str, period: str, limit: int, today: dt.date
     ) -> list[dict[str, Any]]:
+        return self._statements(balance_record, symbol, display, period, limit, today)
+
+    def _statements(
+        self,
+        record: Callable[[str, Company, list[FiscalQuarter]], dict[str, Any]],
+        symbol: str, display: str, period: str, limit: int, today: dt.date,
+    ) -> list[dict[str, Any]]:
+        """One FMP statement record per filed period, newest first."""
         return [
-            balance_record(display, company(symbol), group)
+            record(display, company(symbol), group)
             for group in self._periods(symbol, period, limit, today)
         ]
 
