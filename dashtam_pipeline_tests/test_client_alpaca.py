@@ -5,9 +5,6 @@ no key in any error)."""
 from __future__ import annotations
 
 import datetime as dt
-import json
-from collections.abc import Callable
-from typing import Any
 
 import httpx
 import pytest
@@ -22,10 +19,14 @@ from dashtam_pipeline.clients.alpaca import (
 )
 from dashtam_pipeline.clients.base import FetchRequest
 from dashtam_pipeline.errors import ErrorKind, ProviderError
-from dashtam_pipeline.http import RetryPolicy
 from dashtam_pipeline.schemas.base import column_names
 from dashtam_pipeline.schemas.brokerage import AccountSchema, PositionSchema, TransactionSchema
-from dashtam_pipeline.settings import load_settings
+from dashtam_pipeline_tests.client_helpers import (
+    Handler,
+    json_response,
+    mock_client,
+    offline_settings,
+)
 from dashtam_pipeline_tests.payloads import load_json
 
 KEY_ID = "PKTESTKEYID0001"
@@ -38,18 +39,11 @@ FILL_DIV = "alpaca/account_activities_fill_div_anonymized.json"
 FILL_FEE = "alpaca/account_activities_fill_fee_anonymized.json"
 
 
-def make_client(handler: Callable[[httpx.Request], httpx.Response]) -> AlpacaClient:
-    settings = load_settings(
-        alpaca_api_key_id=KEY_ID, alpaca_api_secret_key=SECRET, alpaca_base_url=BASE,
-        dashtam_sandbox=False,
-    ).provider("alpaca")
-    return AlpacaClient(settings, transport=httpx.MockTransport(handler),
-                        retry=RetryPolicy(initial_wait=0.0))
-
-
-def json_response(body: Any, status: int = 200) -> httpx.Response:
-    return httpx.Response(status, content=json.dumps(body).encode(),
-                          headers={"Content-Type": "application/json"})
+def make_client(handler: Handler) -> AlpacaClient:
+    settings = offline_settings(
+        "alpaca", alpaca_api_key_id=KEY_ID, alpaca_api_secret_key=SECRET, alpaca_base_url=BASE,
+    )
+    return mock_client(AlpacaClient, handler, settings)
 
 
 # -- accounts and positions --------------------------------------------------------------------

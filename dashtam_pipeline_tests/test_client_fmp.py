@@ -23,7 +23,6 @@ from dashtam_pipeline.clients.fmp import (
     parse_quotes,
 )
 from dashtam_pipeline.errors import ErrorKind, ProviderError
-from dashtam_pipeline.http import RetryPolicy
 from dashtam_pipeline.schemas.base import column_names
 from dashtam_pipeline.schemas.market import (
     DailyBarSchema,
@@ -32,6 +31,13 @@ from dashtam_pipeline.schemas.market import (
     QuoteSchema,
 )
 from dashtam_pipeline.settings import load_settings
+from dashtam_pipeline_tests.client_helpers import (
+    Handler,
+    Recorder,
+    mock_client,
+    offline_settings,
+    unused,
+)
 from dashtam_pipeline_tests.payloads import all_payloads, load_json
 
 KEY = "test-key-123"
@@ -215,19 +221,12 @@ def test_profiles(payload: str, exchange: str, market_cap: float) -> None:
 
 
 # -- classification ----------------------------------------------------------------------
-def _client(
-    handler: Callable[[httpx.Request], httpx.Response], **overrides: Any
-) -> FMPClient:
-    settings = load_settings(
-        fmp_api_key=KEY, dashtam_sandbox=False,
-        fmp_base_url="https://financialmodelingprep.com/stable", **overrides,
-    ).provider("fmp")
-    return FMPClient(settings, transport=httpx.MockTransport(handler),
-                     retry=RetryPolicy(initial_wait=0.0))
-
-
-def _unused(request: httpx.Request) -> httpx.Response:
-    raise AssertionError(f"unexpected request {request.url}")
+def _client(handler: Handler, **overrides: Any) -> FMPClient:
+    settings = offline_settings(
+        "fmp", fmp_api_key=KEY, fmp_base_url="https://financialmodelingprep.com/stable",
+        **overrides,
+    )
+    return mock_client(FMPClient, handler, settings)
 
 
 @pytest.mark.parametrize(
@@ -245,7 +244,7 @@ def test_classify_error_bodies(
     payload: str, status: int, kind: ErrorKind, retryable: bool
 ) -> None:
     body = load_json(payload)
-    error = _client(_unused).classify(httpx.Response(status, json=body), body)
+    error = _client(unused).classify(httpx.Response(status, json=body), body)
     assert error is not None
     assert (error.provider, error.kind, error.retryable) == ("fmp", kind, retryable)
     assert error.message == body["Error Message"]
@@ -253,7 +252,7 @@ def test_classify_error_bodies(
 
 
 def test_classify_success_bodies_is_none() -> None:
-    client = _client(_unused)
+    client = _client(unused)
     for payload in all_payloads("fmp/"):
         if payload.startswith("fmp/error_"):
             continue
@@ -262,26 +261,6 @@ def test_classify_success_bodies_is_none() -> None:
 
 
 # -- end to end through a mock transport ---------------------------------------------------
-class Recorder:
-    """Serves bodies by path (a callable may pick by query) and records every request."""
-
-    def __init__(self, routes: dict[str, Any]) -> None:
-        self.routes = routes
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        answer = self.routes[request.url.path]
-        if callable(answer):
-            answer = answer(request)
-        if isinstance(answer, httpx.Response):
-            return answer
-        return httpx.Response(200, json=answer)
-
-    def params(self, index: int) -> dict[str, str]:
-        return dict(self.requests[index].url.params)
-
-
 def _quote_for(request: httpx.Request) -> Any:
     symbol = request.url.params["symbol"]
     if symbol == "NOPE":
@@ -292,7 +271,7 @@ def _quote_for(request: httpx.Request) -> Any:
 
 
 def test_fetch_quotes_sends_fmp_spelling_and_maps_back() -> None:
-    recorder = Recorder({"/stable/quote": _quote_for})
+    recorder = Recorder.by_path({"/stable/quote": _quote_for})
     client = _client(recorder)
     result = client.fetch_quotes(FetchRequest(symbols=("AAPL", "BRK.B", "NOPE")))
     assert [str(r.url) for r in recorder.requests] == [
@@ -308,7 +287,7 @@ def test_fetch_quotes_sends_fmp_spelling_and_maps_back() -> None:
 
 
 def test_fetch_daily_bars_sends_window() -> None:
-    recorder = Recorder(
+    recorder = Recorder.by_path(
         {"/stable/historical-price-eod/full": load_json(
             "fmp/stable_historical_price_eod_full_AAPL.json")}
     )
@@ -334,7 +313,7 @@ def test_fetch_fundamentals_notes_quarterly_refusal_and_keeps_annual() -> None:
             return load_json(payload)
         return answer
 
-    recorder = Recorder({
+    recorder = Recorder.by_path({
         "/stable/income-statement": statement("fmp/stable_income_statement_AAPL_annual.json"),
         "/stable/balance-sheet-statement": statement(
             "fmp/stable_balance_sheet_statement_AAPL_annual.json"),
@@ -353,14 +332,14 @@ def test_fetch_fundamentals_notes_quarterly_refusal_and_keeps_annual() -> None:
 
 
 def test_fetch_earnings_params() -> None:
-    recorder = Recorder({"/stable/earnings": EARNINGS_BODY})
+    recorder = Recorder.by_path({"/stable/earnings": EARNINGS_BODY})
     result = _client(recorder).fetch_earnings(FetchRequest(symbols=("AAPL",)))
     assert recorder.params(0) == {"symbol": "AAPL", "limit": "12", "apikey": KEY}
     assert len(result.frame) == 2
 
 
 def test_limit_reach_with_http_200_is_retried_then_raised() -> None:
-    recorder = Recorder({"/stable/quote": load_json("fmp/error_429_limit_reach.json")})
+    recorder = Recorder.by_path({"/stable/quote": load_json("fmp/error_429_limit_reach.json")})
     with pytest.raises(ProviderError) as caught:
         _client(recorder).fetch_quotes(FetchRequest(symbols=("AAPL",)))
     error = caught.value
@@ -378,7 +357,7 @@ def test_invalid_key_is_not_retried_and_never_leaks() -> None:
         return httpx.Response(401, json={"Error Message": f"{body['Error Message']} "
                                                           f"({request.url})"})
 
-    recorder = Recorder({"/stable/quote": echo})
+    recorder = Recorder.by_path({"/stable/quote": echo})
     with pytest.raises(ProviderError) as caught:
         _client(recorder).fetch_quotes(FetchRequest(symbols=("AAPL",)))
     assert (caught.value.kind, caught.value.retryable) == (ErrorKind.AUTH, False)
@@ -389,7 +368,7 @@ def test_invalid_key_is_not_retried_and_never_leaks() -> None:
 
 
 def test_legacy_endpoint_is_not_entitled() -> None:
-    recorder = Recorder({"/stable/earnings": httpx.Response(
+    recorder = Recorder.by_path({"/stable/earnings": httpx.Response(
         403, content=json.dumps(
             load_json("fmp/error_403_legacy_endpoint_v3_after_2025-08-31.json")))})
     with pytest.raises(ProviderError) as caught:
@@ -399,12 +378,11 @@ def test_legacy_endpoint_is_not_entitled() -> None:
 
 
 def test_sandbox_sends_no_key_and_labels_rows() -> None:
-    recorder = Recorder({"/stable/quote": _quote_for})
+    recorder = Recorder.by_path({"/stable/quote": _quote_for})
     settings = load_settings(dashtam_sandbox=True, fmp_api_key=None,
                              fmp_base_url="https://financialmodelingprep.com/stable"
                              ).provider("fmp")
-    client = FMPClient(settings, transport=httpx.MockTransport(recorder),
-                       retry=RetryPolicy(initial_wait=0.0))
+    client = mock_client(FMPClient, recorder, settings)
     result = client.fetch_quotes(FetchRequest(symbols=("MSFT",)))
     assert recorder.params(0) == {"symbol": "MSFT"}
     assert result.frame["provider"].tolist() == ["sandbox:fmp"]

@@ -22,10 +22,9 @@ from dashtam_pipeline.clients.fred import (
     parse_vintage_dates,
 )
 from dashtam_pipeline.errors import ErrorKind, ProviderError
-from dashtam_pipeline.http import RetryPolicy
 from dashtam_pipeline.schemas.base import OPEN_END, column_names
 from dashtam_pipeline.schemas.macro import FredObservationSchema, FredSeriesSchema
-from dashtam_pipeline.settings import load_settings
+from dashtam_pipeline_tests.client_helpers import Handler, Recorder, mock_client, offline_settings
 from dashtam_pipeline_tests.payloads import load_json
 
 KEY = "test-key-123"
@@ -37,13 +36,9 @@ INITIAL_RELEASE = "fred/series_observations_GDP_output_type4_initial_release.jso
 D = dt.date
 
 
-def make_client(handler: Callable[[httpx.Request], httpx.Response]) -> FredClient:
-    settings = load_settings(
-        fred_api_key=KEY, fred_base_url=BASE, dashtam_sandbox=False
-    ).provider("fred")
-    return FredClient(
-        settings, transport=httpx.MockTransport(handler), retry=RetryPolicy(initial_wait=0.0)
-    )
+def make_client(handler: Handler) -> FredClient:
+    settings = offline_settings("fred", fred_api_key=KEY, fred_base_url=BASE)
+    return mock_client(FredClient, handler, settings)
 
 
 def rows_for(frame: pd.DataFrame, day: dt.date) -> pd.DataFrame:
@@ -245,17 +240,15 @@ def paged(payload: dict[str, Any]) -> Callable[[httpx.Request], httpx.Response]:
     return handler
 
 
+def offsets(recorder: Recorder) -> list[str]:
+    return [request.url.params["offset"] for request in recorder.requests]
+
+
 def test_offset_paging_reads_every_row_once() -> None:
     payload = load_json(ALL_VINTAGES)
-    offsets: list[str] = []
-    serve = paged(payload)
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        offsets.append(request.url.params["offset"])
-        return serve(request)
-
-    result = make_client(handler).fetch_observations("GDP", limit=1000)
-    assert offsets == ["0", "1000", "2000", "3000"]
+    recorder = Recorder(paged(payload))
+    result = make_client(recorder).fetch_observations("GDP", limit=1000)
+    assert offsets(recorder) == ["0", "1000", "2000", "3000"]
     whole = parse_observations(payload, "GDP").frame
     pd.testing.assert_frame_equal(result.frame, whole)
 
@@ -263,15 +256,9 @@ def test_offset_paging_reads_every_row_once() -> None:
 def test_exact_multiple_of_the_page_size_stops_without_an_empty_page() -> None:
     payload = load_json(CURRENT)  # 315 rows
     payload = {**payload, "count": 300, "observations": payload["observations"][:300]}
-    offsets: list[str] = []
-    serve = paged(payload)
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        offsets.append(request.url.params["offset"])
-        return serve(request)
-
-    result = make_client(handler).fetch_observations("GDP", limit=100)
-    assert offsets == ["0", "100", "200"] and len(result.frame) == 300
+    recorder = Recorder(paged(payload))
+    result = make_client(recorder).fetch_observations("GDP", limit=100)
+    assert offsets(recorder) == ["0", "100", "200"] and len(result.frame) == 300
 
 
 def test_windows_are_passed_through_for_incremental_loads() -> None:

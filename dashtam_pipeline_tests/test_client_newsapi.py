@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import hashlib
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -22,11 +21,10 @@ from dashtam_pipeline.clients.newsapi import (
     request_window,
 )
 from dashtam_pipeline.errors import ErrorKind, ProviderError
-from dashtam_pipeline.http import RetryPolicy
 from dashtam_pipeline.schemas.base import column_names
 from dashtam_pipeline.schemas.news import NewsArticleSchema
 from dashtam_pipeline.sentiment import score_article
-from dashtam_pipeline.settings import load_settings
+from dashtam_pipeline_tests.client_helpers import Handler, mock_client, offline_settings
 from dashtam_pipeline_tests.payloads import load_json
 
 KEY = "news-test-key-456"
@@ -41,13 +39,9 @@ REMOVED = {
 }
 
 
-def make_client(handler: Callable[[httpx.Request], httpx.Response]) -> NewsApiClient:
-    settings = load_settings(
-        news_api_key=KEY, news_base_url=BASE, dashtam_sandbox=False
-    ).provider("newsapi")
-    return NewsApiClient(
-        settings, transport=httpx.MockTransport(handler), retry=RetryPolicy(initial_wait=0.0)
-    )
+def make_client(handler: Handler) -> NewsApiClient:
+    settings = offline_settings("newsapi", news_api_key=KEY, news_base_url=BASE)
+    return mock_client(NewsApiClient, handler, settings)
 
 
 def articles(count: int, tag: str) -> list[dict[str, Any]]:

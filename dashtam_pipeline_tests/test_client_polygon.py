@@ -6,8 +6,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
-from collections.abc import Callable
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -28,10 +26,15 @@ from dashtam_pipeline.clients.polygon import (
     parse_trades,
 )
 from dashtam_pipeline.errors import ErrorKind, ProviderError
-from dashtam_pipeline.http import RetryPolicy
 from dashtam_pipeline.schemas.base import column_names
 from dashtam_pipeline.schemas.market import DailyBarSchema, OptionContractSchema, QuoteSchema
-from dashtam_pipeline.settings import load_settings
+from dashtam_pipeline_tests.client_helpers import (
+    Handler,
+    Recorder,
+    mock_client,
+    offline_settings,
+    unused,
+)
 from dashtam_pipeline_tests.payloads import all_payloads, load_bytes, load_json
 
 KEY = "test-key-123"
@@ -174,19 +177,9 @@ def test_trades_v3() -> None:
 
 
 # -- classification ----------------------------------------------------------------------
-def _client(
-    handler: Callable[[httpx.Request], httpx.Response],
-    base_url: str = "https://api.polygon.io",
-) -> PolygonClient:
-    settings = load_settings(
-        polygon_api_key=KEY, dashtam_sandbox=False, polygon_base_url=base_url,
-    ).provider("polygon")
-    return PolygonClient(settings, transport=httpx.MockTransport(handler),
-                         retry=RetryPolicy(initial_wait=0.0))
-
-
-def _unused(request: httpx.Request) -> httpx.Response:
-    raise AssertionError(f"unexpected request {request.url}")
+def _client(handler: Handler, base_url: str = "https://api.polygon.io") -> PolygonClient:
+    settings = offline_settings("polygon", polygon_api_key=KEY, polygon_base_url=base_url)
+    return mock_client(PolygonClient, handler, settings)
 
 
 @pytest.mark.parametrize(
@@ -205,7 +198,7 @@ def test_classify_error_bodies(
     payload: str, status: int, kind: ErrorKind, retryable: bool
 ) -> None:
     body = load_json(payload)
-    error = _client(_unused).classify(httpx.Response(status, json=body), body)
+    error = _client(unused).classify(httpx.Response(status, json=body), body)
     assert error is not None
     assert (error.provider, error.kind, error.retryable) == ("polygon", kind, retryable)
     assert error.message == (body.get("error") or body.get("message"))
@@ -213,12 +206,12 @@ def test_classify_error_bodies(
 
 def test_error_status_with_http_200_is_an_error() -> None:
     body = {"status": "ERROR", "request_id": "r", "error": "Could not parse the date"}
-    error = _client(_unused).classify(httpx.Response(200, json=body), body)
+    error = _client(unused).classify(httpx.Response(200, json=body), body)
     assert error is not None and error.kind is ErrorKind.BAD_REQUEST and not error.retryable
 
 
 def test_classify_success_bodies_is_none() -> None:
-    client = _client(_unused)
+    client = _client(unused)
     for payload in all_payloads("polygon/"):
         if payload.startswith("polygon/error_"):
             continue
@@ -227,30 +220,12 @@ def test_classify_success_bodies_is_none() -> None:
 
 
 # -- end to end through a mock transport ---------------------------------------------------
-class Recorder:
-    """Answers each request with the next queued response and records the requests."""
-
-    def __init__(self, *answers: Any) -> None:
-        self.answers = list(answers)
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        answer = self.answers.pop(0)
-        if isinstance(answer, httpx.Response):
-            return answer
-        if isinstance(answer, bytes):
-            return httpx.Response(200, content=answer,
-                                  headers={"Content-Type": "application/json"})
-        return httpx.Response(200, json=answer)
-
-
 def test_fetch_quotes_from_prev_aggregate() -> None:
     body = copy.deepcopy(load_json("polygon/aggs_prev_AAPL.json"))
     body["ticker"] = body["results"][0]["T"] = "BRK.B"
     empty = {"ticker": "NOPE", "queryCount": 0, "resultsCount": 0, "adjusted": True,
              "status": "OK", "request_id": "x"}
-    recorder = Recorder(body, empty)
+    recorder = Recorder.in_order(body, empty)
     result = _client(recorder).fetch_quotes(FetchRequest(symbols=("BRK.B", "NOPE")))
     assert str(recorder.requests[0].url) == (
         f"https://api.polygon.io/v2/aggs/ticker/BRK.B/prev?adjusted=true&apiKey={KEY}")
@@ -266,7 +241,7 @@ def test_fetch_daily_bars_follows_next_url_with_key() -> None:
                 "2005-04-04?cursor=bGltaXQ9MQ&adjusted=true&sort=asc&limit=1")
     first = {**full, "results": full["results"][:1], "next_url": next_url}
     second = {**full, "results": full["results"][1:]}
-    recorder = Recorder(first, second)
+    recorder = Recorder.in_order(first, second)
     result = _client(recorder).fetch_daily_bars(FetchRequest(
         symbols=("AAPL",), start=dt.date(2005, 4, 1), end=dt.date(2005, 4, 4)))
     first_request, second_request = recorder.requests
@@ -290,7 +265,7 @@ def test_fetch_options_chain_pages_on_a_prefixed_base_url() -> None:
     put = copy.deepcopy(first["results"][0])
     put["details"].update(contract_type="put", ticker="O:AAPL230616P00150000")
     second = {"request_id": "r2", "results": [put], "status": "OK"}
-    recorder = Recorder(json.dumps(first).encode(), second)
+    recorder = Recorder.in_order(json.dumps(first).encode(), second)
     client = _client(recorder, base_url="http://proxy.internal/polygon")
     result = client.fetch_options_chain(FetchRequest(symbols=("AAPL",), as_of=AS_OF))
     assert [str(r.url) for r in recorder.requests] == [
@@ -304,14 +279,14 @@ def test_fetch_options_chain_pages_on_a_prefixed_base_url() -> None:
 
 
 def test_options_chain_served_raw_with_leading_whitespace() -> None:
-    recorder = Recorder(load_bytes("polygon/snapshot_options_chain_AAPL.json"))
+    recorder = Recorder.in_order(load_bytes("polygon/snapshot_options_chain_AAPL.json"))
     result = _client(recorder).fetch_options_chain(FetchRequest(symbols=("AAPL",)))
     assert result.frame["contract"].tolist() == ["AAPL230616C00150000"]
     assert result.frame.iloc[0]["as_of_date"] == dt.datetime.now(NEW_YORK).date()
 
 
 def test_rate_limit_is_retried_then_succeeds() -> None:
-    recorder = Recorder(
+    recorder = Recorder.in_order(
         httpx.Response(429, json=load_json("polygon/error_429_rate_limited.json")),
         load_json("polygon/aggs_prev_AAPL.json"),
     )

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -32,9 +31,14 @@ from dashtam_pipeline.clients.schwab import (
     transaction_windows,
 )
 from dashtam_pipeline.errors import ErrorKind, ProviderError
-from dashtam_pipeline.http import RetryPolicy
 from dashtam_pipeline.schemas.brokerage import AccountSchema, PositionSchema, TransactionSchema
 from dashtam_pipeline.settings import ProviderSettings, load_settings
+from dashtam_pipeline_tests.client_helpers import (
+    Handler,
+    json_response,
+    mock_client,
+    offline_settings,
+)
 from dashtam_pipeline_tests.payloads import load_json
 
 APP_KEY = "app-key-0123456789"
@@ -54,9 +58,6 @@ REFRESH_EXPIRED = "schwab/oauth_token_error_400_refresh_token_authentication_err
 INVALID_CLIENT = "schwab/oauth_token_error_401_invalid_client.json"
 ACCOUNT_NUMBERS = "schwab/accountNumbers_SHAPE_ONLY_test_mock.json"
 
-Handler = Callable[[httpx.Request], httpx.Response]
-
-
 class StaticTokens:
     """A token source that always has the same access token."""
 
@@ -68,27 +69,18 @@ class StaticTokens:
 
 
 def provider_settings() -> ProviderSettings:
-    return load_settings(
-        schwab_app_key=APP_KEY, schwab_app_secret=APP_SECRET, schwab_base_url=BASE,
-        dashtam_sandbox=False,
-    ).provider("schwab")
+    return offline_settings(
+        "schwab", schwab_app_key=APP_KEY, schwab_app_secret=APP_SECRET, schwab_base_url=BASE,
+    )
 
 
 def make_client(handler: Handler, token: str | None = ACCESS) -> SchwabClient:
-    return SchwabClient(provider_settings(),
-                        token_source=StaticTokens(token) if token is not None else None,
-                        transport=httpx.MockTransport(handler),
-                        retry=RetryPolicy(initial_wait=0.0))
+    return mock_client(SchwabClient, handler, provider_settings(),
+                       token_source=StaticTokens(token) if token is not None else None)
 
 
 def token_http(handler: Handler) -> Any:
-    return oauth_http(provider_settings(), transport=httpx.MockTransport(handler),
-                      retry=RetryPolicy(initial_wait=0.0))
-
-
-def json_response(body: Any, status: int = 200) -> httpx.Response:
-    return httpx.Response(status, content=json.dumps(body).encode(),
-                          headers={"Content-Type": "application/json"})
+    return mock_client(oauth_http, handler, provider_settings())
 
 
 def assert_no_secret(text: str) -> None:
