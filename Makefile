@@ -28,7 +28,7 @@ ui: $(INSTALLED)
 	  $(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check dashtam_pipeline dashtam_pipeline_tests bench
+	$(BIN)/ruff check dashtam_pipeline dashtam_pipeline_tests
 
 clean-data:
 	rm -rf "$(DASHTAM_DATA_DIR)"/lake "$(DASHTAM_DATA_DIR)"/warehouse.duckdb "$(DASHTAM_DATA_DIR)"/dagster_home "$(DASHTAM_DATA_DIR)"/state.db

@@ -21,7 +21,9 @@ from dashtam_pipeline.registry import ProviderMetadata, ProviderSlug, get_provid
 from dashtam_pipeline.symbols import to_canonical
 
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "JPM", "XOM", "BRK.B")
-DEFAULT_FRED_SERIES = ("GDP", "CPIAUCSL", "UNRATE", "FEDFUNDS", "DGS10", "T10Y2Y", "PAYEMS", "INDPRO")
+DEFAULT_FRED_SERIES = (
+    "GDP", "CPIAUCSL", "UNRATE", "FEDFUNDS", "DGS10", "T10Y2Y", "PAYEMS", "INDPRO",
+)
 RIGHTS_PROFILES = ("basic", "pro")
 
 

@@ -65,7 +65,8 @@ class TestRegistryCompleteness:
             for knob in ("base_url", "timeout_seconds", "circuit_breaker_threshold",
                          "circuit_breaker_timeout"):
                 assert f"{prefix}_{knob}" in Settings.model_fields, (
-                    f"{meta.slug}: Settings lacks {prefix}_{knob} ({meta.env_prefix}_{knob.upper()})"
+                    f"{meta.slug}: Settings lacks {prefix}_{knob} "
+                    f"({meta.env_prefix}_{knob.upper()})"
                 )
 
     @pytest.mark.parametrize("meta", PROVIDERS)

@@ -29,7 +29,9 @@ def test_defaults(data_dir: Path) -> None:
     assert s.missing_settings("chase_file") == []
 
 
-def test_environment_and_dotenv(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_and_dotenv(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".env").write_text("FRED_API_KEY=from-dotenv\nDASHTAM_SYMBOLS=aapl, brk-b\n")
     monkeypatch.setenv("FRED_TIMEOUT_SECONDS", "2.5")
@@ -50,10 +52,11 @@ def test_bad_rights_profile_is_a_clear_error(data_dir: Path) -> None:
 @pytest.mark.skipif(not CONTRACT.exists(), reason="../shared/CONTRACT.md not beside the clone")
 def test_every_contract_variable_is_a_setting() -> None:
     text = CONTRACT.read_text()
-    names = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", text.split("## Environment")[1].split("## The warehouse")[0]))
+    environment = text.split("## Environment")[1].split("## The warehouse")[0]
+    names = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", environment))
     names -= {"DAGSTER_HOME"}  # read by Dagster itself; Settings resolves its default
     for name in sorted(names):
-        assert name.lower() in Settings.model_fields, f"{name} from CONTRACT.md is not a Settings field"
+        assert name.lower() in Settings.model_fields, f"{name} (CONTRACT.md) is not a setting"
     for prefix in ("FMP", "POLYGON", "FRED", "NEWS", "ALPACA", "SCHWAB"):
         for knob in ("TIMEOUT_SECONDS", "CIRCUIT_BREAKER_THRESHOLD", "CIRCUIT_BREAKER_TIMEOUT"):
             assert f"{prefix}_{knob}".lower() in Settings.model_fields
