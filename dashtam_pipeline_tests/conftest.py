@@ -39,3 +39,33 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         for name in unused:
             print(f"  {name}")
         session.exitstatus = 1
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server for the whole session (skips where none can be started)."""
+    from dashtam_pipeline_tests.postgres import postgres_unavailable_reason, throwaway_postgres
+
+    reason = postgres_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    with throwaway_postgres() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh state store URL of each kind: a SQLite file, and a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    import uuid
+
+    import psycopg2
+
+    server = request.getfixturevalue("postgres_url")
+    name = f"state_{uuid.uuid4().hex[:12]}"
+    con = psycopg2.connect(server)
+    con.autocommit = True
+    con.cursor().execute(f"CREATE DATABASE {name}")
+    con.close()
+    return server.rsplit("/", 1)[0] + f"/{name}"
