@@ -22,9 +22,17 @@ class ErrorKind(StrEnum):
     NOT_CONNECTED = "not_connected"  # OAuth provider with no usable connection
     RIGHTS_DENIED = "rights_denied"  # license profile forbids the dataset
     INVALID_FILE = "invalid_file"  # a file import that is not the expected export
+    CIRCUIT_OPEN = "circuit_open"  # refused without a request: the provider's breaker is open
+    QUOTA_EXHAUSTED = "quota_exhausted"  # refused without a request: the daily quota is used up
 
 
 RETRYABLE_KINDS = frozenset({ErrorKind.RATE_LIMITED, ErrorKind.UNAVAILABLE, ErrorKind.MALFORMED})
+
+#: Kinds worth replaying later (the provider was down, busy or out of quota), as opposed
+#: to permanent ones (auth, bad input, schema) that need a person.
+TRANSIENT_KINDS = frozenset(
+    {*RETRYABLE_KINDS, ErrorKind.CIRCUIT_OPEN, ErrorKind.QUOTA_EXHAUSTED}
+)
 
 #: Kinds that mean "this provider cannot run now, through no fault of the data": the asset
 #: is skipped with its reason instead of failing the run.
@@ -35,6 +43,10 @@ SKIPPABLE_KINDS = frozenset(
 
 class PipelineError(Exception):
     """Base of every error the pipeline raises on purpose (the CLI prints these plainly)."""
+
+
+class ConfigurationError(PipelineError):
+    """A setting has a value the pipeline cannot use; the message names the variable."""
 
 
 class ProviderError(PipelineError):

@@ -17,6 +17,7 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from dashtam_pipeline.errors import ConfigurationError
 from dashtam_pipeline.registry import ProviderMetadata, ProviderSlug, get_provider_metadata
 from dashtam_pipeline.symbols import to_canonical
 
@@ -92,6 +93,30 @@ class Settings(BaseSettings):
     alpaca_circuit_breaker_timeout: float = 60
     schwab_circuit_breaker_threshold: int = 3
     schwab_circuit_breaker_timeout: float = 60
+
+    # --- providers: license tier and its limits (<P>_LICENSE_TIER, overrides) ----------
+    # The tier picks the registry's published limits; the two overrides replace them.
+    fmp_license_tier: str | None = None
+    polygon_license_tier: str | None = None
+    fred_license_tier: str | None = None
+    news_license_tier: str | None = None
+    alpaca_license_tier: str | None = None
+    schwab_license_tier: str | None = None
+    fmp_requests_per_minute: int | None = None
+    polygon_requests_per_minute: int | None = None
+    fred_requests_per_minute: int | None = None
+    news_requests_per_minute: int | None = None
+    alpaca_requests_per_minute: int | None = None
+    schwab_requests_per_minute: int | None = None
+    fmp_requests_per_day: int | None = None
+    polygon_requests_per_day: int | None = None
+    fred_requests_per_day: int | None = None
+    news_requests_per_day: int | None = None
+    alpaca_requests_per_day: int | None = None
+    schwab_requests_per_day: int | None = None
+
+    # --- dead-letter queue ------------------------------------------------------------
+    dashtam_dlq_max_replays: int = 3
 
     sandbox_data_seed: int = Field(
         default=42, validation_alias=AliasChoices("DASHTAM_SANDBOX_SEED", "sandbox_data_seed")
@@ -171,8 +196,26 @@ class Settings(BaseSettings):
             if isinstance(value := getattr(self, name, None), SecretStr)
             and value.get_secret_value()
         }
+        tier = str(knob("license_tier", None) or meta.default_tier or "")
+        published = meta.rate_limits.get(tier)
+        if tier and meta.rate_limits and published is None:
+            raise ConfigurationError(
+                f"{meta.env_prefix}_LICENSE_TIER={tier!r} is not a known {meta.display_name} "
+                f"tier; use one of {', '.join(meta.rate_limits)}"
+            )
+        per_minute = knob("requests_per_minute", None)
+        per_day = knob("requests_per_day", None)
         return ProviderSettings(
             meta=meta,
+            tier=tier or None,
+            requests_per_minute=(
+                int(per_minute) if per_minute is not None  # type: ignore[call-overload]
+                else (published.requests_per_minute if published else None)
+            ),
+            requests_per_day=(
+                int(per_day) if per_day is not None  # type: ignore[call-overload]
+                else (published.requests_per_day if published else None)
+            ),
             base_url=str(knob("base_url", meta.default_base_url) or ""),
             timeout_seconds=float(knob("timeout_seconds", meta.default_timeout_seconds) or 10),
             breaker_threshold=int(knob("circuit_breaker_threshold", 3)),  # type: ignore[arg-type]
@@ -195,6 +238,9 @@ class ProviderSettings:
     their values; it is the only place a client reads credentials from."""
 
     meta: ProviderMetadata
+    tier: str | None
+    requests_per_minute: int | None
+    requests_per_day: int | None
     base_url: str
     timeout_seconds: float
     breaker_threshold: int
