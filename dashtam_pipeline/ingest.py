@@ -61,10 +61,17 @@ class IngestionOutcome:
     quarantined: int = 0
     notes: list[str] = field(default_factory=list)
     calls: CallStats = field(default_factory=CallStats)
+    #: Set when every provider failed and last good values were served instead.
+    stale_reason: str | None = None
+    failure: ProviderError | None = None
 
     @property
     def skipped(self) -> bool:
         return self.skipped_reason is not None
+
+    @property
+    def stale(self) -> bool:
+        return self.stale_reason is not None
 
     @property
     def rows_landed(self) -> int:
@@ -122,7 +129,7 @@ def ingest_dataset(
     if result is None:
         if last_error is not None:
             tried = "; ".join(f"{a.provider}: {a.outcome}" for a in outcome.attempts)
-            raise AllProvidersFailed(
+            failure = AllProvidersFailed(
                 last_error.provider,
                 last_error.kind,
                 f"no provider could serve {spec.table} ({tried}); last error: "
@@ -131,6 +138,18 @@ def ingest_dataset(
                 endpoint=last_error.endpoint,
                 retryable=last_error.retryable,
             )
+            stale = last_good_rows(spec, request, lake) if spec.serves_stale else None
+            if stale is None or stale.frame.empty:
+                raise failure
+            outcome.failure = failure
+            outcome.stale_reason = str(failure)
+            outcome.served_by = "stale"
+            outcome.notes.append(
+                f"{spec.table}: every provider failed; served the last good values of "
+                f"{len(stale.frame)} symbol(s) marked is_stale"
+            )
+            land(spec, stale, outcome, lake, partition_key=request.partition_key)
+            return outcome
         outcome.skipped_reason = "; ".join(a.detail for a in outcome.attempts) or (
             f"no provider serves {spec.table}"
         )
@@ -183,6 +202,30 @@ def land(
         lake.quarantine(quarantine)
     outcome.quarantined = len(quarantine)
     outcome.write = lake.upsert(spec, validation.valid, model)
+
+
+def last_good_rows(spec: DatasetSpec, request: FetchRequest, lake: Lake) -> FetchResult:
+    """The last good (non-stale) row of each requested symbol from before the requested
+    date, re-dated to it with ``is_stale = true``: what analysts get instead of a hole
+    when every provider is down. Symbols that already have a good row for the date are
+    left alone, so a stale row never overwrites a real one."""
+    as_of = request.as_of or request.end
+    frame = lake.read_frame(spec.table)
+    date_column = spec.key[1]
+    if frame.empty or as_of is None:
+        return FetchResult(frame.iloc[0:0])
+    good = frame[~frame["is_stale"].astype(bool) & frame["symbol"].isin(request.symbols)]
+    good = good[good[date_column] <= as_of]
+    have_today = set(good.loc[good[date_column] == as_of, "symbol"])
+    latest = (
+        good[~good["symbol"].isin(have_today)]
+        .sort_values(date_column)
+        .groupby("symbol", as_index=False)
+        .tail(1)
+        .assign(is_stale=True)
+    )
+    latest[date_column] = as_of
+    return FetchResult(latest.reset_index(drop=True))
 
 
 def rejected_to_quarantine(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from dagster import DagsterInstance
 
+from dashtam_pipeline.registry import PROVIDER_REGISTRY
 from dashtam_pipeline.settings import Settings
 
 DEFAULT_DAGSTER_YAML = """\
@@ -43,8 +44,22 @@ def ensure_dagster_home(settings: Settings) -> Path:
 
 
 def get_instance(settings: Settings) -> DagsterInstance:
-    """The instance in ``DAGSTER_HOME`` (created on first use)."""
-    return DagsterInstance.from_config(str(ensure_dagster_home(settings)))
+    """The instance in ``DAGSTER_HOME`` (created on first use), with a pool per provider.
+
+    Pool limits come from the registry the first time a pool is seen; an operator's own
+    limit (``dagster instance concurrency set provider_fmp 4``) is never overwritten.
+    """
+    instance = DagsterInstance.from_config(str(ensure_dagster_home(settings)))
+    ensure_provider_pools(instance)
+    return instance
+
+
+def ensure_provider_pools(instance: DagsterInstance) -> None:
+    storage = instance.event_log_storage
+    known = storage.get_concurrency_keys()
+    for meta in PROVIDER_REGISTRY:
+        if meta.pool not in known:
+            storage.set_concurrency_slots(meta.pool, meta.pool_limit)
 
 
 if __name__ == "__main__":  # `python -m dashtam_pipeline.instance` prints DAGSTER_HOME (make ui)

@@ -128,6 +128,8 @@ class DatasetSpec:
     value picks the Parquet file a row lives in. Because it is a function of the key, a key
     lives in exactly one file, so upserting file by file can never duplicate a row.
     ``lake_bucket_format`` is a strftime pattern for date buckets (``"%Y-%m"`` groups a month).
+    ``serves_stale``: when every provider fails, the last good row per symbol is served
+    again for the requested date with ``is_stale = true`` instead of leaving the day empty.
     """
 
     dataset: Dataset
@@ -139,6 +141,7 @@ class DatasetSpec:
     partitioning: Partitioning
     lake_bucket: str
     lake_bucket_format: str | None = None
+    serves_stale: bool = False
     description: str
 
     @property
@@ -157,6 +160,8 @@ class ProviderMetadata:
     ``required_settings`` are field names of ``dashtam_pipeline.settings.Settings`` (lower
     case; the environment variable is the upper-case spelling). ``env_prefix`` is the
     ``<P>`` of the contract's ``<P>_TIMEOUT_SECONDS`` / ``<P>_CIRCUIT_BREAKER_*``.
+    ``pool_limit`` caps concurrent steps of this provider across the deployment (the
+    Dagster pool ``provider_<slug>``), so parallel runs cannot outrun its rate limits.
     """
 
     slug: ProviderSlug
@@ -171,9 +176,15 @@ class ProviderMetadata:
     default_timeout_seconds: float | None
     rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
     default_tier: str | None = None
+    pool_limit: int = 2
     token_endpoint: str | None = None
     authorize_endpoint: str | None = None
     docs_url: str | None = None
+
+    @property
+    def pool(self) -> str:
+        """The Dagster pool capping how many of this provider's steps run at once."""
+        return f"provider_{self.slug.value}"
 
     @property
     def is_oauth(self) -> bool:
@@ -216,6 +227,7 @@ DATASETS: tuple[DatasetSpec, ...] = (
         partitioning=Partitioning.TRADING_DAY,
         lake_bucket="quote_date",
         lake_bucket_format="%Y-%m",
+        serves_stale=True,
         description="End-of-day quote snapshot per symbol and trading date.",
     ),
     DatasetSpec(
@@ -391,6 +403,7 @@ PROVIDER_REGISTRY: tuple[ProviderMetadata, ...] = (
             "starter": RateLimit(),
         },
         default_tier="free",
+        pool_limit=1,
         docs_url="https://polygon.io/docs",
     ),
     ProviderMetadata(
@@ -424,6 +437,7 @@ PROVIDER_REGISTRY: tuple[ProviderMetadata, ...] = (
             "business": RateLimit(requests_per_day=250_000),
         },
         default_tier="developer",
+        pool_limit=1,
         docs_url="https://newsapi.org/docs",
     ),
     # --- Brokerages --------------------------------------------------------------------
@@ -479,6 +493,7 @@ PROVIDER_REGISTRY: tuple[ProviderMetadata, ...] = (
         env_prefix=None,
         default_base_url=None,
         default_timeout_seconds=None,
+        pool_limit=1,
     ),
 )
 

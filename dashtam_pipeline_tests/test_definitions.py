@@ -31,6 +31,9 @@ def test_definitions_validate_and_hold_every_asset(data_dir) -> None:
     quotes = graph.get(AssetKey(["market", "quotes"]))
     assert quotes.partitions_def is not None
     assert {c.name for c in graph.get_check_keys_for_assets({quotes.key})} == {
+        "valid_rows", "unique_keys", "not_stale"}
+    bars = AssetKey(["market", "daily_bars"])
+    assert {c.name for c in graph.get_check_keys_for_assets({bars})} == {
         "valid_rows", "unique_keys"}
     fred = graph.get(AssetKey(["macro", "fred_observations"]))
     assert list(fred.partitions_def.get_partition_keys())[:2] == ["GDP", "CPIAUCSL"]

@@ -57,6 +57,7 @@ OWNERS = ["team:data-platform"]
 LOOKBACK_DAYS = 90
 VALID_ROWS_CHECK = "valid_rows"
 UNIQUE_KEYS_CHECK = "unique_keys"
+NOT_STALE_CHECK = "not_stale"
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,7 @@ def _materialize_result(
             validation.duplicates_dropped if validation else 0
         ),
         "served_by": MetadataValue.text(outcome.served_by or ""),
+        "is_stale": MetadataValue.bool(outcome.stale),
         "fallback": MetadataValue.json(
             [{"provider": a.provider, "outcome": a.outcome, "detail": a.detail}
              for a in outcome.attempts]
@@ -220,8 +222,54 @@ def _materialize_result(
                 severity=AssetCheckSeverity.ERROR,
                 metadata={"duplicate_keys": duplicates, "key": ", ".join(dataset.key)},
             ),
+            *(
+                [
+                    AssetCheckResult(
+                        check_name=NOT_STALE_CHECK,
+                        passed=not outcome.stale,
+                        severity=AssetCheckSeverity.WARN,
+                        description=outcome.stale_reason or "served by a live provider",
+                    )
+                ]
+                if dataset.serves_stale
+                else []
+            ),
         ],
     )
+
+
+def check_specs_for(asset_spec: IngestionAssetSpec) -> list[AssetCheckSpec]:
+    """The checks of an ingestion asset: schema validity (WARN), unique keys (blocking),
+    and for datasets that can serve last good values, freshness (WARN)."""
+    dataset = asset_spec.dataset
+    specs = [
+        AssetCheckSpec(
+            VALID_ROWS_CHECK,
+            asset=asset_spec.key,
+            description=(
+                "Every fetched row passes the dataset's pandera schema; failing rows "
+                "are quarantined (WARN: good rows still land)."
+            ),
+        ),
+        AssetCheckSpec(
+            UNIQUE_KEYS_CHECK,
+            asset=asset_spec.key,
+            blocking=True,
+            description=f"The key ({', '.join(dataset.key)}) is unique in {dataset.table}.",
+        ),
+    ]
+    if dataset.serves_stale:
+        specs.append(
+            AssetCheckSpec(
+                NOT_STALE_CHECK,
+                asset=asset_spec.key,
+                description=(
+                    "A live provider served this materialization (WARN: when every provider "
+                    "is down the last good values are served with is_stale = true)."
+                ),
+            )
+        )
+    return specs
 
 
 def build_ingestion_asset(asset_spec: IngestionAssetSpec, settings: Settings) -> AssetsDefinition:
@@ -258,24 +306,9 @@ def build_ingestion_asset(asset_spec: IngestionAssetSpec, settings: Settings) ->
         partitions_def=partitions_for(dataset.partitioning, settings),
         backfill_policy=backfill_policy_for(dataset.partitioning),
         required_resource_keys=resource_keys,
-        pool=f"provider_{primary}",
+        pool=providers[0].pool,
         can_subset=True,
-        check_specs=[
-            AssetCheckSpec(
-                VALID_ROWS_CHECK,
-                asset=asset_spec.key,
-                description=(
-                    "Every fetched row passes the dataset's pandera schema; failing rows "
-                    "are quarantined (WARN: good rows still land)."
-                ),
-            ),
-            AssetCheckSpec(
-                UNIQUE_KEYS_CHECK,
-                asset=asset_spec.key,
-                blocking=True,
-                description=f"The key ({', '.join(dataset.key)}) is unique in {dataset.table}.",
-            ),
-        ],
+        check_specs=check_specs_for(asset_spec),
     )
     def _ingest(context: AssetExecutionContext) -> Iterator[MaterializeResult]:
         run_settings = load_settings()

@@ -1,0 +1,78 @@
+"""Graceful degradation: when every quote provider is down, the last good values are
+served for the day with ``is_stale = true`` and the asset's ``not_stale`` check warns;
+when a provider is back, re-running the day replaces the stale rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dashtam_pipeline.definitions import build_definitions
+from dashtam_pipeline.instance import get_instance
+from dashtam_pipeline.runner import MaterializeReport, execute_plans, plan_runs, resolve_selection
+from dashtam_pipeline.sandbox.app import SandboxApp
+from dashtam_pipeline.sandbox.server import SandboxServer, environment_lines, serve
+from dashtam_pipeline.settings import load_settings
+from dashtam_pipeline.storage.warehouse import Warehouse
+
+pytestmark = pytest.mark.integration
+
+#: The sandbox's "now": Wednesday 2026-11-18, so its quotes are Tuesday's close.
+NOW = dt.datetime(2026, 11, 18, 15, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def server(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxServer]:
+    with serve(app=SandboxApp(clock=lambda: NOW)) as running:
+        for line in environment_lines(running.url):
+            name, _, value = line.partition("=")
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("FMP_API_KEY", "fmp-key-stale-test")
+        monkeypatch.setenv("POLYGON_API_KEY", "polygon-key-stale-test")
+        monkeypatch.setenv("DASHTAM_SANDBOX", "false")
+        monkeypatch.setenv("DASHTAM_SYMBOLS", "AAPL,MSFT")
+        yield running
+
+
+def materialize_quotes(partition: str) -> MaterializeReport:
+    settings = load_settings()
+    defs = build_definitions(settings)
+    plans = plan_runs(defs, resolve_selection(defs, "key:market/quotes"), partition=partition)
+    with get_instance(settings) as instance:
+        return execute_plans(instance, plans, in_process=True)
+
+
+def quotes() -> list[tuple]:
+    settings = load_settings()
+    return Warehouse(settings.warehouse_path, settings.lake_dir).query(
+        "select symbol, quote_date, price, provider, is_stale from market.quotes "
+        "order by quote_date, symbol"
+    )[1]
+
+
+def test_outage_serves_last_good_values_marked_stale(server: SandboxServer) -> None:
+    assert materialize_quotes("2026-11-17").ok
+    good = quotes()
+    assert [(r[0], r[1], r[4]) for r in good] == [
+        ("AAPL", dt.date(2026, 11, 17), False), ("MSFT", dt.date(2026, 11, 17), False)]
+
+    server.app.add_fault(r"^/(fmp|polygon)/", status=503)
+    report = materialize_quotes("2026-11-18")
+    assert report.ok, report.assets["market/quotes"]
+    assert report.assets["market/quotes"].detail == "served by stale"
+    assert "market/quotes:not_stale" in report.warned_checks
+    stale = [r for r in quotes() if r[1] == dt.date(2026, 11, 18)]
+    assert [(r[0], r[4]) for r in stale] == [("AAPL", True), ("MSFT", True)]
+    assert [r[2] for r in stale] == [r[2] for r in good]  # the last good prices
+    assert {r[3] for r in stale} == {"fmp"}  # who served the value originally
+    assert [r for r in quotes() if r[1] == dt.date(2026, 11, 17)] == good  # untouched
+
+
+def test_outage_with_no_history_fails_by_name(server: SandboxServer) -> None:
+    server.app.add_fault(r"^/(fmp|polygon)/", status=503)
+    report = materialize_quotes("2026-11-18")
+    assert not report.ok
+    assert "no provider could serve market.quotes" in report.assets["market/quotes"].detail
