@@ -1,0 +1,66 @@
+"""The resilience hooks every provider client is built with, in the order they must run.
+
+``ProviderHTTP`` consults its hooks in list order before each attempt, and the first one
+that raises refuses the attempt before the later ones run. So the order is a decision:
+
+1. the circuit breaker: an open circuit refuses at once. Were it after the rate limiter,
+   a refused attempt would first wait for a per-minute slot and then take a slot (and a
+   unit of daily quota) for a request that is never sent.
+2. the rate limiter: waits for room in the window, or refuses when the daily quota is used
+   up. Its slot is taken last among the checks, right before the request is sent, so only
+   sent attempts count. (One cost of this order: a half-open probe the breaker granted
+   and the quota then refused is not sent; the breaker lets another probe through once
+   that one expires, after the breaker timeout.)
+3. the call audit: it never refuses; it records each attempt's outcome after the others
+   have counted it.
+
+All three live in ``state_store(settings)``, so every process of a deployment shares them.
+
+In sandbox mode (``DASHTAM_SANDBOX=true``) there is no rate limiter: the built-in sandbox
+imposes no limits, and its requests must not spend the real key's daily quota in a state
+store that a real run may share (nor make ``make demo`` wait on Polygon's 5 per minute).
+A sandbox served over HTTP with ``DASHTAM_SANDBOX=false`` is treated like the real API.
+"""
+
+from __future__ import annotations
+
+from dashtam_pipeline.http import CallHook
+from dashtam_pipeline.registry import ProviderSlug, get_provider_metadata
+from dashtam_pipeline.resilience.audit import CallAudit
+from dashtam_pipeline.resilience.breaker import CircuitBreaker
+from dashtam_pipeline.resilience.limits import RateLimiter
+from dashtam_pipeline.settings import Settings
+from dashtam_pipeline.state.store import state_store
+
+
+def resilience_hooks(settings: Settings, slug: ProviderSlug | str) -> list[CallHook]:
+    """[breaker, rate limiter, audit] for one provider, configured from ``settings``
+    ([breaker, audit] in sandbox mode)."""
+    meta = get_provider_metadata(slug)
+    provider = meta.slug.value
+    config = settings.provider(meta.slug)
+    store = state_store(settings)
+    hooks: list[CallHook] = [
+        CircuitBreaker(
+            store, provider,
+            threshold=config.breaker_threshold,
+            timeout_seconds=config.breaker_timeout_seconds,
+        ),
+    ]
+    if not settings.dashtam_sandbox:
+        hooks.append(
+            RateLimiter(
+                store, provider,
+                per_minute=config.requests_per_minute,
+                per_day=config.requests_per_day,
+                tier=config.tier,
+            )
+        )
+    hooks.append(
+        CallAudit(
+            store,
+            rights_profile=settings.dashtam_rights_profile,
+            secrets=config.secret_values(),
+        )
+    )
+    return hooks
