@@ -190,6 +190,62 @@ def cmd_connect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- dlq --------------------------------------------------------------------------------
+def cmd_dlq_list(args: argparse.Namespace) -> int:
+    from dashtam_pipeline.resilience.dlq import DeadLetterQueue
+    from dashtam_pipeline.settings import load_settings
+
+    entries = DeadLetterQueue.from_settings(load_settings()).list(
+        status=args.status, provider=args.provider
+    )
+    if args.json:
+        print(json.dumps([e.to_json() for e in entries], indent=2))
+        return EXIT_OK
+    if not entries:
+        print("The dead-letter queue is empty.")
+        return EXIT_OK
+    _print_table(
+        ["id", "status", "provider", "dataset", "partition", "attempts", "replays",
+         "last failed (UTC)", "error"],
+        [
+            [
+                e.id, e.status, e.provider, e.dataset, e.partition_key or "-", e.attempts,
+                e.replay_count, f"{e.last_failed_at:%Y-%m-%d %H:%M:%S}",
+                (e.abandoned_reason or e.last_replay_error or e.error)[:100],
+            ]
+            for e in entries
+        ],
+    )
+    return EXIT_OK
+
+
+def cmd_dlq_replay(args: argparse.Namespace) -> int:
+    from dashtam_pipeline.resilience.replay import replay
+    from dashtam_pipeline.settings import load_settings
+
+    report = replay(load_settings(), args.ids or None)
+    if not report.outcomes:
+        print("Nothing to replay: no pending dead-letter entries.")
+        return EXIT_OK
+    for outcome in report.outcomes:
+        entry = outcome.entry
+        mark = "ok  " if outcome.landed else ("GAVE" if entry.status == "abandoned" else "FAIL")
+        where = f"{entry.asset_key} [{entry.partition_key}]" if entry.partition_key else (
+            entry.asset_key
+        )
+        print(f"{mark}  #{entry.id:<5} {where:<40} {entry.status:<9}  {outcome.detail}")
+    if not report.ok:
+        given_up = sum(o.entry.status == "abandoned" for o in report.not_landed)
+        print(
+            f"\ndlq replay: {len(report.not_landed)} of {len(report.outcomes)} entries did not "
+            f"land ({given_up} abandoned after DASHTAM_DLQ_MAX_REPLAYS replays, the others stay "
+            "pending); see `dashtam dlq list`.",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dashtam",
@@ -231,6 +287,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--code", help="the authorization code (non-interactive)")
     p.add_argument("--redirect-url", help="the full URL the browser was redirected to")
     p.set_defaults(func=cmd_connect)
+
+    p = sub.add_parser("dlq", help="the dead-letter queue of failed partitions, and replay")
+    dlq_sub = p.add_subparsers(dest="dlq_command", required=True)
+    d = dlq_sub.add_parser("list", help="list dead-letter entries")
+    d.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    d.add_argument("--status", choices=["pending", "replayed", "abandoned"])
+    d.add_argument("--provider", help="only entries of this provider slug, e.g. fmp")
+    d.set_defaults(func=cmd_dlq_list)
+    d = dlq_sub.add_parser("replay", help="re-materialize pending entries (default: all)")
+    d.add_argument("ids", nargs="*", type=int, metavar="ID", help="entry ids to replay")
+    d.set_defaults(func=cmd_dlq_replay)
     return parser
 
 
