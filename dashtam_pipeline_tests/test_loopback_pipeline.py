@@ -45,6 +45,10 @@ def server(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxS
         for name, value in KEYS.items():
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("DASHTAM_SANDBOX", "false")
+        # the served sandbox is treated like the real APIs, free-tier limits included:
+        # lift them so the tests do not wait on Polygon's 5 requests a minute
+        for provider in ("FMP", "POLYGON", "NEWS"):
+            monkeypatch.setenv(f"{provider}_REQUESTS_PER_MINUTE", "100000")
         monkeypatch.setenv("DASHTAM_SYMBOLS", "AAPL,BRK.B")
         monkeypatch.setenv("DASHTAM_FRED_SERIES", "GDP,UNRATE")
         monkeypatch.setenv("DASHTAM_NEWS_QUERIES", "AAPL,inflation")
@@ -110,7 +114,9 @@ def test_fmp_down_polygon_serves_quotes_and_bars(server: SandboxServer) -> None:
         event = instance.get_latest_materialization_event(AssetKey(["market", "quotes"]))
     fallback = event.asset_materialization.metadata["fallback"].value
     assert [a["provider"] for a in fallback] == ["fmp", "polygon"]
-    assert fallback[0]["outcome"] == "unavailable" and fallback[1]["outcome"] == "served"
+    # FMP failed (or its breaker, opened by the other asset's failures, refused it)
+    assert fallback[0]["outcome"] in ("unavailable", "circuit_open")
+    assert fallback[1]["outcome"] == "served"
 
 
 def test_every_provider_down_fails_the_asset_by_name(server: SandboxServer) -> None:

@@ -33,6 +33,10 @@ def server(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxS
         monkeypatch.setenv("FMP_API_KEY", "fmp-key-stale-test")
         monkeypatch.setenv("POLYGON_API_KEY", "polygon-key-stale-test")
         monkeypatch.setenv("DASHTAM_SANDBOX", "false")
+        # the served sandbox is treated like the real APIs, free-tier limits included:
+        # lift them so the tests do not wait on Polygon's 5 requests a minute
+        for provider in ("FMP", "POLYGON", "NEWS"):
+            monkeypatch.setenv(f"{provider}_REQUESTS_PER_MINUTE", "100000")
         monkeypatch.setenv("DASHTAM_SYMBOLS", "AAPL,MSFT")
         yield running
 

@@ -317,7 +317,7 @@ def build_ingestion_asset(asset_spec: IngestionAssetSpec, settings: Settings) ->
         resources = context.resources
 
         def client_factory(slug, s):  # type: ignore[no-untyped-def]
-            return getattr(resources, provider_resource_key(slug)).client(s)
+            return getattr(resources, provider_resource_key(slug)).client(s, run_id=context.run_id)
 
         try:
             outcome = ingest_dataset(

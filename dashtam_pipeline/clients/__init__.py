@@ -48,18 +48,24 @@ def build_client(
     *,
     transport: httpx.BaseTransport | None = None,
     retry: RetryPolicy | None = None,
-    hooks: Sequence[CallHook] = (),
+    hooks: Sequence[CallHook] | None = None,
+    run_id: str | None = None,
 ) -> Any:
     """A ready client for ``slug`` configured from ``settings``.
 
-    OAuth providers get a token source backed by the encrypted connection store; file
-    imports get their inbox. Everything else is the same HTTP client construction.
+    Every HTTP client gets the resilience hooks (shared circuit breaker, rate limits and
+    quotas, call audit) unless ``hooks`` replaces them. OAuth providers get a token source
+    backed by the encrypted connection store; file imports get their inbox.
     """
     meta = get_provider_metadata(slug)
     cls = client_class(meta.slug)
     provider_settings = settings.provider(meta.slug)
     if meta.slug is ProviderSlug.CHASE_FILE:
         return cls(provider_settings, inbox=settings.chase_inbox, sandbox=settings.dashtam_sandbox)
+    if hooks is None:
+        from dashtam_pipeline.resilience.hooks import resilience_hooks
+
+        hooks = resilience_hooks(settings, meta.slug, run_id=run_id)
     kwargs: dict[str, Any] = {"transport": transport, "retry": retry, "hooks": hooks}
     if meta.is_oauth:
         from dashtam_pipeline.connections import token_source_for

@@ -33,9 +33,12 @@ from dashtam_pipeline.settings import Settings
 from dashtam_pipeline.state.store import state_store
 
 
-def resilience_hooks(settings: Settings, slug: ProviderSlug | str) -> list[CallHook]:
+def resilience_hooks(
+    settings: Settings, slug: ProviderSlug | str, *, run_id: str | None = None
+) -> list[CallHook]:
     """[breaker, rate limiter, audit] for one provider, configured from ``settings``
-    ([breaker, audit] in sandbox mode)."""
+    ([breaker, audit] in sandbox mode). ``run_id`` tags the audit rows with the Dagster
+    run that made the calls."""
     meta = get_provider_metadata(slug)
     provider = meta.slug.value
     config = settings.provider(meta.slug)
@@ -61,6 +64,7 @@ def resilience_hooks(settings: Settings, slug: ProviderSlug | str) -> list[CallH
             store,
             rights_profile=settings.dashtam_rights_profile,
             secrets=config.secret_values(),
+            run_id=run_id,
         )
     )
     return hooks
