@@ -38,12 +38,16 @@ def _print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 # --- providers --------------------------------------------------------------------------
 def cmd_providers(args: argparse.Namespace) -> int:
     from dashtam_pipeline.registry import PROVIDER_REGISTRY
+    from dashtam_pipeline.resilience.breaker import breaker_states
     from dashtam_pipeline.settings import load_settings
+    from dashtam_pipeline.state.store import state_store
 
     settings = load_settings()
+    breakers = breaker_states(state_store(settings))
     entries = []
     for meta in PROVIDER_REGISTRY:
         missing = settings.missing_settings(meta.slug)
+        breaker = breakers.get(meta.slug.value)
         entries.append(
             {
                 "slug": meta.slug.value,
@@ -55,14 +59,17 @@ def cmd_providers(args: argparse.Namespace) -> int:
                 "required_settings": list(meta.required_env_vars),
                 "settings_present": not missing,
                 "missing_settings": missing,
-                "circuit_state": None,
+                "circuit_state": (
+                    None if meta.default_base_url is None  # file imports make no calls
+                    else breaker.state if breaker else "closed"
+                ),
             }
         )
     if args.json:
         print(json.dumps(entries, indent=2))
         return EXIT_OK
     _print_table(
-        ["slug", "name", "category", "auth", "capabilities", "settings"],
+        ["slug", "name", "category", "auth", "capabilities", "circuit", "settings"],
         [
             [
                 e["slug"],
@@ -70,6 +77,7 @@ def cmd_providers(args: argparse.Namespace) -> int:
                 e["category"],
                 e["auth_type"],
                 ",".join(e["capabilities"]),
+                e["circuit_state"] or "-",
                 "present"
                 if e["settings_present"]
                 else "missing: " + ",".join(e["missing_settings"]),
@@ -318,6 +326,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader (``| head``) went away: stop quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

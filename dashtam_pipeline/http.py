@@ -306,7 +306,9 @@ class ProviderHTTP:
                 error.endpoint = error.endpoint or endpoint
                 error.provider = self.label
                 error.message = self.redact(error.message)
-                if error.retry_after is None and error.kind is ErrorKind.RATE_LIMITED:
+                if error.retry_after is None and error.kind in (
+                    ErrorKind.RATE_LIMITED, ErrorKind.UNAVAILABLE
+                ):
                     error.retry_after = _retry_after_seconds(response)
                 error.args = (str(error),)
                 raise error

@@ -16,9 +16,12 @@ from dashtam_pipeline.clients import schwab
 from dashtam_pipeline.connections import connect_oauth_provider
 from dashtam_pipeline.definitions import build_definitions
 from dashtam_pipeline.instance import get_instance
+from dashtam_pipeline.resilience.dlq import DeadLetterQueue
+from dashtam_pipeline.resilience.replay import replay
 from dashtam_pipeline.runner import MaterializeReport, execute_plans, plan_runs, resolve_selection
 from dashtam_pipeline.sandbox.server import SandboxServer, environment_lines, serve
 from dashtam_pipeline.settings import load_settings
+from dashtam_pipeline.state.store import StateStore
 from dashtam_pipeline.storage.warehouse import Warehouse
 from dashtam_pipeline_tests.payloads import payload_path
 
@@ -126,6 +129,27 @@ def test_every_provider_down_fails_the_asset_by_name(server: SandboxServer) -> N
     entry = report.assets["market/daily_bars"]
     assert entry.status == "failed"
     assert "no provider could serve market.daily_bars" in entry.detail
+    # the failed partition waits in the dead-letter queue ...
+    settings = load_settings()
+    (letter,) = DeadLetterQueue.from_settings(settings).list(status="pending")
+    assert (letter.asset_key, letter.partition_key, letter.provider) == (
+        "market/daily_bars", "2026-11-20", "polygon")
+    assert letter.error_kind in ("unavailable", "circuit_open")
+    assert letter.request["symbols"] == ["AAPL", "BRK.B"]
+    # ... every provider's breaker capped what the dead providers received
+    counts = server.app.request_counts()
+    assert counts["fmp"] <= 3 * 2 and counts["polygon"] <= 3 * 2
+    # ... and once they are back, a replay fills the gap exactly once
+    server.app.clear_faults()
+    server.app.reset()
+    for slug in ("fmp", "polygon"):
+        StateStore(settings.state_url).execute(
+            "DELETE FROM circuit_breakers WHERE provider = ?", (slug,))
+    assert replay(settings, in_process=True).ok
+    (done,) = DeadLetterQueue.from_settings(settings).list()
+    assert done.status == "replayed"
+    assert query("select count(*), count(distinct symbol) from market.daily_bars") == [(2, 2)]
+    assert replay(settings, in_process=True).outcomes == []  # nothing pending any more
 
 
 def test_bad_rows_are_quarantined_and_good_rows_land(server: SandboxServer) -> None:

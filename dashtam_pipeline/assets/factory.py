@@ -8,6 +8,7 @@ dataset never edits this module.
 """
 
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ from dashtam_pipeline.registry import (
     Sourcing,
     providers_serving,
 )
+from dashtam_pipeline.resilience.dlq import DeadLetterQueue
+from dashtam_pipeline.resilience.hooks import provider_health
 from dashtam_pipeline.resources import StorageResource, provider_resource_key
 from dashtam_pipeline.schemas import SCHEMAS
 from dashtam_pipeline.schemas.base import duckdb_columns
@@ -166,7 +169,10 @@ def build_request(
 
 
 def _materialize_result(
-    asset_spec: IngestionAssetSpec, outcome: IngestionOutcome, storage: StorageResource
+    asset_spec: IngestionAssetSpec,
+    outcome: IngestionOutcome,
+    storage: StorageResource,
+    settings: Settings,
 ) -> MaterializeResult:
     dataset = asset_spec.dataset
     lake_root = storage.lake().root
@@ -196,6 +202,11 @@ def _materialize_result(
         **{k: MetadataValue.float(float(v)) if "latency" in k else MetadataValue.int(int(v))
            for k, v in calls.items()},
     }
+    for meta in asset_spec.providers:
+        if meta.default_base_url is not None:  # file imports make no calls
+            metadata[f"provider_{meta.slug.value}"] = MetadataValue.json(
+                provider_health(settings, meta.slug)
+            )
     if outcome.notes:
         metadata["notes"] = MetadataValue.md("\n".join(f"- {n}" for n in outcome.notes[:50]))
     return MaterializeResult(
@@ -272,6 +283,31 @@ def check_specs_for(asset_spec: IngestionAssetSpec) -> list[AssetCheckSpec]:
     return specs
 
 
+def _partition_keys(context: AssetExecutionContext) -> list[str | None]:
+    """Every partition this run covers (``[None]`` for unpartitioned assets)."""
+    if context.has_partition_key or context.has_partition_key_range:
+        return list(context.partition_keys)
+    return [None]
+
+
+def _dead_letter(
+    dlq: DeadLetterQueue,
+    asset_spec: IngestionAssetSpec,
+    partitions: list[str | None],
+    request: FetchRequest,
+    error: ProviderError,
+    run_id: str,
+) -> None:
+    """One dead letter per partition that did not get live data, so a replay re-runs
+    exactly those partitions."""
+    summary = {k: v for k, v in dataclasses.asdict(request).items() if v not in ((), None)}
+    for partition in partitions:
+        dlq.record_failure(
+            asset_spec.key.to_user_string(), asset_spec.dataset.table, error.provider,
+            partition, {**summary, "partition_key": partition}, error, run_id=run_id,
+        )
+
+
 def build_ingestion_asset(asset_spec: IngestionAssetSpec, settings: Settings) -> AssetsDefinition:
     """One Dagster asset for ``asset_spec``, wired to its provider resources and checks."""
     dataset = asset_spec.dataset
@@ -319,21 +355,30 @@ def build_ingestion_asset(asset_spec: IngestionAssetSpec, settings: Settings) ->
         def client_factory(slug, s):  # type: ignore[no-untyped-def]
             return getattr(resources, provider_resource_key(slug)).client(s, run_id=context.run_id)
 
+        dlq = DeadLetterQueue.from_settings(run_settings)
+        partitions = _partition_keys(context)
         try:
             outcome = ingest_dataset(
                 dataset, providers, request, run_settings, storage.lake(),
                 client_factory=client_factory,
             )
         except ProviderError as error:
+            _dead_letter(dlq, asset_spec, partitions, request, error, context.run_id)
             raise Failure(
                 description=str(error),
                 metadata={
                     "provider": error.provider,
                     "error_kind": error.kind.value,
                     "retryable": error.retryable,
+                    "dead_letters": len(partitions),
                 },
                 allow_retries=error.retryable,
             ) from None
+        if outcome.stale and outcome.failure is not None:
+            _dead_letter(dlq, asset_spec, partitions, request, outcome.failure, context.run_id)
+        elif not outcome.skipped:
+            for entry in dlq.resolve(asset_spec.key.to_user_string(), partitions, context.run_id):
+                context.log.info(f"dead letter {entry.id} resolved: its partition landed")
         for note in outcome.notes:
             context.log.info(note)
         if outcome.skipped:
@@ -348,7 +393,7 @@ def build_ingestion_asset(asset_spec: IngestionAssetSpec, settings: Settings) ->
             )
             return
         storage.warehouse().ensure_views()
-        result = _materialize_result(asset_spec, outcome, storage)
+        result = _materialize_result(asset_spec, outcome, storage, run_settings)
         selected = {check.name for check in context.selected_asset_check_keys}
         yield result._replace(
             check_results=[c for c in result.check_results or [] if c.check_name in selected]

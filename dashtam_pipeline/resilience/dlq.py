@@ -209,6 +209,21 @@ class DeadLetterQueue:
             )
         return [_entry(r) for r in rows]
 
+    def resolve(
+        self, asset_key: str, partition_keys: Iterable[str | None], run_id: str | None
+    ) -> builtins.list[DeadLetter]:
+        """Close the pending entries of partitions that just landed by any run (a nightly
+        run or a manual backfill fills a gap as well as a replay does)."""
+        keys = [pending_key(asset_key, p) for p in partition_keys]
+        if not keys:
+            return []
+        marks = ", ".join("?" for _ in keys)
+        with self.store.transaction() as tx:
+            ids = [r[0] for r in tx.query(
+                f"SELECT id FROM dead_letters WHERE pending_key IN ({marks})", keys
+            )]
+        return self.mark_replayed(ids, run_id) if ids else []
+
     def record_replay_failure(
         self, id: int, reason: str, max_replays: int, secrets: Iterable[str] = ()
     ) -> DeadLetter:

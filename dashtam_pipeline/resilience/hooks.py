@@ -68,3 +68,26 @@ def resilience_hooks(
         )
     )
     return hooks
+
+
+def provider_health(settings: Settings, slug: ProviderSlug | str) -> dict[str, object]:
+    """A provider's breaker state and quota usage now, for materialization metadata and
+    ``dashtam providers``."""
+    from dashtam_pipeline.resilience.breaker import breaker_states
+
+    meta = get_provider_metadata(slug)
+    config = settings.provider(meta.slug)
+    store = state_store(settings)
+    breaker = breaker_states(store).get(meta.slug.value)
+    usage = RateLimiter(
+        store, meta.slug.value,
+        per_minute=config.requests_per_minute, per_day=config.requests_per_day, tier=config.tier,
+    ).usage()
+    return {
+        "circuit_state": breaker.state if breaker else "closed",
+        "consecutive_failures": breaker.consecutive_failures if breaker else 0,
+        "requests_today": usage["requests_today"],
+        "requests_per_day": usage["requests_per_day"],
+        "requests_per_minute": usage["requests_per_minute"],
+        "tier": usage["tier"],
+    }

@@ -149,6 +149,10 @@ class StateStore:
         if name in self._ensured:
             return
         with self.transaction() as tx:
+            if self.dialect == "postgresql":
+                # concurrent CREATE TABLE IF NOT EXISTS can collide on PostgreSQL's
+                # catalog; the first step of each process creates, the others wait
+                tx.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"schema:{name}",))
             for statement in statements:
                 if self.dialect == "postgresql":
                     statement = (
