@@ -21,6 +21,7 @@ import pytest
 from dashtam_pipeline.definitions import build_definitions
 from dashtam_pipeline.instance import get_instance
 from dashtam_pipeline.runner import MaterializeReport, execute_plans, plan_runs, resolve_selection
+from dashtam_pipeline.sandbox.app import SandboxApp
 from dashtam_pipeline.sandbox.server import SandboxServer, environment_lines, serve
 from dashtam_pipeline.settings import load_settings
 from dashtam_pipeline.storage.warehouse import Warehouse
@@ -39,22 +40,31 @@ KEYS = {
 
 
 @contextmanager
-def configured_sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxServer]:
-    """Serve the sandbox and point every provider setting at it (needs ``data_dir``)."""
-    with serve() as running:
+def configured_sandbox(
+    monkeypatch: pytest.MonkeyPatch, app: SandboxApp | None = None
+) -> Iterator[SandboxServer]:
+    """Serve the sandbox (``app``: one with its own clock) and point every provider
+    setting at it (needs ``data_dir``)."""
+    with serve(app=app) as running:
         for line in environment_lines(running.url):
             name, _, value = line.partition("=")
             monkeypatch.setenv(name, value)
         for name, value in KEYS.items():
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("DASHTAM_SANDBOX", "false")
+        # the served sandbox is treated like the real APIs, free-tier limits included:
+        # lift the per-minute ones so tests do not wait on Polygon's 5 requests a minute
+        for provider in ("FMP", "POLYGON", "NEWS"):
+            monkeypatch.setenv(f"{provider}_REQUESTS_PER_MINUTE", "100000")
         monkeypatch.setenv("DASHTAM_SYMBOLS", "AAPL,BRK.B")
         monkeypatch.setenv("DASHTAM_FRED_SERIES", "GDP,UNRATE")
         monkeypatch.setenv("DASHTAM_NEWS_QUERIES", "AAPL,inflation")
         yield running
 
 
-def materialize(selection: str | None = None, partition: str | None = None) -> MaterializeReport:
+def materialize(
+    selection: str | None = None, partition: str | None = None
+) -> MaterializeReport:
     """Materialize in-process through the instance in DAGSTER_HOME, as the CLI would."""
     settings = load_settings()
     defs = build_definitions(settings)

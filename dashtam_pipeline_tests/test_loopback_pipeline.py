@@ -11,64 +11,25 @@ from pathlib import Path
 
 import httpx
 import pytest
+from dagster import AssetKey
 
 from dashtam_pipeline.clients import schwab
 from dashtam_pipeline.connections import connect_oauth_provider
-from dashtam_pipeline.definitions import build_definitions
 from dashtam_pipeline.instance import get_instance
 from dashtam_pipeline.resilience.dlq import DeadLetterQueue
 from dashtam_pipeline.resilience.replay import replay
-from dashtam_pipeline.runner import MaterializeReport, execute_plans, plan_runs, resolve_selection
-from dashtam_pipeline.sandbox.server import SandboxServer, environment_lines, serve
+from dashtam_pipeline.sandbox.server import SandboxServer
 from dashtam_pipeline.settings import load_settings
 from dashtam_pipeline.state.store import StateStore
-from dashtam_pipeline.storage.warehouse import Warehouse
+from dashtam_pipeline_tests.loopback import KEYS, configured_sandbox, materialize, query
 from dashtam_pipeline_tests.payloads import payload_path
 
 pytestmark = pytest.mark.integration
 
-KEYS = {
-    "FMP_API_KEY": "fmp-key-7f3a9c2e41",
-    "POLYGON_API_KEY": "polygon-key-0b8d5e",
-    "FRED_API_KEY": "fred-key-5c1e2d9a",
-    "NEWS_API_KEY": "news-key-a4f09b7c",
-    "ALPACA_API_KEY_ID": "alpaca-id-62ce1d",
-    "ALPACA_API_SECRET_KEY": "alpaca-secret-9d3b77f1",
-    "SCHWAB_APP_KEY": "schwab-app-key-1e4f",
-    "SCHWAB_APP_SECRET": "schwab-app-secret-88a2",
-}
-
-
 @pytest.fixture
 def server(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxServer]:
-    with serve() as running:
-        for line in environment_lines(running.url):
-            name, _, value = line.partition("=")
-            monkeypatch.setenv(name, value)
-        for name, value in KEYS.items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setenv("DASHTAM_SANDBOX", "false")
-        # the served sandbox is treated like the real APIs, free-tier limits included:
-        # lift them so the tests do not wait on Polygon's 5 requests a minute
-        for provider in ("FMP", "POLYGON", "NEWS"):
-            monkeypatch.setenv(f"{provider}_REQUESTS_PER_MINUTE", "100000")
-        monkeypatch.setenv("DASHTAM_SYMBOLS", "AAPL,BRK.B")
-        monkeypatch.setenv("DASHTAM_FRED_SERIES", "GDP,UNRATE")
-        monkeypatch.setenv("DASHTAM_NEWS_QUERIES", "AAPL,inflation")
+    with configured_sandbox(monkeypatch) as running:
         yield running
-
-
-def materialize(selection: str | None = None, partition: str | None = None) -> MaterializeReport:
-    settings = load_settings()
-    defs = build_definitions(settings)
-    plans = plan_runs(defs, resolve_selection(defs, selection), partition=partition)
-    with get_instance(settings) as instance:
-        return execute_plans(instance, plans, in_process=True)
-
-
-def query(sql: str) -> list[tuple]:
-    settings = load_settings()
-    return Warehouse(settings.warehouse_path, settings.lake_dir).query(sql)[1]
 
 
 def connect_schwab_like_a_user() -> None:
@@ -112,8 +73,6 @@ def test_fmp_down_polygon_serves_quotes_and_bars(server: SandboxServer) -> None:
     assert query("select distinct provider from market.daily_bars") == [("polygon",)]
     settings = load_settings()
     with get_instance(settings) as instance:
-        from dagster import AssetKey
-
         event = instance.get_latest_materialization_event(AssetKey(["market", "quotes"]))
     fallback = event.asset_materialization.metadata["fallback"].value
     assert [a["provider"] for a in fallback] == ["fmp", "polygon"]

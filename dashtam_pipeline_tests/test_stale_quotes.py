@@ -10,13 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from dashtam_pipeline.definitions import build_definitions
-from dashtam_pipeline.instance import get_instance
-from dashtam_pipeline.runner import MaterializeReport, execute_plans, plan_runs, resolve_selection
+from dashtam_pipeline.runner import MaterializeReport
 from dashtam_pipeline.sandbox.app import SandboxApp
-from dashtam_pipeline.sandbox.server import SandboxServer, environment_lines, serve
-from dashtam_pipeline.settings import load_settings
-from dashtam_pipeline.storage.warehouse import Warehouse
+from dashtam_pipeline.sandbox.server import SandboxServer
+from dashtam_pipeline_tests.loopback import configured_sandbox, materialize, query
 
 pytestmark = pytest.mark.integration
 
@@ -26,35 +23,20 @@ NOW = dt.datetime(2026, 11, 18, 15, 0, tzinfo=dt.UTC)
 
 @pytest.fixture
 def server(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxServer]:
-    with serve(app=SandboxApp(clock=lambda: NOW)) as running:
-        for line in environment_lines(running.url):
-            name, _, value = line.partition("=")
-            monkeypatch.setenv(name, value)
-        monkeypatch.setenv("FMP_API_KEY", "fmp-key-stale-test")
-        monkeypatch.setenv("POLYGON_API_KEY", "polygon-key-stale-test")
-        monkeypatch.setenv("DASHTAM_SANDBOX", "false")
-        # the served sandbox is treated like the real APIs, free-tier limits included:
-        # lift them so the tests do not wait on Polygon's 5 requests a minute
-        for provider in ("FMP", "POLYGON", "NEWS"):
-            monkeypatch.setenv(f"{provider}_REQUESTS_PER_MINUTE", "100000")
+    with configured_sandbox(monkeypatch, app=SandboxApp(clock=lambda: NOW)) as running:
         monkeypatch.setenv("DASHTAM_SYMBOLS", "AAPL,MSFT")
         yield running
 
 
 def materialize_quotes(partition: str) -> MaterializeReport:
-    settings = load_settings()
-    defs = build_definitions(settings)
-    plans = plan_runs(defs, resolve_selection(defs, "key:market/quotes"), partition=partition)
-    with get_instance(settings) as instance:
-        return execute_plans(instance, plans, in_process=True)
+    return materialize("key:market/quotes", partition=partition)
 
 
 def quotes() -> list[tuple]:
-    settings = load_settings()
-    return Warehouse(settings.warehouse_path, settings.lake_dir).query(
+    return query(
         "select symbol, quote_date, price, provider, is_stale from market.quotes "
         "order by quote_date, symbol"
-    )[1]
+    )
 
 
 def test_outage_serves_last_good_values_marked_stale(server: SandboxServer) -> None:
