@@ -16,10 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import sqlite3
-from contextlib import closing
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,6 +26,7 @@ from dashtam_pipeline.clients.base import sandboxed
 from dashtam_pipeline.errors import ErrorKind, PipelineError, ProviderError
 from dashtam_pipeline.registry import ProviderSlug, get_provider_metadata
 from dashtam_pipeline.settings import Settings
+from dashtam_pipeline.state.store import state_store
 
 #: Refresh an access token this long before it expires.
 REFRESH_MARGIN = dt.timedelta(minutes=5)
@@ -78,53 +76,42 @@ class StoredTokens:
 
 
 class TokenStore:
-    """Encrypted OAuth tokens per provider in the state store (SQLite file)."""
+    """Encrypted OAuth tokens per provider in the state store (SQLite or PostgreSQL)."""
+
+    SCHEMA = (
+        "CREATE TABLE IF NOT EXISTS oauth_tokens (provider TEXT PRIMARY KEY, "
+        "ciphertext BLOB NOT NULL, expires_at TEXT NOT NULL, "
+        "refresh_expires_at TEXT NOT NULL, updated_at TEXT NOT NULL)",
+    )
 
     def __init__(self, settings: Settings) -> None:
-        url = settings.state_url
-        if not url.startswith("sqlite:///"):
-            raise PipelineError(
-                f"DASHTAM_STATE_URL must be a sqlite:/// URL for now (got a "
-                f"{url.split(':', 1)[0]} URL)"
-            )
-        self.path = Path(url.removeprefix("sqlite:///"))
+        self.store = state_store(settings)
         self.cipher = load_cipher(settings)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as con, con:
-            con.execute(
-                "CREATE TABLE IF NOT EXISTS oauth_tokens (provider TEXT PRIMARY KEY, "
-                "ciphertext BLOB NOT NULL, expires_at TEXT NOT NULL, "
-                "refresh_expires_at TEXT NOT NULL, updated_at TEXT NOT NULL)"
-            )
-
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=30)
+        self.store.ensure_schema("oauth_tokens", self.SCHEMA)
 
     def save(self, provider: ProviderSlug, tokens: StoredTokens) -> None:
         payload = json.dumps(asdict(tokens), default=str).encode()
-        with closing(self._connect()) as con, con:
-            con.execute(
-                "INSERT INTO oauth_tokens VALUES (?, ?, ?, ?, ?) ON CONFLICT(provider) DO "
-                "UPDATE SET ciphertext=excluded.ciphertext, expires_at=excluded.expires_at, "
-                "refresh_expires_at=excluded.refresh_expires_at, updated_at=excluded.updated_at",
-                (
-                    provider.value,
-                    self.cipher.encrypt(payload),
-                    tokens.expires_at.isoformat(),
-                    tokens.refresh_expires_at.isoformat(),
-                    _utcnow().isoformat(),
-                ),
-            )
+        self.store.execute(
+            "INSERT INTO oauth_tokens VALUES (?, ?, ?, ?, ?) ON CONFLICT(provider) DO "
+            "UPDATE SET ciphertext=excluded.ciphertext, expires_at=excluded.expires_at, "
+            "refresh_expires_at=excluded.refresh_expires_at, updated_at=excluded.updated_at",
+            (
+                provider.value,
+                self.cipher.encrypt(payload),
+                tokens.expires_at.isoformat(),
+                tokens.refresh_expires_at.isoformat(),
+                _utcnow().isoformat(),
+            ),
+        )
 
     def load(self, provider: ProviderSlug) -> StoredTokens | None:
-        with closing(self._connect()) as con:
-            row = con.execute(
-                "SELECT ciphertext FROM oauth_tokens WHERE provider = ?", (provider.value,)
-            ).fetchone()
-        if row is None:
+        rows = self.store.query(
+            "SELECT ciphertext FROM oauth_tokens WHERE provider = ?", (provider.value,)
+        )
+        if not rows:
             return None
         try:
-            data = json.loads(self.cipher.decrypt(row[0]))
+            data = json.loads(self.cipher.decrypt(bytes(rows[0][0])))
         except InvalidToken:
             raise SecretKeyError(
                 f"stored {provider.value} credentials cannot be decrypted with the current "
