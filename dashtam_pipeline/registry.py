@@ -145,11 +145,8 @@ class DatasetSpec:
     description: str
 
     @property
-    def schema_name(self) -> str:
-        return self.table.split(".")[0]
-
-    @property
     def table_name(self) -> str:
+        """``quotes`` of ``market.quotes``: the name generated assets are given."""
         return self.table.split(".")[1]
 
 
