@@ -21,7 +21,7 @@ import pandas as pd
 from dashtam_pipeline.clients import build_client
 from dashtam_pipeline.clients.base import FetchRequest, FetchResult, RejectedRecord
 from dashtam_pipeline.errors import SKIPPABLE_KINDS, ErrorKind, ProviderError
-from dashtam_pipeline.http import CallStats
+from dashtam_pipeline.http import CallRecord, CallStats
 from dashtam_pipeline.registry import (
     DatasetSpec,
     ProviderMetadata,
@@ -121,6 +121,8 @@ def ingest_dataset(
             outcome.attempts.append(ProviderAttempt(label, "served"))
             break
         except ProviderError as error:
+            if error.kind is ErrorKind.RIGHTS_DENIED:
+                record_denial(settings, label, spec)
             kind = "skipped" if error.kind in SKIPPABLE_KINDS else error.kind.value
             outcome.attempts.append(ProviderAttempt(label, kind, str(error)))
             log.warning("%s: %s", spec.table, error)
@@ -176,6 +178,21 @@ def _close(client: Any, outcome: IngestionOutcome) -> None:
         client.close()
 
 
+
+
+def record_denial(settings: Settings, provider: str, spec: DatasetSpec) -> None:
+    """Put a rights refusal in the call audit: no request was sent, but the attempt to
+    pull licensed data is what a license review asks about."""
+    from dashtam_pipeline.resilience.audit import CallAudit
+    from dashtam_pipeline.state.store import state_store
+
+    CallAudit(state_store(settings), rights_profile=settings.dashtam_rights_profile).after_attempt(
+        CallRecord(
+            provider=provider, method="-", endpoint=f"dataset:{spec.table}", attempt=0,
+            status_code=None, latency_ms=0.0, outcome=ErrorKind.RIGHTS_DENIED.value,
+            error=f"{settings.dashtam_rights_profile!r} rights profile excludes {spec.table}",
+        )
+    )
 
 
 def land(

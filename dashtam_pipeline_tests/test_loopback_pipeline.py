@@ -16,11 +16,12 @@ from dagster import AssetKey
 from dashtam_pipeline.clients import schwab
 from dashtam_pipeline.connections import connect_oauth_provider
 from dashtam_pipeline.instance import get_instance
+from dashtam_pipeline.resilience.audit import recent_calls
 from dashtam_pipeline.resilience.dlq import DeadLetterQueue
 from dashtam_pipeline.resilience.replay import replay
 from dashtam_pipeline.sandbox.server import SandboxServer
 from dashtam_pipeline.settings import load_settings
-from dashtam_pipeline.state.store import StateStore
+from dashtam_pipeline.state.store import StateStore, state_store
 from dashtam_pipeline_tests.loopback import KEYS, configured_sandbox, materialize, query
 from dashtam_pipeline_tests.payloads import payload_path
 
@@ -47,6 +48,11 @@ def test_production_configuration_over_loopback(server: SandboxServer, capfd) ->
     assert report.ok, {k: (a.status, a.detail) for k, a in report.assets.items()}
     skipped = {k for k, a in report.assets.items() if a.status == "skipped"}
     assert skipped == {"market/options_chain"}  # basic rights profile
+    assert "options" not in " ".join(server.app.request_counts())  # no call was made ...
+    settings = load_settings()
+    denials = [c for c in recent_calls(state_store(settings), "polygon")
+               if c["outcome"] == "rights_denied"]
+    assert denials and denials[0]["rights_profile"] == "basic"  # ... but it is recorded
     assert query("select distinct provider from market.quotes") == [("fmp",)]
     assert sorted(query("select distinct symbol from market.quotes")) == [("AAPL",), ("BRK.B",)]
     assert sorted(r[0] for r in query("select distinct provider from brokerage.transactions")) == [
