@@ -22,6 +22,11 @@ DEFAULT_DAGSTER_YAML = """\
 # PostgreSQL configuration shown in the README; nothing else needs to change.
 telemetry:
   enabled: false
+# Run retries re-launch, from failure and at once, a run that died outside the asset code
+# (a killed process, a lost worker). A step that failed on a provider is not retried here:
+# the HTTP layer already retried its calls, so an immediate re-run would meet the same open
+# breaker or spent quota. The run-failure and DLQ replay sensors replay those partitions
+# once the provider is healthy, and skip runs tagged dagster/will_retry=true.
 run_retries:
   enabled: true
   max_retries: 1
