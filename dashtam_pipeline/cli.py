@@ -181,19 +181,60 @@ def cmd_sandbox_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# --- connect ----------------------------------------------------------------------------
+# --- connect / connections ------------------------------------------------------------
+def _when(value: Any) -> str:
+    return f"{value:%Y-%m-%d %H:%M UTC}" if value is not None else "-"
+
+
 def cmd_connect(args: argparse.Namespace) -> int:
-    from dashtam_pipeline.connections import connect_oauth_provider
+    from dashtam_pipeline import connections
+    from dashtam_pipeline.registry import get_provider_metadata
     from dashtam_pipeline.settings import load_settings
 
     settings = load_settings()
-    connection = connect_oauth_provider(
-        args.provider, settings, code=args.code, redirect_url=args.redirect_url
+    if not get_provider_metadata(args.provider).is_oauth:
+        if args.code or args.redirect_url:
+            raise PipelineError(f"{args.provider} uses API keys: --code and --redirect-url "
+                                "are for OAuth providers")
+        connection = connections.reconnect_api_key_provider(settings, args.provider)
+        print(f"Connected {args.provider} ({connection.status.value}): its keys will be used "
+              "again by the next run.")
+        return EXIT_OK
+    connection = connections.connect_oauth_provider(
+        args.provider, settings, code=args.code, redirect_url=args.redirect_url,
+        alias=args.alias,
     )
+    creds = connection.credentials
     print(
-        f"Connected {args.provider}: access token valid until "
-        f"{connection.expires_at:%Y-%m-%d %H:%M UTC}, re-login needed by "
-        f"{connection.refresh_expires_at:%Y-%m-%d %H:%M UTC}."
+        f"Connected {args.provider} ({connection.status.value}): access token valid until "
+        f"{_when(creds.expires_at if creds else None)}, re-login needed by "
+        f"{_when(creds.refresh_expires_at if creds else None)} "
+        f"(run `dashtam connect {args.provider}` again before then)."
+    )
+    return EXIT_OK
+
+
+def cmd_connections(args: argparse.Namespace) -> int:
+    from dashtam_pipeline.connections import connection_json, list_connections
+    from dashtam_pipeline.settings import load_settings
+
+    entries = [connection_json(c) for c in list_connections(load_settings())]
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return EXIT_OK
+    if not entries:
+        print("No connections yet: set provider keys, or run `dashtam connect schwab`.")
+        return EXIT_OK
+    _print_table(
+        ["provider", "status", "alias", "expires (UTC)", "re-login by (UTC)",
+         "last sync (UTC)", "id", "reason"],
+        [
+            [e["provider"], e["status"], e["alias"] or "-",
+             *(e[k][:16].replace("T", " ") if e[k] else "-"
+               for k in ("expires_at", "refresh_expires_at", "last_sync_at")),
+             e["id"], e["status_reason"] or ""]
+            for e in entries
+        ],
     )
     return EXIT_OK
 
@@ -254,6 +295,16 @@ def cmd_dlq_replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _connectable_providers() -> list[str]:
+    """Schwab first (the OAuth flow), then the API-key providers."""
+    from dashtam_pipeline.registry import PROVIDER_REGISTRY, ProviderAuthType
+
+    oauth = [m.slug.value for m in PROVIDER_REGISTRY if m.is_oauth]
+    keyed = [m.slug.value for m in PROVIDER_REGISTRY
+             if m.auth_type is ProviderAuthType.API_KEY]
+    return oauth + keyed
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dashtam",
@@ -290,11 +341,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8765)
     s.set_defaults(func=cmd_sandbox_serve)
 
-    p = sub.add_parser("connect", help="connect an OAuth provider (authorization-code flow)")
-    p.add_argument("provider", choices=["schwab"])
+    p = sub.add_parser(
+        "connect",
+        help="connect Schwab (OAuth authorization-code flow), or re-enable an API-key "
+        "provider whose keys were refused",
+    )
+    p.add_argument("provider", choices=_connectable_providers())
     p.add_argument("--code", help="the authorization code (non-interactive)")
     p.add_argument("--redirect-url", help="the full URL the browser was redirected to")
+    p.add_argument("--alias", help="a nickname for the connection, e.g. 'My Schwab IRA'")
     p.set_defaults(func=cmd_connect)
+
+    p = sub.add_parser("connections", help="list provider connections, statuses and expiries")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p.set_defaults(func=cmd_connections)
 
     p = sub.add_parser("dlq", help="the dead-letter queue of failed partitions, and replay")
     dlq_sub = p.add_subparsers(dest="dlq_command", required=True)

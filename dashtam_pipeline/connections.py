@@ -1,45 +1,75 @@
-"""OAuth connections: tokens stored encrypted in the state store, refreshed when needed.
+"""Provider connections at work: encrypted credentials, Schwab's tokens kept fresh, API-key
+providers tracked, and the calls the rest of the pipeline makes about them.
 
-Schwab access tokens live 30 minutes and refresh tokens 7 days. The client asks a token
-source for an access token; the source refreshes it shortly before it expires and saves
-the new pair. When refresh is impossible (the 7-day login lapsed) it raises
-``NOT_CONNECTED`` with the command to run, so the provider's assets are skipped with
-that reason instead of failing the run.
+Every provider the pipeline talks to has a ``ProviderConnection`` (the domain entity) in
+the state store (``ConnectionRepository``). This module is the infrastructure around it:
 
-Tokens are encrypted with Fernet (``cryptography``) before they reach the database: the
-key comes from ``DASHTAM_SECRET_KEY`` (comma-separated keys rotate: the first encrypts,
-all decrypt) or is generated once into ``$DASHTAM_DATA_DIR/.secret_key`` with mode 0600.
+* **Encryption.** A connection's credentials are a Fernet blob (``cryptography``): the key
+  comes from ``DASHTAM_SECRET_KEY`` (comma-separated keys rotate: the first encrypts, all
+  decrypt) or is generated once into ``$DASHTAM_DATA_DIR/.secret_key`` with mode 0600. A
+  blob the key cannot open is a ``SecretKeyError`` that says what to do, never garbage.
+* **Schwab (OAuth).** ``connect_oauth_provider`` runs the authorization-code flow and makes
+  the connection ACTIVE (PENDING → ACTIVE, or EXPIRED → ACTIVE on reconnect). Access tokens
+  live 30 minutes, refresh tokens 7 days: ``StoredTokenSource`` hands the client a valid
+  access token, refreshing it within 5 minutes of expiry. When refresh is impossible it
+  moves the connection to EXPIRED and raises ``NOT_CONNECTED`` with the command to run, so
+  the provider's assets are skipped with that reason instead of failing the run.
+* **API-key providers.** ``ensure_api_key_connections`` keeps one connection per provider
+  in step with the environment (a fingerprint of the keys is stored, never a key);
+  ``mark_auth_failure`` records a 401/403; ``record_successful_sync`` a good sync.
+
+Every function takes ``now`` (or a ``clock``) so sensors and tests can move time; the
+default is ``utcnow``, the one place this module reads the system clock.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from dashtam_pipeline.clients.base import sandboxed
+from dashtam_pipeline.domain.provider_connection import (
+    DEFAULT_USER_ID,
+    ConnectionStatus,
+    CredentialType,
+    Failure,
+    ProviderConnection,
+    ProviderCredentials,
+    Result,
+    provider_id_for,
+)
 from dashtam_pipeline.errors import ErrorKind, PipelineError, ProviderError
-from dashtam_pipeline.registry import ProviderSlug, get_provider_metadata
+from dashtam_pipeline.registry import (
+    PROVIDER_REGISTRY,
+    ProviderAuthType,
+    ProviderMetadata,
+    ProviderSlug,
+    get_provider_metadata,
+)
 from dashtam_pipeline.settings import Settings
-from dashtam_pipeline.state.store import state_store
+from dashtam_pipeline.state.connection_repository import ConnectionRepository, to_text
 
-#: Refresh an access token this long before it expires.
-REFRESH_MARGIN = dt.timedelta(minutes=5)
+Clock = Callable[[], dt.datetime]
 
 
 class SecretKeyError(PipelineError):
     """The encryption key is missing, malformed, or not the one the data was written with."""
 
 
-def _utcnow() -> dt.datetime:
+def utcnow() -> dt.datetime:
+    """The system clock (the default wherever no ``now``/``clock`` is injected)."""
     return dt.datetime.now(tz=dt.UTC)
 
 
+# -- encryption --------------------------------------------------------------------------
 def load_cipher(settings: Settings) -> MultiFernet:
     """The credential cipher, creating the key file on first use when no key is set."""
     if settings.dashtam_secret_key is not None:
@@ -62,6 +92,32 @@ def load_cipher(settings: Settings) -> MultiFernet:
         ) from None
 
 
+def seal(
+    cipher: MultiFernet,
+    payload: dict[str, Any],
+    credential_type: CredentialType,
+    *,
+    expires_at: dt.datetime | None = None,
+    refresh_expires_at: dt.datetime | None = None,
+) -> ProviderCredentials:
+    """Encrypt a credential payload into the entity's opaque blob."""
+    blob = cipher.encrypt(json.dumps(payload, default=str, sort_keys=True).encode())
+    return ProviderCredentials(blob, credential_type, expires_at, refresh_expires_at)
+
+
+def unseal(cipher: MultiFernet, credentials: ProviderCredentials, slug: str) -> dict[str, Any]:
+    """Decrypt a blob; a key that cannot open it is a ``SecretKeyError``, never garbage."""
+    try:
+        return json.loads(cipher.decrypt(credentials.encrypted_data))
+    except InvalidToken:
+        raise SecretKeyError(
+            f"stored {slug} credentials cannot be decrypted with the current "
+            "DASHTAM_SECRET_KEY (was the key changed? add the old key after the new one, "
+            "comma-separated, to rotate)"
+        ) from None
+
+
+# -- OAuth tokens ------------------------------------------------------------------------
 @dataclass
 class StoredTokens:
     """A provider's OAuth tokens as stored (decrypted only in memory)."""
@@ -74,67 +130,76 @@ class StoredTokens:
     scope: str | None = None
     id_token: str | None = None
 
-
-class TokenStore:
-    """Encrypted OAuth tokens per provider in the state store (SQLite or PostgreSQL)."""
-
-    SCHEMA = (
-        "CREATE TABLE IF NOT EXISTS oauth_tokens (provider TEXT PRIMARY KEY, "
-        "ciphertext BLOB NOT NULL, expires_at TEXT NOT NULL, "
-        "refresh_expires_at TEXT NOT NULL, updated_at TEXT NOT NULL)",
-    )
-
-    def __init__(self, settings: Settings) -> None:
-        self.store = state_store(settings)
-        self.cipher = load_cipher(settings)
-        self.store.ensure_schema("oauth_tokens", self.SCHEMA)
-
-    def save(self, provider: ProviderSlug, tokens: StoredTokens) -> None:
-        payload = json.dumps(asdict(tokens), default=str).encode()
-        self.store.execute(
-            "INSERT INTO oauth_tokens VALUES (?, ?, ?, ?, ?) ON CONFLICT(provider) DO "
-            "UPDATE SET ciphertext=excluded.ciphertext, expires_at=excluded.expires_at, "
-            "refresh_expires_at=excluded.refresh_expires_at, updated_at=excluded.updated_at",
-            (
-                provider.value,
-                self.cipher.encrypt(payload),
-                tokens.expires_at.isoformat(),
-                tokens.refresh_expires_at.isoformat(),
-                _utcnow().isoformat(),
-            ),
+    @classmethod
+    def from_oauth(cls, tokens: Any) -> StoredTokens:
+        """From a ``clients.schwab.OAuthTokens`` (or anything with the same fields)."""
+        return cls(
+            access_token=tokens.access_token,
+            refresh_token=tokens.refresh_token,
+            expires_at=tokens.expires_at,
+            refresh_expires_at=tokens.refresh_expires_at,
+            token_type=getattr(tokens, "token_type", "Bearer") or "Bearer",
+            scope=getattr(tokens, "scope", None),
+            id_token=getattr(tokens, "id_token", None),
         )
 
-    def load(self, provider: ProviderSlug) -> StoredTokens | None:
-        rows = self.store.query(
-            "SELECT ciphertext FROM oauth_tokens WHERE provider = ?", (provider.value,)
-        )
-        if not rows:
-            return None
-        try:
-            data = json.loads(self.cipher.decrypt(bytes(rows[0][0])))
-        except InvalidToken:
-            raise SecretKeyError(
-                f"stored {provider.value} credentials cannot be decrypted with the current "
-                "DASHTAM_SECRET_KEY (was the key changed? add the old key after the new one, "
-                "comma-separated, to rotate)"
-            ) from None
-        for field_name in ("expires_at", "refresh_expires_at"):
-            data[field_name] = dt.datetime.fromisoformat(data[field_name])
-        return StoredTokens(**data)
+    def seal(self, cipher: MultiFernet) -> ProviderCredentials:
+        secret = {k: v for k, v in asdict(self).items()
+                  if k not in ("expires_at", "refresh_expires_at")}
+        return seal(cipher, secret, CredentialType.OAUTH2, expires_at=self.expires_at,
+                    refresh_expires_at=self.refresh_expires_at)
+
+    @classmethod
+    def unseal(
+        cls, cipher: MultiFernet, credentials: ProviderCredentials, slug: str
+    ) -> StoredTokens:
+        if credentials.expires_at is None or credentials.refresh_expires_at is None:
+            raise PipelineError(f"the stored {slug} credentials are not OAuth tokens")
+        return cls(**unseal(cipher, credentials, slug), expires_at=credentials.expires_at,
+                   refresh_expires_at=credentials.refresh_expires_at)
 
 
-def _from_oauth(tokens: Any) -> StoredTokens:
-    return StoredTokens(
-        access_token=tokens.access_token,
-        refresh_token=tokens.refresh_token,
-        expires_at=tokens.expires_at,
-        refresh_expires_at=tokens.refresh_expires_at,
-        token_type=getattr(tokens, "token_type", "Bearer") or "Bearer",
-        scope=getattr(tokens, "scope", None),
-        id_token=getattr(tokens, "id_token", None),
-    )
+# -- finding the live connection ---------------------------------------------------------
+def current_connection(
+    repo: ConnectionRepository, slug: ProviderSlug | str
+) -> ProviderConnection | None:
+    """The provider's live connection: the newest one not DISCONNECTED (those are history)."""
+    meta = get_provider_metadata(slug)
+    live = [c for c in repo.find_by_user_and_provider(DEFAULT_USER_ID,
+                                                      provider_id_for(meta.slug.value))
+            if c.status is not ConnectionStatus.DISCONNECTED]
+    return max(live, key=lambda c: c.created_at) if live else None
 
 
+def _short_name(slug: ProviderSlug) -> str:
+    return slug.value.capitalize()
+
+
+def _command(slug: ProviderSlug) -> str:
+    return f"dashtam connect {slug.value}"
+
+
+def _not_connected(slug: ProviderSlug, message: str) -> ProviderError:
+    return ProviderError(slug.value, ErrorKind.NOT_CONNECTED, message, retryable=False)
+
+
+def unusable_reason(connection: ProviderConnection | None, slug: ProviderSlug) -> str:
+    """Why a provider cannot sync now, in a sentence that says what to run."""
+    name, command = _short_name(slug), _command(slug)
+    if connection is None or connection.status is ConnectionStatus.PENDING:
+        return f"no {name} connection: run `{command}`"
+    if connection.status is ConnectionStatus.EXPIRED:
+        # the refresh token's end, or when the provider refused it if that came first
+        creds = connection.credentials
+        when = connection.updated_at
+        if creds is not None and creds.refresh_expires_at is not None:
+            when = min(when, creds.refresh_expires_at)
+        return f"{name} login expired on {when:%Y-%m-%d %H:%M} UTC: run `{command}`"
+    reason = f" ({connection.status_reason})" if connection.status_reason else ""
+    return f"the {name} connection is {connection.status.value}{reason}: run `{command}`"
+
+
+# -- Schwab: the token source ------------------------------------------------------------
 class StoredTokenSource:
     """Hands the Schwab client a valid access token, refreshing and saving as needed."""
 
@@ -144,57 +209,96 @@ class StoredTokenSource:
         settings: Settings,
         *,
         transport: httpx.BaseTransport | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.provider = provider
         self.settings = settings
         self.transport = transport
-        self.store = TokenStore(settings)
+        self.clock = clock or (lambda: utcnow())
+        self.repo = ConnectionRepository.from_settings(settings)
+        self.cipher = load_cipher(settings)
 
     def access_token(self) -> str:
-        tokens = self.store.load(self.provider)
-        command = f"dashtam connect {self.provider.value}"
-        if tokens is None:
-            raise ProviderError(
-                self.provider.value, ErrorKind.NOT_CONNECTED,
-                f"no {self.provider.value} connection: run `{command}`",
-            )
-        now = _utcnow()
-        if tokens.expires_at - REFRESH_MARGIN > now:
+        connection = current_connection(self.repo, self.provider)
+        if connection is None or not connection.is_connected() or not connection.credentials:
+            raise _not_connected(self.provider, unusable_reason(connection, self.provider))
+        if not connection.is_credentials_expiring_soon(self.clock()):
+            tokens = StoredTokens.unseal(self.cipher, connection.credentials,
+                                         self.provider.value)
             return tokens.access_token
-        if tokens.refresh_expires_at <= now:
-            raise ProviderError(
-                self.provider.value, ErrorKind.NOT_CONNECTED,
-                f"the {self.provider.value} login expired on "
-                f"{tokens.refresh_expires_at:%Y-%m-%d %H:%M} UTC: run `{command}`",
-            )
-        from dashtam_pipeline.clients import schwab
+        return refresh_oauth_connection(
+            self.settings, self.provider, now=self.clock(), transport=self.transport,
+        ).access_token
 
-        provider_settings, transport = sandboxed(
-            self.settings.provider(self.provider), self.transport
+
+def refresh_oauth_connection(
+    settings: Settings,
+    slug: ProviderSlug | str,
+    *,
+    now: dt.datetime | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> StoredTokens:
+    """Refresh the provider's access token now (whatever its expiry) and save it.
+
+    For the token source when a token is about to lapse, and for a refresh job that renews
+    tokens ahead of time (``ConnectionRepository.find_expiring_soon``). When the refresh
+    token has expired, or the provider refuses it (Schwab's 400
+    ``refresh_token_authentication_error``), the connection becomes EXPIRED and this raises
+    ``ProviderError(NOT_CONNECTED)`` telling the user to run ``dashtam connect``.
+    """
+    meta = get_provider_metadata(slug)
+    now = now or utcnow()
+    repo = ConnectionRepository.from_settings(settings)
+    cipher = load_cipher(settings)
+    connection = current_connection(repo, meta.slug)
+    if connection is None or not connection.is_connected() or not connection.credentials:
+        raise _not_connected(meta.slug, unusable_reason(connection, meta.slug))
+    tokens = StoredTokens.unseal(cipher, connection.credentials, meta.slug.value)
+    if not connection.credentials.can_refresh(now):
+        _expire(repo, connection, now, "the refresh token expired")
+    from dashtam_pipeline.clients import schwab
+
+    provider_settings, transport = sandboxed(settings.provider(meta.slug), transport)
+    try:
+        fresh = schwab.refresh_tokens(
+            schwab.oauth_http(provider_settings, transport=transport),
+            tokens.refresh_token, refresh_expires_at=tokens.refresh_expires_at, now=now,
         )
-        try:
-            fresh = schwab.refresh_tokens(
-                schwab.oauth_http(provider_settings, transport=transport),
-                tokens.refresh_token,
-                refresh_expires_at=tokens.refresh_expires_at,
-            )
-        except ProviderError as error:
-            if error.kind is ErrorKind.AUTH:
-                raise ProviderError(
-                    self.provider.value, ErrorKind.NOT_CONNECTED,
-                    f"{error.message} (run `{command}`)",
-                ) from None
-            raise
-        self.store.save(self.provider, _from_oauth(fresh))
-        return fresh.access_token
+    except ProviderError as error:
+        if error.kind is ErrorKind.AUTH and error.status_code == 400:
+            # the grant itself is refused: only a new login helps
+            _expire(repo, connection, now, "the provider refused the refresh token")
+        if error.kind is ErrorKind.AUTH:  # the app's key/secret refused: configuration
+            raise _not_connected(meta.slug, error.message) from None
+        raise
+    stored = StoredTokens.from_oauth(fresh)
+    latest = repo.find_by_id(connection.id) or connection  # another process may have moved it
+    if latest.update_credentials(stored.seal(cipher), now=now):
+        repo.save(latest)
+    return stored
+
+
+def _expire(
+    repo: ConnectionRepository, connection: ProviderConnection, now: dt.datetime, why: str
+) -> NoReturn:
+    """Mark EXPIRED (credentials kept, for their dates) and raise NOT_CONNECTED."""
+    slug = ProviderSlug(connection.provider_slug)
+    if connection.mark_expired(now=now, reason=why):
+        repo.save(connection)
+    raise _not_connected(slug, unusable_reason(connection, slug))
 
 
 def token_source_for(
-    slug: ProviderSlug, settings: Settings, *, transport: httpx.BaseTransport | None = None
+    slug: ProviderSlug,
+    settings: Settings,
+    *,
+    transport: httpx.BaseTransport | None = None,
+    clock: Clock | None = None,
 ) -> StoredTokenSource:
-    return StoredTokenSource(slug, settings, transport=transport)
+    return StoredTokenSource(slug, settings, transport=transport, clock=clock)
 
 
+# -- Schwab: connecting ------------------------------------------------------------------
 def connect_oauth_provider(
     provider: str,
     settings: Settings,
@@ -202,8 +306,12 @@ def connect_oauth_provider(
     code: str | None = None,
     redirect_url: str | None = None,
     transport: httpx.BaseTransport | None = None,
-) -> StoredTokens:
-    """Complete the authorization-code flow and store the tokens encrypted.
+    alias: str | None = None,
+    now: dt.datetime | None = None,
+) -> ProviderConnection:
+    """Complete the authorization-code flow; the connection becomes ACTIVE with its tokens
+    encrypted (a first connect goes PENDING → ACTIVE, a reconnect EXPIRED → ACTIVE; a
+    refused code leaves a new connection FAILED).
 
     Without ``code``/``redirect_url`` it prints the authorize URL and reads the redirected
     URL from standard input (the browser shows it after login).
@@ -213,18 +321,202 @@ def connect_oauth_provider(
         raise PipelineError(f"{meta.display_name} does not use OAuth; nothing to connect")
     from dashtam_pipeline.clients import schwab
 
+    now = now or utcnow()
     provider_settings, transport = sandboxed(settings.provider(meta.slug), transport)
     if code is None and redirect_url is None:
         print("Open this URL, log in, and paste the URL you are redirected to:")
         print(schwab.authorize_url(settings))
         redirect_url = input("redirected URL: ").strip()
-    if code is None:
-        code = schwab.code_from_redirect_url(redirect_url or "")
-    tokens = schwab.exchange_code(
-        schwab.oauth_http(provider_settings, transport=transport),
-        code,
-        callback_url=settings.schwab_callback_url,
-    )
-    stored = _from_oauth(tokens)
-    TokenStore(settings).save(meta.slug, stored)
-    return stored
+    if not all(schwab.app_credentials(provider_settings)):
+        raise ProviderError(meta.slug.value, ErrorKind.NOT_CONFIGURED,
+                            "SCHWAB_APP_KEY and SCHWAB_APP_SECRET must be set to connect "
+                            "Schwab", retryable=False)
+    repo = ConnectionRepository.from_settings(settings)
+    cipher = load_cipher(settings)
+    connection = current_connection(repo, meta.slug)
+    if connection is None:
+        connection = ProviderConnection.new(meta.slug.value, now=now, alias=alias)
+        repo.save(connection)
+    try:
+        if code is None:
+            code = schwab.code_from_redirect_url(redirect_url or "")
+        tokens = schwab.exchange_code(
+            schwab.oauth_http(provider_settings, transport=transport),
+            code, callback_url=settings.schwab_callback_url, now=now,
+        )
+    except ProviderError as error:
+        if connection.mark_failed(error.message, now=now):  # only a PENDING one can fail
+            repo.save(connection)
+        raise
+    credentials = StoredTokens.from_oauth(tokens).seal(cipher)
+    if connection.status is ConnectionStatus.ACTIVE:
+        result = connection.update_credentials(credentials, now=now)
+    else:
+        result = connection.mark_connected(credentials, now=now)
+    if isinstance(result, Failure):  # every live status may connect: a bug if not
+        raise PipelineError(result.reason)
+    if alias is not None:
+        connection.alias = alias
+    repo.save(connection)
+    return connection
+
+
+# -- API-key providers -------------------------------------------------------------------
+def api_key_providers() -> list[ProviderMetadata]:
+    return [m for m in PROVIDER_REGISTRY if m.auth_type is ProviderAuthType.API_KEY]
+
+
+def key_fingerprint(settings: Settings, meta: ProviderMetadata) -> str | None:
+    """A digest of the provider's keys (``None`` when unset): tells a key change apart
+    without storing the key. In the sandbox no key is needed, so it has its own value."""
+    if settings.missing_settings(meta.slug):
+        return "sandbox" if settings.dashtam_sandbox else None
+    values = settings.provider(meta.slug).secret_values()
+    digest = hashlib.sha256("\0".join([meta.slug.value, *values]).encode()).hexdigest()
+    return f"sha256:{digest[:32]}"
+
+
+def _api_key_credentials(cipher: MultiFernet, fingerprint: str) -> ProviderCredentials:
+    return seal(cipher, {"fingerprint": fingerprint}, CredentialType.API_KEY)
+
+
+def _stored_fingerprint(
+    cipher: MultiFernet, connection: ProviderConnection
+) -> str | None:
+    if connection.credentials is None:
+        return None
+    return unseal(cipher, connection.credentials, connection.provider_slug).get("fingerprint")
+
+
+def _sync_api_key_connection(
+    repo: ConnectionRepository,
+    cipher: MultiFernet,
+    settings: Settings,
+    meta: ProviderMetadata,
+    now: dt.datetime,
+) -> ProviderConnection | None:
+    """One provider's connection brought in line with its keys (saved when changed)."""
+    fingerprint = key_fingerprint(settings, meta)
+    connection = current_connection(repo, meta.slug)
+    if fingerprint is None:
+        if connection is not None and connection.mark_disconnected(now=now):
+            repo.save(connection)  # keys removed: the record stays, as history
+        return connection
+    if connection is None:
+        connection = ProviderConnection.new(meta.slug.value, now=now)
+    if _stored_fingerprint(cipher, connection) == fingerprint and connection.status in (
+            ConnectionStatus.ACTIVE, ConnectionStatus.REVOKED, ConnectionStatus.FAILED):
+        return connection  # unchanged: refused keys stay refused until they change
+    credentials = _api_key_credentials(cipher, fingerprint)
+    if connection.status is ConnectionStatus.ACTIVE:
+        connection.update_credentials(credentials, now=now)
+    else:
+        connection.mark_connected(credentials, now=now)
+    repo.save(connection)
+    return connection
+
+
+def ensure_api_key_connections(
+    settings: Settings, now: dt.datetime | None = None
+) -> list[ProviderConnection]:
+    """One connection per API-key provider, in step with the environment: ACTIVE when its
+    keys are set (or changed since they were refused), DISCONNECTED when they were removed;
+    a provider whose keys were refused (REVOKED/FAILED) stays so while the keys are the
+    same. Returns the providers' current connections."""
+    now = now or utcnow()
+    repo = ConnectionRepository.from_settings(settings)
+    cipher = load_cipher(settings)
+    found = [_sync_api_key_connection(repo, cipher, settings, meta, now)
+             for meta in api_key_providers()]
+    return [c for c in found if c is not None]
+
+
+def reconnect_api_key_provider(
+    settings: Settings, slug: ProviderSlug | str, now: dt.datetime | None = None
+) -> ProviderConnection:
+    """A person says the keys are good again (``dashtam connect fmp``): ACTIVE with the
+    current keys, even unchanged ones (e.g. the account was fixed at the provider)."""
+    meta = get_provider_metadata(slug)
+    if meta.auth_type is not ProviderAuthType.API_KEY:
+        raise PipelineError(f"{meta.display_name} does not use API keys")
+    now = now or utcnow()
+    fingerprint = key_fingerprint(settings, meta)
+    if fingerprint is None:
+        raise PipelineError(f"set {', '.join(settings.missing_settings(meta.slug))} to "
+                            f"connect {meta.display_name}")
+    repo = ConnectionRepository.from_settings(settings)
+    cipher = load_cipher(settings)
+    connection = current_connection(repo, meta.slug) or ProviderConnection.new(
+        meta.slug.value, now=now)
+    credentials = _api_key_credentials(cipher, fingerprint)
+    if connection.status is ConnectionStatus.ACTIVE:
+        connection.update_credentials(credentials, now=now)
+    else:
+        connection.mark_connected(credentials, now=now)
+    repo.save(connection)
+    return connection
+
+
+def mark_auth_failure(
+    settings: Settings, slug: ProviderSlug | str, reason: str, now: dt.datetime | None = None
+) -> Result:
+    """A provider answered 401/403 to the credentials: ACTIVE → REVOKED (they had been
+    accepted), PENDING → FAILED (they never were). The reason is kept for
+    ``dashtam connections`` and the skip message; it must not contain a secret."""
+    meta = get_provider_metadata(slug)
+    now = now or utcnow()
+    repo = ConnectionRepository.from_settings(settings)
+    connection = current_connection(repo, meta.slug)
+    if connection is None and meta.auth_type is ProviderAuthType.API_KEY:
+        connection = _sync_api_key_connection(repo, load_cipher(settings), settings, meta, now)
+    if connection is None:
+        return Failure(f"no {meta.slug.value} connection to mark")
+    if connection.status is ConnectionStatus.PENDING:
+        result = connection.mark_failed(reason, now=now)
+    else:
+        result = connection.mark_revoked(now=now, reason=reason)
+    if result:
+        repo.save(connection)
+    return result
+
+
+def record_successful_sync(
+    settings: Settings, slug: ProviderSlug | str, at: dt.datetime | None = None
+) -> Result:
+    """Note a successful data sync on the provider's ACTIVE connection (``last_sync_at``).
+    An API-key provider without a connection record gets one first."""
+    meta = get_provider_metadata(slug)
+    at = at or utcnow()
+    repo = ConnectionRepository.from_settings(settings)
+    connection = current_connection(repo, meta.slug)
+    if connection is None and meta.auth_type is ProviderAuthType.API_KEY:
+        connection = _sync_api_key_connection(repo, load_cipher(settings), settings, meta, at)
+    if connection is None:
+        return Failure(f"no {meta.slug.value} connection to record a sync on")
+    result = connection.record_sync(at)
+    if result:
+        repo.save(connection)
+    return result
+
+
+# -- listing -----------------------------------------------------------------------------
+def connection_json(connection: ProviderConnection) -> dict[str, Any]:
+    """The contract's ``dashtam connections --json`` object (times: ISO-8601 UTC or null)."""
+    creds = connection.credentials
+    return {
+        "id": str(connection.id),
+        "provider": connection.provider_slug,
+        "alias": connection.alias,
+        "status": connection.status.value,
+        "expires_at": to_text(creds.expires_at) if creds else None,
+        "refresh_expires_at": to_text(creds.refresh_expires_at) if creds else None,
+        "last_sync_at": to_text(connection.last_sync_at),
+        "status_reason": connection.status_reason,
+    }
+
+
+def list_connections(settings: Settings, now: dt.datetime | None = None) -> list[
+        ProviderConnection]:
+    """Every connection, API-key providers first brought in line with the environment."""
+    ensure_api_key_connections(settings, now)
+    return ConnectionRepository.from_settings(settings).find_all()

@@ -1,7 +1,8 @@
 """The Dagster code location: everything the UI, the daemon and the CLI load.
 
 Kept tiny on purpose: assets come from the registry (``assets/factory.py``), marts from
-``assets/marts.py``, resources from ``resources.py``, jobs/schedules from ``jobs.py``.
+``assets/marts.py``, resources from ``resources.py``, jobs/schedules from ``jobs.py``,
+inbox sensors from ``sensors/``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dashtam_pipeline.assets.factory import build_ingestion_assets
 from dashtam_pipeline.assets.marts import build_mart_assets
 from dashtam_pipeline.jobs import build_nightly_schedules, domain_jobs, marts_automation
 from dashtam_pipeline.resources import build_resources
+from dashtam_pipeline.sensors.chase_inbox import chase_inbox_sensor
 from dashtam_pipeline.settings import Settings, load_settings
 
 
@@ -22,7 +24,7 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
         resources=build_resources(),
         jobs=domain_jobs(),
         schedules=build_nightly_schedules(settings.dashtam_fred_series),
-        sensors=[marts_automation],
+        sensors=[marts_automation, chase_inbox_sensor],
     )
 
 

@@ -14,7 +14,8 @@ from importlib import resources
 import httpx
 
 from dashtam_pipeline.clients.base import sandboxed
-from dashtam_pipeline.connections import TokenStore, connect_oauth_provider
+from dashtam_pipeline.connections import connect_oauth_provider, token_source_for
+from dashtam_pipeline.errors import ProviderError
 from dashtam_pipeline.registry import ProviderSlug
 from dashtam_pipeline.settings import Settings, load_settings
 from dashtam_pipeline.storage.warehouse import Warehouse
@@ -54,19 +55,19 @@ def drop_sample_chase_files(settings: Settings) -> list[str]:
 
 
 def connect_sandbox_schwab(settings: Settings) -> None:
-    """Log in to the sandbox's Schwab OAuth server, as a person would in a browser."""
+    """Log in to the sandbox's Schwab OAuth server, as a person would in a browser.
+
+    An ACTIVE connection that still yields an access token is kept; one that cannot (never
+    made, EXPIRED, or its refresh refused) is reconnected, which also shows the demo's
+    reconnect path: EXPIRED → ACTIVE on the same connection.
+    """
     from dashtam_pipeline.clients import schwab
 
-    store = TokenStore(settings)
-    existing = store.load(ProviderSlug.SCHWAB)
-    if existing is not None:
-        try:
-            from dashtam_pipeline.connections import StoredTokenSource
-
-            StoredTokenSource(ProviderSlug.SCHWAB, settings).access_token()
-            return
-        except Exception:  # expired or unknown to this sandbox: log in again below
-            pass
+    try:
+        token_source_for(ProviderSlug.SCHWAB, settings).access_token()
+        return
+    except ProviderError:  # not connected, expired, or unknown to this sandbox: log in
+        pass
     _, transport = sandboxed(settings.provider(ProviderSlug.SCHWAB), None)
     with httpx.Client(transport=transport, follow_redirects=False) as browser:
         response = browser.get(schwab.authorize_url(settings))

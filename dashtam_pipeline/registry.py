@@ -105,11 +105,16 @@ class Sourcing(StrEnum):
 
 
 class Partitioning(StrEnum):
-    """How a dataset's assets are partitioned in Dagster."""
+    """How a dataset's assets are partitioned in Dagster.
+
+    ``INBOX_FILE``: one dynamic partition per file dropped in a file-import provider's
+    inbox, added by that provider's inbox sensor (so one file is one import run).
+    """
 
     NONE = "none"
     TRADING_DAY = "trading_day"
     FRED_SERIES = "fred_series"
+    INBOX_FILE = "inbox_file"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -159,6 +164,9 @@ class ProviderMetadata:
     ``<P>`` of the contract's ``<P>_TIMEOUT_SECONDS`` / ``<P>_CIRCUIT_BREAKER_*``.
     ``pool_limit`` caps concurrent steps of this provider across the deployment (the
     Dagster pool ``provider_<slug>``), so parallel runs cannot outrun its rate limits.
+    ``partitioning_overrides`` replaces a dataset's partitioning for this provider's own
+    asset of a ``PER_PROVIDER`` dataset: a file import is partitioned by inbox file while
+    the API brokerages' assets of the same dataset stay as the dataset says.
     """
 
     slug: ProviderSlug
@@ -177,6 +185,12 @@ class ProviderMetadata:
     token_endpoint: str | None = None
     authorize_endpoint: str | None = None
     docs_url: str | None = None
+    partitioning_overrides: Mapping[Dataset, Partitioning] = field(default_factory=dict)
+
+    def partitioning_of(self, spec: DatasetSpec) -> Partitioning:
+        """How this provider's asset of ``spec`` is partitioned (the dataset's own
+        partitioning unless this provider overrides it)."""
+        return self.partitioning_overrides.get(spec.dataset, spec.partitioning)
 
     @property
     def pool(self) -> str:
@@ -491,6 +505,7 @@ PROVIDER_REGISTRY: tuple[ProviderMetadata, ...] = (
         default_base_url=None,
         default_timeout_seconds=None,
         pool_limit=1,
+        partitioning_overrides={Dataset.TRANSACTIONS: Partitioning.INBOX_FILE},
     ),
 )
 

@@ -9,7 +9,8 @@ the ingestion runs landed — and a partition range becomes runs of at most the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from dagster import (
@@ -17,6 +18,7 @@ from dagster import (
     AssetSelection,
     DagsterInstance,
     Definitions,
+    DynamicPartitionsDefinition,
     PartitionsDefinition,
     TimeWindowPartitionsDefinition,
     execute_job,
@@ -27,6 +29,7 @@ from dashtam_pipeline.assets.partitions import market_today, previous_trading_da
 from dashtam_pipeline.errors import PipelineError
 from dashtam_pipeline.jobs import PARTITION_RANGE_END, PARTITION_RANGE_START
 from dashtam_pipeline.registry import Domain
+from dashtam_pipeline.sensors import INBOX_REGISTRARS
 
 IMPLICIT_JOB = "__ASSET_JOB"
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -96,8 +99,11 @@ def plan_runs(
     partition: str | None = None,
     start: str | None = None,
     end: str | None = None,
+    instance: DagsterInstance | None = None,
 ) -> list[RunPlan]:
-    """Group ``keys`` into runs; pick partitions (default: the latest, or all series)."""
+    """Group ``keys`` into runs; pick partitions (default: the latest, all series, or
+    every inbox file). Per-file partitions live in ``instance`` (default: the one in
+    ``DAGSTER_HOME``), where the files now in the inbox are registered first."""
     graph = defs.resolve_asset_graph()
     groups: dict[tuple[bool, PartitionsDefinition | None], list[AssetKey]] = {}
     for key in keys:
@@ -115,8 +121,11 @@ def plan_runs(
         if partitions_def is None:
             plans.append(RunPlan(group_keys, {}, names))
             continue
-        all_keys = list(partitions_def.get_partition_keys())
+        all_keys = partition_keys(partitions_def, instance)
         if not all_keys:
+            if isinstance(partitions_def, DynamicPartitionsDefinition) and not wanted:
+                # an empty inbox: one run that imports nothing still reports the asset
+                plans.append(RunPlan(group_keys, {}, f"{names} [no files]"))
             continue
         if wanted:
             requested = [k for k in (partition, start, end) if k]
@@ -147,15 +156,43 @@ def plan_runs(
         raise SelectionError(
             f"partition {' / '.join(k for k in (partition, start, end) if k)} is not a "
             "partition of any selected asset (daily assets use YYYY-MM-DD; FRED assets use "
-            "series ids such as GDP)"
+            "series ids such as GDP; file imports use <file name>@<digest>)"
         )
     return plans
+
+
+def partition_keys(
+    partitions_def: PartitionsDefinition, instance: DagsterInstance | None
+) -> list[str]:
+    """Every key of ``partitions_def``. A per-file (dynamic) partitioning first registers
+    the files waiting in its inbox, as its sensor would, so a file dropped a moment ago
+    is imported by this command rather than by the sensor's next tick."""
+    if not isinstance(partitions_def, DynamicPartitionsDefinition):
+        return list(partitions_def.get_partition_keys())
+    with _instance_or_home(instance) as store:
+        register = INBOX_REGISTRARS.get(partitions_def.name)
+        if register is not None:
+            register(store)
+        return list(partitions_def.get_partition_keys(dynamic_partitions_store=store))
+
+
+@contextmanager
+def _instance_or_home(instance: DagsterInstance | None) -> Iterator[DagsterInstance]:
+    if instance is not None:
+        yield instance
+        return
+    from dashtam_pipeline.instance import get_instance
+    from dashtam_pipeline.settings import load_settings
+
+    with get_instance(load_settings()) as home:
+        yield home
 
 
 def default_partitions(partitions_def: PartitionsDefinition, all_keys: list[str]) -> list[str]:
     """What runs when no partition is named: daily assets for the previous trading day
     (as the nightly schedule does, so a Monday demo has Friday's bars), every key of a
-    static partitioning (all FRED series, in one run)."""
+    static partitioning (all FRED series, in one run) or of a per-file one (every inbox
+    file: re-importing a file adds no rows, its ids are derived from its content)."""
     if isinstance(partitions_def, TimeWindowPartitionsDefinition):
         day = previous_trading_day(market_today()).isoformat()
         return [day] if day in all_keys else [all_keys[-1]]

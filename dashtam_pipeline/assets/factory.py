@@ -33,6 +33,7 @@ from dagster import (
 
 from dashtam_pipeline.assets.partitions import (
     backfill_policy_for,
+    file_name_of,
     market_today,
     partitions_for,
 )
@@ -74,6 +75,14 @@ class IngestionAssetSpec:
     @property
     def key(self) -> AssetKey:
         return AssetKey([self.dataset.domain.value, self.name])
+
+    @property
+    def partitioning(self) -> Partitioning:
+        """The dataset's partitioning, or the provider's override for a per-provider asset
+        (a file import is partitioned by inbox file)."""
+        if self.dataset.sourcing is Sourcing.PER_PROVIDER:
+            return self.providers[0].partitioning_of(self.dataset)
+        return self.dataset.partitioning
 
     @property
     def single_provider_label(self) -> str | None:
@@ -138,15 +147,36 @@ def _description(asset_spec: IngestionAssetSpec) -> str:
 
 
 def build_request(
-    dataset: DatasetSpec, context: AssetExecutionContext, settings: Settings
+    dataset: DatasetSpec,
+    context: AssetExecutionContext,
+    settings: Settings,
+    *,
+    partitioning: Partitioning | None = None,
 ) -> FetchRequest:
-    """The provider request for this run's partition(s) and the configured universe."""
+    """The provider request for this run's partition(s) and the configured universe.
+
+    ``partitioning`` is the asset's own (``IngestionAssetSpec.partitioning``) when a
+    provider overrides the dataset's.
+    """
+    partitioning = partitioning or dataset.partitioning
     common = {
         "symbols": settings.dashtam_symbols,
         "queries": settings.news_queries,
         "series_ids": settings.dashtam_fred_series,
     }
-    if dataset.partitioning is Partitioning.TRADING_DAY:
+    today = market_today()
+    if partitioning is Partitioning.INBOX_FILE and (
+        context.has_partition_key or context.has_partition_key_range
+    ):
+        # each partition is one inbox file; a run without one (a job over the whole
+        # group) falls through to the look-back request: every file in the inbox
+        keys = tuple(context.partition_keys)
+        return FetchRequest(
+            **common, start=today - dt.timedelta(days=LOOKBACK_DAYS), end=today, as_of=today,
+            partition_key=keys[0] if len(keys) == 1 else f"{keys[0]}...{keys[-1]}",
+            files=tuple(file_name_of(key) for key in keys),
+        )
+    if partitioning is Partitioning.TRADING_DAY:
         window = context.partition_time_window
         start = window.start.date()
         end = window.end.date() - dt.timedelta(days=1)
@@ -156,13 +186,12 @@ def build_request(
             else f"{context.partition_key_range.start}...{context.partition_key_range.end}"
         )
         return FetchRequest(start=start, end=end, as_of=end, partition_key=key, **common)
-    if dataset.partitioning is Partitioning.FRED_SERIES:
+    if partitioning is Partitioning.FRED_SERIES:
         keys = tuple(context.partition_keys)
         key = keys[0] if len(keys) == 1 else f"{keys[0]}...{keys[-1]}"
         return FetchRequest(
             **{**common, "series_ids": keys}, as_of=market_today(), partition_key=key
         )
-    today = market_today()
     return FetchRequest(
         start=today - dt.timedelta(days=LOOKBACK_DAYS), end=today, as_of=today, **common
     )
@@ -339,8 +368,8 @@ def build_ingestion_asset(asset_spec: IngestionAssetSpec, settings: Settings) ->
             )
         ],
         name="__".join(asset_spec.key.path),
-        partitions_def=partitions_for(dataset.partitioning, settings),
-        backfill_policy=backfill_policy_for(dataset.partitioning),
+        partitions_def=partitions_for(asset_spec.partitioning, settings, owner=primary),
+        backfill_policy=backfill_policy_for(asset_spec.partitioning),
         required_resource_keys=resource_keys,
         pool=providers[0].pool,
         can_subset=True,
@@ -349,7 +378,9 @@ def build_ingestion_asset(asset_spec: IngestionAssetSpec, settings: Settings) ->
     def _ingest(context: AssetExecutionContext) -> Iterator[MaterializeResult]:
         run_settings = load_settings()
         storage: StorageResource = context.resources.storage
-        request = build_request(dataset, context, run_settings)
+        request = build_request(
+            dataset, context, run_settings, partitioning=asset_spec.partitioning
+        )
         resources = context.resources
 
         def client_factory(slug, s):  # type: ignore[no-untyped-def]

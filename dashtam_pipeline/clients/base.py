@@ -32,6 +32,8 @@ class FetchRequest:
 
     ``start``/``end`` are an inclusive window of dates (a partition's trading day, or a
     look-back window for transactions); ``as_of`` is the trading date a snapshot is for.
+    ``files`` names the inbox files a file import reads (its run's partitions); empty
+    means every file in the inbox, for callers that do not partition by file.
     """
 
     symbols: tuple[str, ...] = ()
@@ -41,6 +43,7 @@ class FetchRequest:
     series_ids: tuple[str, ...] = ()
     queries: tuple[str, ...] = ()
     partition_key: str | None = None
+    files: tuple[str, ...] = ()
 
 
 @dataclass

@@ -304,8 +304,17 @@ def file_preview(data: bytes) -> str:
 
 
 # -- the client ----------------------------------------------------------------------------
+def inbox_files(inbox: Path) -> list[Path]:
+    """The exports waiting in an inbox, by name (``.csv`` in any case): what the client
+    imports and what the inbox sensor turns into partitions."""
+    if not inbox.is_dir():
+        return []
+    return sorted(p for p in inbox.iterdir() if p.is_file() and p.suffix.lower() == ".csv")
+
+
 class ChaseFileClient:
-    """Reads every ``*.csv`` in the inbox; not an HTTP client (no network, no credentials)."""
+    """Reads the ``*.csv`` exports in the inbox — the files a run's partitions name, or all
+    of them; not an HTTP client (no network, no credentials)."""
 
     slug: ClassVar[ProviderSlug] = ProviderSlug.CHASE_FILE
 
@@ -328,19 +337,36 @@ class ChaseFileClient:
 
     def files(self) -> list[Path]:
         """The exports waiting in the inbox, by name (``.csv`` in any case)."""
-        if not self.inbox.is_dir():
-            return []
-        return sorted(p for p in self.inbox.iterdir()
-                      if p.is_file() and p.suffix.lower() == ".csv")
+        return inbox_files(self.inbox)
+
+    def requested_files(self, names: Sequence[str]) -> tuple[list[Path], list[str]]:
+        """The inbox files a per-file run asks for, and the names no longer there (already
+        quarantined by an earlier run, or removed by hand: nothing left to import)."""
+        present, gone = [], []
+        for name in dict.fromkeys(names):
+            path = self.inbox / name
+            # a name is a file of this inbox, never a path elsewhere
+            if Path(name).name == name and path.is_file():
+                present.append(path)
+            else:
+                gone.append(name)
+        return present, gone
 
     def fetch_transactions(self, request: FetchRequest) -> FetchResult:
-        """Every row of every export in the inbox. The request's window is not applied: an
-        export is imported whole, and re-importing it never duplicates (stable ids)."""
+        """Every row of the requested exports (``request.files``; every export in the inbox
+        when none is named). The request's window is not applied: an export is imported
+        whole, and re-importing it never duplicates (stable ids)."""
         self.rejected_files = []
         rows: list[dict[str, Any]] = []
         rejected: list[RejectedRecord] = []
         notes: list[str] = []
-        for path in self.files():
+        if request.files:
+            paths, gone = self.requested_files(request.files)
+            notes += [f"chase_file: {name} is no longer in the inbox; nothing to import"
+                      for name in gone]
+        else:
+            paths = self.files()
+        for path in paths:
             try:
                 data = path.read_bytes()
             except OSError as exc:

@@ -1,0 +1,179 @@
+"""Provider connections in the state store (table ``provider_connections``).
+
+The connection store must be shared by every process (the CLI that connects Schwab, each
+Dagster step that calls it, the sensors that refresh it), so it lives in the state store:
+SQLite by default, PostgreSQL through ``DASHTAM_STATE_URL``. The repository maps rows to
+``ProviderConnection`` entities and back and nothing more: credentials arrive here already
+encrypted (an opaque blob) and are stored as such, so no token or key is ever written in
+clear. Expiries are stored beside the blob, in clear, because they are not secret and
+``find_expiring_soon`` must select on them. Timestamps are UTC ISO-8601 text with a fixed
+width (microseconds always written), so they compare correctly as text on both backends.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from dashtam_pipeline.domain.provider_connection import (
+    ConnectionStatus,
+    CredentialType,
+    ProviderConnection,
+    ProviderCredentials,
+)
+from dashtam_pipeline.settings import Settings
+from dashtam_pipeline.state.store import Row, StateStore, state_store
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS provider_connections (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        provider_id TEXT NOT NULL,
+        provider_slug TEXT NOT NULL,
+        alias TEXT,
+        status TEXT NOT NULL,
+        status_reason TEXT,
+        credential_type TEXT,
+        credentials BLOB,
+        expires_at TEXT,
+        refresh_expires_at TEXT,
+        connected_at TEXT,
+        last_sync_at TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS provider_connections_user "
+    "ON provider_connections (user_id, provider_id)",
+)
+
+_COLUMNS = (
+    "id, user_id, provider_id, provider_slug, alias, status, status_reason, credential_type, "
+    "credentials, expires_at, refresh_expires_at, connected_at, last_sync_at, created_at, "
+    "updated_at"
+)
+_SELECT = f"SELECT {_COLUMNS} FROM provider_connections"
+_ORDER = " ORDER BY provider_slug, created_at"
+
+
+def to_text(value: dt.datetime | None) -> str | None:
+    """A UTC timestamp as fixed-width ISO-8601 text (orders correctly as a string)."""
+    if value is None:
+        return None
+    return value.astimezone(dt.UTC).isoformat(timespec="microseconds")
+
+
+def _from_text(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value) if value else None
+
+
+class ConnectionRepository:
+    """Find, save (upsert) and delete provider connections."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        store.ensure_schema("provider_connections", SCHEMA)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ConnectionRepository:
+        return cls(state_store(settings))
+
+    # -- queries ---------------------------------------------------------------------------
+    def find_by_id(self, connection_id: uuid.UUID) -> ProviderConnection | None:
+        rows = self.store.query(f"{_SELECT} WHERE id = ?", (str(connection_id),))
+        return _entity(rows[0]) if rows else None
+
+    def find_by_user_id(self, user_id: uuid.UUID) -> list[ProviderConnection]:
+        """Every connection of the user, in every status (DISCONNECTED included)."""
+        return self._many(f"{_SELECT} WHERE user_id = ?{_ORDER}", (str(user_id),))
+
+    def find_by_user_and_provider(
+        self, user_id: uuid.UUID, provider_id: uuid.UUID
+    ) -> list[ProviderConnection]:
+        """The user's connections to one provider (several accounts, or history)."""
+        return self._many(
+            f"{_SELECT} WHERE user_id = ? AND provider_id = ?{_ORDER}",
+            (str(user_id), str(provider_id)),
+        )
+
+    def find_active_by_user(self, user_id: uuid.UUID) -> list[ProviderConnection]:
+        return self._many(
+            f"{_SELECT} WHERE user_id = ? AND status = ?{_ORDER}",
+            (str(user_id), ConnectionStatus.ACTIVE.value),
+        )
+
+    def find_expiring_soon(
+        self, minutes: int = 30, *, now: dt.datetime
+    ) -> list[ProviderConnection]:
+        """ACTIVE connections whose credentials expire within ``minutes`` of ``now`` (or
+        already have): what a refresh job should renew, soonest first."""
+        horizon = to_text(now + dt.timedelta(minutes=minutes))
+        return self._many(
+            f"{_SELECT} WHERE status = ? AND expires_at IS NOT NULL AND expires_at <= ? "
+            "ORDER BY expires_at",
+            (ConnectionStatus.ACTIVE.value, horizon),
+        )
+
+    def find_all(self) -> list[ProviderConnection]:
+        """Every connection of every user (the CLI's listing)."""
+        return self._many(f"{_SELECT}{_ORDER}")
+
+    # -- commands --------------------------------------------------------------------------
+    def save(self, connection: ProviderConnection) -> None:
+        """Insert the connection, or replace every field of the stored one (same id)."""
+        values = _row(connection)
+        names = [c.strip() for c in _COLUMNS.split(",")]
+        updates = ", ".join(f"{n} = excluded.{n}" for n in names[1:])
+        self.store.execute(
+            f"INSERT INTO provider_connections ({_COLUMNS}) VALUES "
+            f"({', '.join('?' for _ in names)}) ON CONFLICT (id) DO UPDATE SET {updates}",
+            values,
+        )
+
+    def delete(self, connection_id: uuid.UUID) -> bool:
+        """Remove the record for good (``mark_disconnected`` keeps it); False if absent."""
+        with self.store.transaction() as tx:
+            return tx.execute(
+                "DELETE FROM provider_connections WHERE id = ?", (str(connection_id),)
+            ) > 0
+
+    def _many(self, sql: str, params: Sequence[Any] = ()) -> list[ProviderConnection]:
+        return [_entity(row) for row in self.store.query(sql, params)]
+
+
+def _row(c: ProviderConnection) -> tuple[Any, ...]:
+    creds = c.credentials
+    return (
+        str(c.id), str(c.user_id), str(c.provider_id), c.provider_slug, c.alias,
+        c.status.value, c.status_reason,
+        creds.credential_type.value if creds else None,
+        creds.encrypted_data if creds else None,
+        to_text(creds.expires_at) if creds else None,
+        to_text(creds.refresh_expires_at) if creds else None,
+        to_text(c.connected_at), to_text(c.last_sync_at),
+        to_text(c.created_at), to_text(c.updated_at),
+    )
+
+
+def _entity(row: Row) -> ProviderConnection:
+    (id_, user_id, provider_id, slug, alias, status, reason, cred_type, blob, expires_at,
+     refresh_expires_at, connected_at, last_sync_at, created_at, updated_at) = row
+    credentials = None
+    if blob is not None and cred_type is not None:
+        credentials = ProviderCredentials(
+            encrypted_data=bytes(blob),
+            credential_type=CredentialType(cred_type),
+            expires_at=_from_text(expires_at),
+            refresh_expires_at=_from_text(refresh_expires_at),
+        )
+    created = _from_text(created_at)
+    updated = _from_text(updated_at)
+    assert created is not None and updated is not None  # NOT NULL columns
+    return ProviderConnection(
+        id=uuid.UUID(id_), user_id=uuid.UUID(user_id), provider_id=uuid.UUID(provider_id),
+        provider_slug=slug, alias=alias, status=ConnectionStatus(status),
+        status_reason=reason, credentials=credentials,
+        connected_at=_from_text(connected_at), last_sync_at=_from_text(last_sync_at),
+        created_at=created, updated_at=updated,
+    )
