@@ -224,6 +224,31 @@ class DeadLetterQueue:
             )]
         return self.mark_replayed(ids, run_id) if ids else []
 
+    def abandon(self, ids: Iterable[int], reason: str) -> builtins.list[int]:
+        """Close pending entries as abandoned with ``reason`` (redacted) without counting a
+        replay that never happened: a permanent failure needs a person, not a replay.
+        Returns the ids it closed."""
+        wanted = sorted(set(ids))
+        if not wanted:
+            return []
+        marks = ", ".join("?" for _ in wanted)
+        with self.store.transaction() as tx:
+            closed = [
+                int(r[0])
+                for r in tx.query(
+                    f"SELECT id FROM dead_letters WHERE status = ? AND id IN ({marks}) "
+                    "FOR UPDATE",
+                    (PENDING, *wanted),
+                )
+            ]
+            if closed:
+                tx.execute(
+                    "UPDATE dead_letters SET status = ?, abandoned_reason = ?, "
+                    f"pending_key = NULL WHERE id IN ({', '.join('?' for _ in closed)})",
+                    (ABANDONED, redact(reason, self.secrets), *closed),
+                )
+        return closed
+
     def record_replay_failure(
         self, id: int, reason: str, max_replays: int, secrets: Iterable[str] = ()
     ) -> DeadLetter:

@@ -54,7 +54,6 @@ from dagster._core.execution.plan.objects import StepFailureData
 from dagster._core.storage.dagster_run import DagsterRun
 from dagster._core.storage.tags import PARTITION_NAME_TAG, WILL_RETRY_TAG
 
-from dashtam_pipeline.http import redact
 from dashtam_pipeline.jobs import PARTITION_RANGE_END, PARTITION_RANGE_START
 from dashtam_pipeline.resilience.breaker import Clock, utc_now
 from dashtam_pipeline.resilience.dlq import (
@@ -220,28 +219,8 @@ def _count_failed_replay(
 
 
 def abandon(queue: DeadLetterQueue, ids: Iterable[int], reason: str) -> list[int]:
-    """Close pending entries as abandoned with ``reason`` (redacted), without counting a
-    replay that never happened; returns the ids it closed. ``DeadLetterQueue`` has no
-    such operation yet (it abandons only through ``record_replay_failure``)."""
-    wanted = sorted(set(ids))
-    if not wanted:
-        return []
-    marks = ", ".join("?" for _ in wanted)
-    with queue.store.transaction() as tx:
-        closed = [
-            int(r[0])
-            for r in tx.query(
-                f"SELECT id FROM dead_letters WHERE status = ? AND id IN ({marks}) FOR UPDATE",
-                (PENDING, *wanted),
-            )
-        ]
-        if closed:
-            tx.execute(
-                "UPDATE dead_letters SET status = ?, abandoned_reason = ?, pending_key = NULL "
-                f"WHERE id IN ({', '.join('?' for _ in closed)})",
-                (ABANDONED, redact(reason, queue.secrets), *closed),
-            )
-    return closed
+    """Close pending entries as abandoned with ``reason`` (see ``DeadLetterQueue.abandon``)."""
+    return queue.abandon(ids, reason)
 
 
 def _pending_entries_of(queue: DeadLetterQueue, run_id: str, step: StepFailure) -> list[DeadLetter]:
