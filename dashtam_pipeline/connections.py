@@ -172,7 +172,8 @@ def current_connection(
 
 
 def _short_name(slug: ProviderSlug) -> str:
-    return slug.value.capitalize()
+    """How messages name a provider: users say "Schwab", not "Charles Schwab"."""
+    return "Schwab" if slug is ProviderSlug.SCHWAB else get_provider_metadata(slug).display_name
 
 
 def _command(slug: ProviderSlug) -> str:
