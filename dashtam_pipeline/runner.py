@@ -211,8 +211,11 @@ def execute_plans(
     Steps run in separate processes (Dagster's multiprocess executor) unless
     ``in_process`` is set, which tests use for speed.
     """
+    # The pointer is the builder, not the module's ``defs``: every run (and every step
+    # process) builds the definitions from the settings in force now, so a changed
+    # DASHTAM_FRED_SERIES in a long-lived process still runs the right partitions.
     recon_repo = ReconstructableRepository.for_module(
-        "dashtam_pipeline.definitions", "defs", working_directory=None
+        "dashtam_pipeline.definitions", "load_definitions", working_directory=None
     )
     job = recon_repo.get_reconstructable_job(IMPLICIT_JOB)
     report = MaterializeReport()

@@ -76,18 +76,3 @@ def materialize(
 def query(sql: str) -> list[tuple]:
     settings = load_settings()
     return Warehouse(settings.warehouse_path, settings.lake_dir).query(sql)[1]
-
-
-def use_current_definitions(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make in-process runs execute the definitions the current settings imply.
-
-    ``materialize`` and ``replay(..., in_process=True)`` plan from the current settings but
-    Dagster reconstructs the job from ``dashtam_pipeline.definitions.defs``, built once when
-    that module was first imported (at collection, before any test set its environment). A
-    fresh process (the CLI's step subprocesses) imports it under the run's settings; this
-    does the same in the test process, so e.g. ``DASHTAM_FRED_SERIES=GDP,UNRATE`` gives FRED
-    assets exactly those partitions (a GDP...UNRATE range otherwise also spans CPIAUCSL, a
-    default series between them)."""
-    from dashtam_pipeline import definitions
-
-    monkeypatch.setattr(definitions, "defs", definitions.build_definitions(load_settings()))

@@ -32,7 +32,6 @@ from dashtam_pipeline_tests.loopback import (
     configured_sandbox,
     materialize,
     query,
-    use_current_definitions,
 )
 
 pytestmark = pytest.mark.integration
@@ -73,7 +72,6 @@ DUPLICATE_ARTICLES = (
 @pytest.fixture
 def server(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxServer]:
     with configured_sandbox(monkeypatch) as running:
-        use_current_definitions(monkeypatch)
         yield running
         running.app.clear_faults()  # wake any delayed handler before the server stops
 
