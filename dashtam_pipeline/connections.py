@@ -481,6 +481,22 @@ def mark_auth_failure(
     return result
 
 
+def require_usable_key(settings: Settings, slug: ProviderSlug | str) -> None:
+    """Before calling an API-key provider: bring its connection in step with the keys in
+    the environment, and refuse (``NOT_CONNECTED``, so its assets are skipped with the
+    reason) when those same keys were refused with a 401/403 before. OAuth providers are
+    checked by their token source; file imports need no connection."""
+    meta = get_provider_metadata(slug)
+    if meta.auth_type is not ProviderAuthType.API_KEY:
+        return
+    repo = ConnectionRepository.from_settings(settings)
+    connection = _sync_api_key_connection(repo, load_cipher(settings), settings, meta, utcnow())
+    if connection is not None and connection.status in (
+        ConnectionStatus.REVOKED, ConnectionStatus.FAILED
+    ):
+        raise _not_connected(meta.slug, unusable_reason(connection, meta.slug))
+
+
 def record_successful_sync(
     settings: Settings, slug: ProviderSlug | str, at: dt.datetime | None = None
 ) -> Result:

@@ -20,6 +20,11 @@ import pandas as pd
 
 from dashtam_pipeline.clients import build_client
 from dashtam_pipeline.clients.base import FetchRequest, FetchResult, RejectedRecord
+from dashtam_pipeline.connections import (
+    mark_auth_failure,
+    record_successful_sync,
+    require_usable_key,
+)
 from dashtam_pipeline.errors import SKIPPABLE_KINDS, ErrorKind, ProviderError
 from dashtam_pipeline.http import CallRecord, CallStats
 from dashtam_pipeline.registry import (
@@ -111,6 +116,7 @@ def ingest_dataset(
                     ErrorKind.NOT_CONFIGURED,
                     f"{meta.display_name} is not configured: set {', '.join(missing)}",
                 )
+            require_usable_key(settings, meta.slug)
             client = make_client(meta.slug, settings)
             try:
                 result = getattr(client, fetch_method_name(spec.dataset))(request)
@@ -119,10 +125,15 @@ def ingest_dataset(
                 raise
             outcome.served_by = client.provider_label
             outcome.attempts.append(ProviderAttempt(label, "served"))
+            record_successful_sync(settings, meta.slug)
             break
         except ProviderError as error:
             if error.kind is ErrorKind.RIGHTS_DENIED:
                 record_denial(settings, label, spec)
+            if error.kind is ErrorKind.AUTH and error.status_code in (401, 403):
+                # the keys were refused: the connection says so, and later runs skip
+                # this provider with the reason until the keys change
+                mark_auth_failure(settings, meta.slug, error.message)
             kind = "skipped" if error.kind in SKIPPABLE_KINDS else error.kind.value
             outcome.attempts.append(ProviderAttempt(label, kind, str(error)))
             log.warning("%s: %s", spec.table, error)

@@ -14,7 +14,11 @@ import pytest
 from dagster import AssetKey
 
 from dashtam_pipeline.clients import schwab
-from dashtam_pipeline.connections import connect_oauth_provider
+from dashtam_pipeline.connections import (
+    connect_oauth_provider,
+    connection_json,
+    list_connections,
+)
 from dashtam_pipeline.instance import get_instance
 from dashtam_pipeline.resilience.audit import recent_calls
 from dashtam_pipeline.resilience.dlq import DeadLetterQueue
@@ -178,3 +182,28 @@ def test_missing_keys_skip_that_provider_only(server: SandboxServer, monkeypatch
     assert report.assets["brokerage/schwab_positions"].status == "skipped"
     assert "dashtam connect schwab" in report.assets["brokerage/schwab_positions"].detail
     assert report.assets["brokerage/chase_file_transactions"].status == "materialized"
+
+
+def test_refused_key_revokes_the_connection_until_the_key_changes(
+    server: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FMP_API_KEY", "invalid")  # the sandbox answers FMP's real 401
+    first = materialize("key:market/quotes", partition="2026-11-20")
+    assert first.ok and query("select distinct provider from market.quotes") == [("polygon",)]
+    fmp_calls = server.app.request_counts()["fmp"]
+    assert fmp_calls >= 1
+
+    # the refusal is on the connection: the next run does not even ask FMP
+    (fmp,) = [connection_json(c) for c in list_connections(load_settings())
+              if c.provider_slug == "fmp"]
+    assert fmp["status"] == "REVOKED"
+    second = materialize("key:market/quotes", partition="2026-11-19")
+    assert second.ok
+    assert server.app.request_counts()["fmp"] == fmp_calls
+    # a new key makes it usable again
+    monkeypatch.setenv("FMP_API_KEY", "fmp-key-rotated-51ab")
+    assert materialize("key:market/quotes", partition="2026-11-18").ok
+    assert server.app.request_counts()["fmp"] > fmp_calls
+    (fmp,) = [connection_json(c) for c in list_connections(load_settings())
+              if c.provider_slug == "fmp"]
+    assert fmp["status"] == "ACTIVE" and fmp["last_sync_at"] is not None
