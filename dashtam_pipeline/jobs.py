@@ -29,6 +29,8 @@ from dashtam_pipeline.assets.partitions import MARKET_TZ, previous_trading_day
 from dashtam_pipeline.registry import Domain, Partitioning
 
 NIGHTLY_CRON = "0 2 * * *"
+#: The nightly schedule of each partitioning. File imports have none: their inbox
+#: sensor imports each file when it arrives.
 NIGHTLY_NAMES = {
     Partitioning.TRADING_DAY: "daily",
     Partitioning.FRED_SERIES: "fred",
@@ -77,7 +79,8 @@ def build_nightly_schedules(fred_series: tuple[str, ...]) -> list[ScheduleDefini
     partitioning per run, hence three schedules on the same clock."""
     keys_by_partitioning: dict[Partitioning, list[AssetKey]] = {}
     for spec in ingestion_asset_specs():
-        keys_by_partitioning.setdefault(spec.dataset.partitioning, []).append(spec.key)
+        if spec.partitioning in NIGHTLY_NAMES:  # inbox files arrive through their sensor
+            keys_by_partitioning.setdefault(spec.partitioning, []).append(spec.key)
     schedules = []
     for partitioning, keys in keys_by_partitioning.items():
         name = f"nightly_{NIGHTLY_NAMES[partitioning]}"
