@@ -111,3 +111,17 @@ def test_demo_then_query_then_demo_again(env: dict[str, str]) -> None:
 
     runs = Path(env["DASHTAM_DATA_DIR"]) / "dagster_home" / "history"
     assert runs.is_dir(), "runs were not recorded in the instance the UI reads"
+
+
+def test_workspace_definitions_validate(env: dict[str, str]) -> None:
+    """What `make ui` loads: the workspace's code location validates."""
+    root = Path(__file__).resolve().parents[1]
+    home = Path(env["DASHTAM_DATA_DIR"]) / "dh"
+    home.mkdir(parents=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=root, env={**env, "DAGSTER_HOME": str(home)},
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "All code locations passed validation" in result.stdout + result.stderr
