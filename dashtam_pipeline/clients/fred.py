@@ -375,10 +375,11 @@ class FredClient(ProviderClient):
             self._add_pending(mark)
             return [check]
         pages = self._pull_full(series_id)
-        reason = "first pull" if previous is None else (
-            f"updated {previous.last_updated} -> {last_updated}"
+        check.notes.append(
+            f"{series_id}: first pull; pulled every vintage" if previous is None else
+            f"{series_id}: updated {previous.last_updated} -> {last_updated}; "
+            "pulled every vintage again"
         )
-        check.notes.append(f"{series_id}: {reason}; pulled every vintage again")
         self._add_pending(mark)
         return [check, *pages]
 
