@@ -2,10 +2,13 @@
 
 Kept tiny on purpose: assets come from the registry (``assets/factory.py``), marts from
 ``assets/marts.py``, resources from ``resources.py``, jobs/schedules from ``jobs.py``,
-sensors (inbox, run-failure recovery, DLQ replay) from ``sensors/``.
+sensors (inbox, run-failure recovery, DLQ replay, credentials) from ``sensors/``.
 """
 
 from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
 
 from dagster import Definitions
 
@@ -14,18 +17,29 @@ from dashtam_pipeline.assets.marts import build_mart_assets
 from dashtam_pipeline.jobs import build_nightly_schedules, domain_jobs, marts_automation
 from dashtam_pipeline.resources import build_resources
 from dashtam_pipeline.sensors.chase_inbox import chase_inbox_sensor
+from dashtam_pipeline.sensors.credentials import build_credential_jobs, build_credential_sensors
 from dashtam_pipeline.sensors.run_failure import build_recovery_sensors
 from dashtam_pipeline.settings import Settings, load_settings
 
 
-def build_definitions(settings: Settings | None = None) -> Definitions:
+def build_definitions(
+    settings: Settings | None = None, *, clock: Callable[[], dt.datetime] | None = None
+) -> Definitions:
+    """Everything the code location holds. ``clock`` replaces the wall clock of the
+    credential sensors and their refresh job (tests move time with it)."""
     settings = settings or load_settings()
+    timed = {"clock": clock} if clock is not None else {}
     return Definitions(
         assets=[*build_ingestion_assets(settings), *build_mart_assets()],
         resources=build_resources(),
-        jobs=domain_jobs(),
+        jobs=[*domain_jobs(), *build_credential_jobs(**timed)],
         schedules=build_nightly_schedules(settings.dashtam_fred_series),
-        sensors=[marts_automation, chase_inbox_sensor, *build_recovery_sensors()],
+        sensors=[
+            marts_automation,
+            chase_inbox_sensor,
+            *build_recovery_sensors(),
+            *build_credential_sensors(**timed),
+        ],
     )
 
 

@@ -16,7 +16,6 @@ import pytest
 from dagster import (
     AssetKey,
     AssetMaterialization,
-    Definitions,
     RepositoryDefinition,
     build_sensor_context,
 )
@@ -42,7 +41,6 @@ from dashtam_pipeline.sensors.credentials import (
     REFRESH_JOB_NAME,
     RELOGIN_WARNING_TAG,
     build_credential_jobs,
-    build_credential_sensors,
 )
 from dashtam_pipeline.sensors.dlq_replay import LAUNCHED_BY_TAG, PROVIDER_TAG
 from dashtam_pipeline.settings import load_settings
@@ -74,11 +72,8 @@ class Sensors:
 
     def __init__(self, clock: FakeClock) -> None:
         self.clock = clock
-        sensors = build_credential_sensors(clock=clock)
         self.jobs = build_credential_jobs(clock=clock)
-        self.defs = Definitions.merge(
-            build_definitions(load_settings()), Definitions(jobs=self.jobs, sensors=sensors)
-        )
+        self.defs = build_definitions(load_settings(), clock=clock)
         self.repository: RepositoryDefinition = self.defs.get_repository_def()
         self.cursors: dict[str, str | None] = {}
 

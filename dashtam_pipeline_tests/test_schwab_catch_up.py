@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from dagster import AssetKey, Definitions, build_sensor_context
+from dagster import AssetKey, build_sensor_context
 from dagster._core.definitions.sensor_definition import SensorExecutionData
 
 from dashtam_pipeline import connections
@@ -30,8 +30,6 @@ from dashtam_pipeline.sensors.credentials import (
     CATCH_UP_SENSOR_NAME,
     EXPIRY_SENSOR_NAME,
     REFRESH_JOB_NAME,
-    build_credential_jobs,
-    build_credential_sensors,
 )
 from dashtam_pipeline.settings import load_settings
 from dashtam_pipeline.state.connection_repository import ConnectionRepository
@@ -89,12 +87,7 @@ def schwab_tokens() -> tuple[ConnectionStatus, StoredTokens]:
 def test_connect_refresh_expire_reconnect_catch_up(
     server: SandboxServer, clock: FakeClock, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    defs = Definitions.merge(
-        build_definitions(load_settings()),
-        Definitions(
-            jobs=build_credential_jobs(clock=clock), sensors=build_credential_sensors(clock=clock)
-        ),
-    )
+    defs = build_definitions(load_settings(), clock=clock)
     repository = defs.get_repository_def()
     cursors: dict[str, str | None] = {}
 
