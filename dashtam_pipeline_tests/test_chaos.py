@@ -366,8 +366,11 @@ def test_fred_down_for_the_whole_run_the_rest_lands_and_replay_fills_the_gap(
     assert query("select count(*) > 0 from news.articles") == [(True,)]
     for table in ("brokerage.accounts", "brokerage.positions", "brokerage.transactions"):
         assert providers_of(table) == ["alpaca", "schwab"], table
-    # FRED's breaker opened after the first asset's attempts and refused the second's
-    assert server.app.request_counts()["fred"] == THRESHOLD
+    # FRED's breaker opened after the first failed attempts and refused the rest: the
+    # series are fetched concurrently, so attempts already in flight when it opened may
+    # still arrive (at most one per other series fetched at once)
+    series_in_flight = 2
+    assert THRESHOLD <= server.app.request_counts()["fred"] <= THRESHOLD + series_in_flight - 1
     pending = dead_letters(status=PENDING)
     assert sorted((e.asset_key, e.partition_key) for e in pending) == [
         ("macro/fred_observations", "GDP"), ("macro/fred_observations", "UNRATE"),

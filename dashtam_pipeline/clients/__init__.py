@@ -71,4 +71,7 @@ def build_client(
         from dashtam_pipeline.connections import token_source_for
 
         kwargs["token_source"] = token_source_for(meta.slug, settings, transport=transport)
+    wiring = getattr(cls, "wiring", None)  # a client's own extra collaborators
+    if wiring is not None:
+        kwargs.update(wiring(settings))
     return cls(provider_settings, **kwargs)

@@ -48,7 +48,7 @@ from dashtam_pipeline.http import CallHook, RetryPolicy
 from dashtam_pipeline.registry import ProviderSlug
 from dashtam_pipeline.schemas.base import column_names
 from dashtam_pipeline.schemas.macro import FredObservationSchema, FredSeriesSchema
-from dashtam_pipeline.settings import ProviderSettings
+from dashtam_pipeline.settings import ProviderSettings, Settings
 
 #: ALFRED's whole real-time period: every vintage ever published, up to the current one.
 REALTIME_START = dt.date(1776, 7, 4)
@@ -234,6 +234,12 @@ class FredClient(ProviderClient):
     """
 
     slug = ProviderSlug.FRED
+
+    @classmethod
+    def wiring(cls, settings: Settings) -> dict[str, Any]:
+        """What ``clients.build_client`` adds for this provider: the incremental-pull
+        bookkeeping in the state store, so unchanged series cost one request a night."""
+        return {"sync": FredSync.from_settings(settings)}
 
     def __init__(
         self,
