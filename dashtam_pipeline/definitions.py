@@ -26,7 +26,8 @@ def build_definitions(
     settings: Settings | None = None, *, clock: Callable[[], dt.datetime] | None = None
 ) -> Definitions:
     """Everything the code location holds. ``clock`` replaces the wall clock of the
-    credential sensors and their refresh job (tests move time with it)."""
+    sensors that decide on time (credential expiry, refresh job, DLQ replay): tests move
+    time with it."""
     settings = settings or load_settings()
     timed = {"clock": clock} if clock is not None else {}
     return Definitions(
@@ -37,7 +38,7 @@ def build_definitions(
         sensors=[
             marts_automation,
             chase_inbox_sensor,
-            *build_recovery_sensors(),
+            *build_recovery_sensors(**timed),
             *build_credential_sensors(**timed),
         ],
     )

@@ -21,7 +21,6 @@ import pytest
 from dagster import (
     DagsterEventType,
     DagsterInstance,
-    Definitions,
     RunRequest,
     SensorDefinition,
     build_run_status_sensor_context,
@@ -87,11 +86,9 @@ class Recovery:
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
-        self.run_failure, self.dlq_replay = build_recovery_sensors(clock=clock)
-        defs = Definitions.merge(
-            build_definitions(load_settings()),
-            Definitions(sensors=[self.run_failure, self.dlq_replay]),
-        )
+        defs = build_definitions(load_settings(), clock=clock)
+        self.run_failure = defs.resolve_sensor_def("run_failure_recovery_sensor")
+        self.dlq_replay = defs.resolve_sensor_def("dlq_replay_sensor")
         self.repository: RepositoryDefinition = defs.get_repository_def()
         self.cursor: str | None = None
 
@@ -351,8 +348,7 @@ def test_a_run_dagster_retries_itself_is_left_to_that_retry(server: SandboxServe
 def test_the_recovery_sensors_load_in_the_code_location() -> None:
     sensors: list[SensorDefinition] = build_recovery_sensors()
     assert [s.name for s in sensors] == ["run_failure_recovery_sensor", "dlq_replay_sensor"]
-    defs = Definitions.merge(build_definitions(load_settings()), Definitions(sensors=sensors))
-    repository = defs.get_repository_def()
+    repository = build_definitions(load_settings()).get_repository_def()
     assert {s.name for s in repository.sensor_defs} >= {s.name for s in sensors}
 
 
