@@ -16,8 +16,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import httpx
 import pytest
 
+from dashtam_pipeline.clients import schwab
+from dashtam_pipeline.connections import connect_oauth_provider
 from dashtam_pipeline.definitions import build_definitions
 from dashtam_pipeline.instance import get_instance
 from dashtam_pipeline.runner import MaterializeReport, execute_plans, plan_runs, resolve_selection
@@ -76,3 +79,26 @@ def materialize(
 def query(sql: str) -> list[tuple]:
     settings = load_settings()
     return Warehouse(settings.warehouse_path, settings.lake_dir).query(sql)[1]
+
+
+def connect_schwab_like_a_user() -> None:
+    """Follow the authorize redirect (the browser's part) and hand the URL to connect."""
+    settings = load_settings()
+    with httpx.Client(follow_redirects=False) as browser:
+        response = browser.get(schwab.authorize_url(settings))
+    assert response.status_code in (302, 303)
+    connect_oauth_provider("schwab", settings, redirect_url=response.headers["location"])
+
+
+def connect_schwab_with_cli(capsys: pytest.CaptureFixture[str]) -> str:
+    """Follow the authorize redirect, then `dashtam connect schwab --redirect-url ...`;
+    returns what the command printed."""
+    from dashtam_pipeline.cli import main
+
+    with httpx.Client(follow_redirects=False) as browser:
+        response = browser.get(schwab.authorize_url(load_settings()))
+    assert response.status_code in (302, 303)
+    status = main(["connect", "schwab", "--redirect-url", response.headers["location"]])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    return out

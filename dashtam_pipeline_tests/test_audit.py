@@ -12,17 +12,10 @@ from dashtam_pipeline.http import CallRecord, ProviderHTTP, RetryPolicy
 from dashtam_pipeline.resilience.audit import CallAudit, call_summary, recent_calls
 from dashtam_pipeline.settings import load_settings
 from dashtam_pipeline.state.store import StateStore
+from dashtam_pipeline_tests.clocks import FakeClock
 
 KEY = "k3y-SECRET-0123456789"
 START = datetime(2025, 3, 3, 14, 0, tzinfo=UTC)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def stored_text(store: StateStore) -> str:
@@ -86,7 +79,7 @@ def test_secrets_are_scrubbed_again_before_storing(state_url: str) -> None:
 
 def test_recent_calls_filters_and_limits(state_url: str) -> None:
     store = StateStore(state_url)
-    clock = FakeClock()
+    clock = FakeClock(START)
     audit = CallAudit(store, rights_profile="basic", clock=clock)
     for i, provider in enumerate(["fmp", "fred", "fmp", "fmp"]):
         clock.now = START + timedelta(seconds=i)
@@ -98,7 +91,7 @@ def test_recent_calls_filters_and_limits(state_url: str) -> None:
 
 def test_call_summary_counts_failures_retries_and_latency(state_url: str) -> None:
     store = StateStore(state_url)
-    clock = FakeClock()
+    clock = FakeClock(START)
     audit = CallAudit(store, rights_profile="basic", clock=clock)
     clock.now = START - timedelta(hours=1)  # before the window: not counted
     audit.after_attempt(CallRecord("fmp", "GET", "/quote", 1, 503, 5000.0, "unavailable"))

@@ -13,19 +13,9 @@ from dashtam_pipeline.http import ProviderHTTP, RetryPolicy
 from dashtam_pipeline.resilience.breaker import CircuitBreaker, breaker_states
 from dashtam_pipeline.settings import load_settings
 from dashtam_pipeline.state.store import StateStore
+from dashtam_pipeline_tests.clocks import FakeClock
 
 START = datetime(2025, 3, 3, 14, 0, tzinfo=UTC)
-
-
-class FakeClock:
-    def __init__(self, now: datetime = START) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 def make_breaker(state_url: str, clock: FakeClock, **kwargs: float) -> CircuitBreaker:
@@ -40,7 +30,7 @@ def open_breaker(breaker: CircuitBreaker) -> None:
 
 
 def test_opens_at_exactly_the_threshold(state_url: str) -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     breaker = make_breaker(state_url, clock)
     breaker.record("unavailable")
     breaker.record("malformed")
@@ -62,7 +52,7 @@ def test_opens_at_exactly_the_threshold(state_url: str) -> None:
 
 
 def test_open_breaker_refuses_without_a_request_in_every_process(state_url: str) -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     breaker = make_breaker(state_url, clock)
     other_process = make_breaker(state_url, clock)
     requests: list[httpx.Request] = []
@@ -99,7 +89,7 @@ def test_open_breaker_refuses_without_a_request_in_every_process(state_url: str)
 
 
 def test_half_open_lets_exactly_one_probe_through(state_url: str) -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     process_a = make_breaker(state_url, clock)
     process_b = make_breaker(state_url, clock)
     open_breaker(process_a)
@@ -117,7 +107,7 @@ def test_half_open_lets_exactly_one_probe_through(state_url: str) -> None:
 
 
 def test_probe_success_closes(state_url: str) -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     breaker = make_breaker(state_url, clock)
     open_breaker(breaker)
     clock.advance(60)
@@ -130,7 +120,7 @@ def test_probe_success_closes(state_url: str) -> None:
 
 
 def test_probe_failure_reopens_with_a_new_opened_at(state_url: str) -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     breaker = make_breaker(state_url, clock)
     open_breaker(breaker)
     clock.advance(61)
@@ -145,7 +135,7 @@ def test_probe_failure_reopens_with_a_new_opened_at(state_url: str) -> None:
 
 
 def test_a_probe_that_never_reports_expires(state_url: str) -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     killed = make_breaker(state_url, clock)
     survivor = make_breaker(state_url, clock)
     open_breaker(killed)
@@ -164,7 +154,7 @@ def test_a_probe_that_never_reports_expires(state_url: str) -> None:
 
 @pytest.mark.parametrize("outcome", ["not_found", "bad_request", "auth", "not_entitled", "ok"])
 def test_an_answer_resets_the_failure_count(state_url: str, outcome: str) -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     breaker = make_breaker(state_url, clock)
     breaker.record("unavailable")
     breaker.record("unavailable")
@@ -176,7 +166,7 @@ def test_an_answer_resets_the_failure_count(state_url: str, outcome: str) -> Non
 
 
 def test_a_404_over_http_resets_the_count(state_url: str) -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     breaker = make_breaker(state_url, clock)
     statuses = iter([503, 503, 404, 503, 503, 200])
     sent: list[int] = []
@@ -205,7 +195,7 @@ def test_a_404_over_http_resets_the_count(state_url: str) -> None:
 
 
 def test_outcomes_that_are_not_answers_do_not_count(state_url: str) -> None:
-    breaker = make_breaker(state_url, FakeClock())
+    breaker = make_breaker(state_url, FakeClock(START))
     breaker.record("unavailable")
     for outcome in ("circuit_open", "quota_exhausted", "rights_denied", "not_configured"):
         breaker.record(outcome)
@@ -213,7 +203,7 @@ def test_outcomes_that_are_not_answers_do_not_count(state_url: str) -> None:
 
 
 def test_breaker_states_lists_every_provider(state_url: str) -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     store = StateStore(state_url)
     fmp = make_breaker(state_url, clock)
     polygon = CircuitBreaker(store, "polygon", threshold=1, timeout_seconds=30, clock=clock)

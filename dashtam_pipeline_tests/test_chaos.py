@@ -14,12 +14,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from dagster import AssetKey
 
-from dashtam_pipeline.clients import schwab
-from dashtam_pipeline.connections import connect_oauth_provider
 from dashtam_pipeline.instance import get_instance
 from dashtam_pipeline.resilience.dlq import PENDING, REPLAYED, DeadLetter, DeadLetterQueue
 from dashtam_pipeline.resilience.replay import replay
@@ -30,6 +27,7 @@ from dashtam_pipeline.state.store import StateStore
 from dashtam_pipeline_tests.loopback import (
     KEYS,
     configured_sandbox,
+    connect_schwab_like_a_user,
     materialize,
     query,
 )
@@ -135,14 +133,6 @@ def providers_of(table: str) -> list[str]:
 def wait_for_probe() -> None:
     """Let the breaker's (lowered) timeout pass, so its half-open probe may go out."""
     time.sleep(PROBE_AFTER_SECONDS + 0.2)
-
-
-def connect_schwab_like_a_user() -> None:
-    settings = load_settings()
-    with httpx.Client(follow_redirects=False) as browser:
-        response = browser.get(schwab.authorize_url(settings))
-    assert response.status_code in (302, 303)
-    connect_oauth_provider("schwab", settings, redirect_url=response.headers["location"])
 
 
 def assert_polygon_served_market_after_fmp_breaker(

@@ -35,6 +35,7 @@ from dashtam_pipeline.registry import ProviderSlug
 from dashtam_pipeline.sandbox.app import SandboxApp
 from dashtam_pipeline.settings import Settings, load_settings
 from dashtam_pipeline.state.connection_repository import ConnectionRepository
+from dashtam_pipeline_tests.clocks import FakeClock
 
 START = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 SCHWAB = ProviderSlug.SCHWAB
@@ -42,22 +43,9 @@ KEY = Fernet.generate_key().decode()
 CALLBACK = "https://127.0.0.1:8182"
 
 
-class FakeClock:
-    """The one clock of a test: the sandbox's token expiry and the pipeline's both follow it."""
-
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += dt.timedelta(**delta)
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(START)
 
 
 @pytest.fixture

@@ -45,6 +45,7 @@ from dashtam_pipeline.sensors.credentials import (
 from dashtam_pipeline.sensors.dlq_replay import LAUNCHED_BY_TAG, PROVIDER_TAG
 from dashtam_pipeline.settings import load_settings
 from dashtam_pipeline.state.connection_repository import ConnectionRepository
+from dashtam_pipeline_tests.clocks import FakeClock
 from dashtam_pipeline_tests.loopback import configured_sandbox, materialize
 
 SCHWAB = ProviderSlug.SCHWAB
@@ -53,17 +54,6 @@ SCHWAB_ASSETS = [
     "brokerage/schwab_positions",
     "brokerage/schwab_transactions",
 ]
-
-
-class FakeClock:
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += dt.timedelta(**delta)
 
 
 class Sensors:

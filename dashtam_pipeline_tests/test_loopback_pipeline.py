@@ -9,13 +9,10 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from dagster import AssetKey
 
-from dashtam_pipeline.clients import schwab
 from dashtam_pipeline.connections import (
-    connect_oauth_provider,
     connection_json,
     list_connections,
 )
@@ -26,7 +23,13 @@ from dashtam_pipeline.resilience.replay import replay
 from dashtam_pipeline.sandbox.server import SandboxServer
 from dashtam_pipeline.settings import load_settings
 from dashtam_pipeline.state.store import StateStore, state_store
-from dashtam_pipeline_tests.loopback import KEYS, configured_sandbox, materialize, query
+from dashtam_pipeline_tests.loopback import (
+    KEYS,
+    configured_sandbox,
+    connect_schwab_like_a_user,
+    materialize,
+    query,
+)
 from dashtam_pipeline_tests.payloads import payload_path
 
 pytestmark = pytest.mark.integration
@@ -35,15 +38,6 @@ pytestmark = pytest.mark.integration
 def server(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxServer]:
     with configured_sandbox(monkeypatch) as running:
         yield running
-
-
-def connect_schwab_like_a_user() -> None:
-    """Follow the authorize redirect (the browser's part) and hand the URL to connect."""
-    settings = load_settings()
-    with httpx.Client(follow_redirects=False) as browser:
-        response = browser.get(schwab.authorize_url(settings))
-    assert response.status_code in (302, 303)
-    connect_oauth_provider("schwab", settings, redirect_url=response.headers["location"])
 
 
 def test_production_configuration_over_loopback(server: SandboxServer, capfd) -> None:

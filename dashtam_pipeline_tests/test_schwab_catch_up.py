@@ -9,14 +9,11 @@ import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from dagster import AssetKey, build_sensor_context
 from dagster._core.definitions.sensor_definition import SensorExecutionData
 
 from dashtam_pipeline import connections
-from dashtam_pipeline.cli import main
-from dashtam_pipeline.clients import schwab
 from dashtam_pipeline.connections import StoredTokens, current_connection, load_cipher
 from dashtam_pipeline.definitions import build_definitions
 from dashtam_pipeline.domain import ConnectionStatus
@@ -33,7 +30,8 @@ from dashtam_pipeline.sensors.credentials import (
 )
 from dashtam_pipeline.settings import load_settings
 from dashtam_pipeline.state.connection_repository import ConnectionRepository
-from dashtam_pipeline_tests.loopback import configured_sandbox
+from dashtam_pipeline_tests.clocks import FakeClock
+from dashtam_pipeline_tests.loopback import configured_sandbox, connect_schwab_with_cli
 
 pytestmark = pytest.mark.integration
 
@@ -42,17 +40,6 @@ SCHWAB_ASSETS = [
     "brokerage/schwab_positions",
     "brokerage/schwab_transactions",
 ]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += dt.timedelta(**delta)
 
 
 @pytest.fixture
@@ -68,13 +55,6 @@ def server(
 ) -> Iterator[SandboxServer]:
     with configured_sandbox(monkeypatch, app=SandboxApp(clock=clock)) as running:
         yield running
-
-
-def connect_with_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
-    with httpx.Client(follow_redirects=False) as browser:
-        response = browser.get(schwab.authorize_url(load_settings()))
-    status = main(["connect", "schwab", "--redirect-url", response.headers["location"]])
-    assert status == 0, capsys.readouterr().err
 
 
 def schwab_tokens() -> tuple[ConnectionStatus, StoredTokens]:
@@ -104,7 +84,7 @@ def test_connect_refresh_expire_reconnect_catch_up(
         return tick(EXPIRY_SENSOR_NAME), tick(CATCH_UP_SENSOR_NAME)
 
     # connect
-    connect_with_the_cli(capsys)
+    connect_schwab_with_cli(capsys)
     expiry, catch_up = both()
     assert not expiry.run_requests and not catch_up.run_requests
     _, first = schwab_tokens()
@@ -134,7 +114,7 @@ def test_connect_refresh_expire_reconnect_catch_up(
 
     # reconnect: ACTIVE again, and one catch-up run of every Schwab asset
     clock.advance(hours=3)
-    connect_with_the_cli(capsys)
+    connect_schwab_with_cli(capsys)
     assert schwab_tokens()[0] is ConnectionStatus.ACTIVE
     expiry, catch_up = both()
     assert not expiry.run_requests

@@ -11,12 +11,11 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from dashtam_pipeline import connections
 from dashtam_pipeline.cli import main
-from dashtam_pipeline.clients import build_client, schwab
+from dashtam_pipeline.clients import build_client
 from dashtam_pipeline.clients.base import FetchRequest
 from dashtam_pipeline.connections import StoredTokens, current_connection, load_cipher
 from dashtam_pipeline.domain import ConnectionStatus
@@ -26,22 +25,17 @@ from dashtam_pipeline.sandbox.app import SandboxApp
 from dashtam_pipeline.sandbox.server import SandboxServer
 from dashtam_pipeline.settings import load_settings
 from dashtam_pipeline.state.connection_repository import ConnectionRepository
-from dashtam_pipeline_tests.loopback import KEYS, configured_sandbox, materialize
+from dashtam_pipeline_tests.clocks import FakeClock
+from dashtam_pipeline_tests.loopback import (
+    KEYS,
+    configured_sandbox,
+    connect_schwab_with_cli,
+    materialize,
+)
 
 pytestmark = pytest.mark.integration
 
 SCHWAB = ProviderSlug.SCHWAB
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += dt.timedelta(**delta)
 
 
 @pytest.fixture
@@ -58,17 +52,6 @@ def server(
 ) -> Iterator[SandboxServer]:
     with configured_sandbox(monkeypatch, app=SandboxApp(clock=clock)) as running:
         yield running
-
-
-def connect_with_the_cli(capsys: pytest.CaptureFixture[str]) -> str:
-    """Follow the authorize redirect (the browser's part), then `dashtam connect schwab`."""
-    with httpx.Client(follow_redirects=False) as browser:
-        response = browser.get(schwab.authorize_url(load_settings()))
-    assert response.status_code in (302, 303)
-    status = main(["connect", "schwab", "--redirect-url", response.headers["location"]])
-    out, err = capsys.readouterr()
-    assert status == 0, err
-    return out
 
 
 def schwab_connection(capsys: pytest.CaptureFixture[str]) -> dict:
@@ -97,7 +80,7 @@ def test_connect_refresh_expire_reconnect(
     server: SandboxServer, clock: FakeClock, capsys: pytest.CaptureFixture[str]
 ) -> None:
     start = clock()
-    printed = connect_with_the_cli(capsys)
+    printed = connect_schwab_with_cli(capsys)
     relogin = start + dt.timedelta(days=7)
     assert f"re-login needed by {relogin:%Y-%m-%d %H:%M} UTC" in printed
     entry = schwab_connection(capsys)
@@ -135,7 +118,7 @@ def test_connect_refresh_expire_reconnect(
     assert "run `dashtam connect schwab`" in asset.detail
 
     # reconnect: the same connection, ACTIVE again, data flows
-    printed = connect_with_the_cli(capsys)
+    printed = connect_schwab_with_cli(capsys)
     assert f"re-login needed by {clock() + dt.timedelta(days=7):%Y-%m-%d %H:%M} UTC" in printed
     entry = schwab_connection(capsys)
     assert (entry["id"], entry["status"]) == (connection_id, ConnectionStatus.ACTIVE.value)

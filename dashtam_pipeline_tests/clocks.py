@@ -1,0 +1,19 @@
+"""The fake clock tests inject wherever the pipeline or the sandbox asks for the time."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+
+class FakeClock:
+    """A clock that stands still until a test moves it (``advance(5)`` or
+    ``advance(minutes=31)``). Starts at ``now`` (default: the real time, to the second)."""
+
+    def __init__(self, now: dt.datetime | None = None) -> None:
+        self.now = now or dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, seconds: float = 0, **delta: float) -> None:
+        self.now += dt.timedelta(seconds=seconds, **delta)
