@@ -408,7 +408,17 @@ def _sync_api_key_connection(
     if _stored_fingerprint(cipher, connection) == fingerprint and connection.status in (
             ConnectionStatus.ACTIVE, ConnectionStatus.REVOKED, ConnectionStatus.FAILED):
         return connection  # unchanged: refused keys stay refused until they change
-    credentials = _api_key_credentials(cipher, fingerprint)
+    return _activate(repo, connection, _api_key_credentials(cipher, fingerprint), now)
+
+
+def _activate(
+    repo: ConnectionRepository,
+    connection: ProviderConnection,
+    credentials: ProviderCredentials,
+    now: dt.datetime,
+) -> ProviderConnection:
+    """Put current credentials on a connection: renewed if it is ACTIVE, (re)connected
+    otherwise; then saved."""
     if connection.status is ConnectionStatus.ACTIVE:
         connection.update_credentials(credentials, now=now)
     else:
@@ -449,13 +459,7 @@ def reconnect_api_key_provider(
     cipher = load_cipher(settings)
     connection = current_connection(repo, meta.slug) or ProviderConnection.new(
         meta.slug.value, now=now)
-    credentials = _api_key_credentials(cipher, fingerprint)
-    if connection.status is ConnectionStatus.ACTIVE:
-        connection.update_credentials(credentials, now=now)
-    else:
-        connection.mark_connected(credentials, now=now)
-    repo.save(connection)
-    return connection
+    return _activate(repo, connection, _api_key_credentials(cipher, fingerprint), now)
 
 
 def mark_auth_failure(
