@@ -367,3 +367,21 @@ def test_abandoning_closes_only_pending_entries_and_frees_the_partition(state_ur
     assert dlq.get([entry.id])[0].abandoned_reason == f"rejected key {REDACTED}"
     again = dlq.record_failure("market/fundamentals", "market.fundamentals", "fmp", None, {}, error)
     assert again.id != entry.id and again.status == PENDING
+
+
+def test_a_failed_credential_refresh_is_left_to_the_credential_sensor(data_dir: Path) -> None:
+    """A refresh run has no asset partition to replay: no failure class, no dead letter."""
+    from dagster import DagsterRun
+
+    from dashtam_pipeline.sensors.credentials import REFRESH_KEY_TAG
+    from dashtam_pipeline.sensors.run_failure import handle_failed_run
+
+    settings = load_settings()
+    run = DagsterRun(job_name="credential_refresh_job", run_id="refresh-run-1",
+                     tags={REFRESH_KEY_TAG: "refresh-conn-1"})
+    graph = build_definitions(settings).resolve_asset_graph()
+    with get_instance(settings) as instance:
+        handling = handle_failed_run(instance, run, graph, settings)
+    assert handling.failure_class is None
+    assert "credential refresh" in " ".join(handling.notes)
+    assert DeadLetterQueue.from_settings(settings).list() == []

@@ -63,6 +63,7 @@ from dashtam_pipeline.resilience.dlq import (
     DeadLetterError,
     DeadLetterQueue,
 )
+from dashtam_pipeline.sensors.credentials import REFRESH_KEY_TAG
 from dashtam_pipeline.sensors.dlq_replay import (
     ENTRIES_TAG,
     PROVIDER_TAG,
@@ -120,6 +121,11 @@ def handle_failed_run(
     handling = FailureHandling(run.run_id)
     if run.tags.get(WILL_RETRY_TAG) == "true":
         handling.notes.append(f"run {run.run_id}: Dagster's run retry re-executes it")
+        return handling
+    if REFRESH_KEY_TAG in run.tags:
+        # a credential refresh: no asset partition is missing, and the credential sensor
+        # decides what a failed refresh means (EXPIRED connection, or ask again)
+        handling.notes.append(f"run {run.run_id}: a credential refresh, owned by its sensor")
         return handling
     if FAILURE_CLASS_TAG in run.tags:
         handling.notes.append(f"run {run.run_id} was already handled")
