@@ -4,6 +4,7 @@ to end over ``httpx.MockTransport`` (real paths, params, offset paging, no key i
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import math
 from collections.abc import Callable
@@ -15,13 +16,19 @@ import pytest
 
 from dashtam_pipeline.clients.base import FetchRequest
 from dashtam_pipeline.clients.fred import (
+    REALTIME_END,
+    REALTIME_START,
     FredClient,
+    VintageLimitExceeded,
     classify_fred_error,
     parse_observations,
     parse_series,
     parse_vintage_dates,
+    realtime_windows,
+    stitch_windows,
 )
 from dashtam_pipeline.errors import ErrorKind, ProviderError
+from dashtam_pipeline.registry import Dataset
 from dashtam_pipeline.schemas.base import OPEN_END, column_names
 from dashtam_pipeline.schemas.macro import FredObservationSchema, FredSeriesSchema
 from dashtam_pipeline_tests.client_helpers import Handler, Recorder, mock_client, offline_settings
@@ -209,18 +216,30 @@ def test_series_request_path_and_params() -> None:
     assert dict(request.url.params) == {"series_id": "GDP", "file_type": "json", "api_key": KEY}
 
 
-def test_observations_default_to_every_vintage_in_one_page() -> None:
-    seen: list[httpx.Request] = []
+def by_path(observations: str, seen: list[httpx.Request]) -> Handler:
+    """FRED as the observations pull sees it: ``/series`` answers the recorded GDP
+    metadata, ``/series/observations`` the ``observations`` payload."""
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(200, json=load_json(ALL_VINTAGES))
+        if request.url.path.endswith("/series"):
+            return httpx.Response(200, json=load_json("fred/series_GDP.json"))
+        return httpx.Response(200, json=load_json(observations))
 
-    client = make_client(handler)
+    return handler
+
+
+def test_observations_default_to_every_vintage_in_one_page_and_bring_the_metadata() -> None:
+    seen: list[httpx.Request] = []
+    client = make_client(by_path(ALL_VINTAGES, seen))
     result = client.fetch_fred_observations(FetchRequest(series_ids=("GDP",)))
     assert len(result.frame) == 3201
     assert client.provider_label == "fred"
-    (request,) = seen
+    series, request = seen
+    assert series.url.path == "/fred/series"
+    metadata = result.companions[Dataset.FRED_SERIES].frame
+    assert list(metadata["series_id"]) == ["GDP"]
+    assert metadata.loc[0, "frequency"] == "Quarterly"
     assert request.url.path == "/fred/series/observations"
     assert dict(request.url.params) == {
         "series_id": "GDP", "realtime_start": "1776-07-04", "realtime_end": "9999-12-31",
@@ -280,15 +299,18 @@ def test_windows_are_passed_through_for_incremental_loads() -> None:
 
 
 def test_unknown_series_is_rejected_and_the_others_still_load() -> None:
+    known = by_path(CURRENT, [])
+
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.params["series_id"] == "NOPE":
             return httpx.Response(400, json=load_json("fred/error_400_series_does_not_exist.json"))
-        return httpx.Response(200, json=load_json(CURRENT))
+        return known(request)
 
     result = make_client(handler).fetch_fred_observations(
         FetchRequest(series_ids=("NOPE", "GDP"))
     )
     assert len(result.frame) == 315
+    assert list(result.companions[Dataset.FRED_SERIES].frame["series_id"]) == ["GDP"]
     assert [r.record for r in result.rejected] == [{"series_id": "NOPE"}]
     assert "not_found" in result.rejected[0].reason
     assert result.notes == ["NOPE: FRED has no such series; skipped"]
@@ -357,3 +379,60 @@ def test_other_api_key_refusals_are_auth(message: str) -> None:
     body = {"error_code": 400, "error_message": message}
     error = classify_fred_error(httpx.Response(400, json=body), body)
     assert error is not None and (error.kind, error.retryable) == (ErrorKind.AUTH, False)
+
+
+def clipped_to(frame: pd.DataFrame, start: dt.date, end: dt.date) -> pd.DataFrame:
+    """What FRED answers for the real-time window ``start``..``end``: the rows current
+    at some day of it, their real-time period cut to the window."""
+    inside = frame[(frame["realtime_start"] <= end) & (frame["realtime_end"] >= start)].copy()
+    inside["realtime_start"] = inside["realtime_start"].map(lambda d: max(d, start))
+    inside["realtime_end"] = inside["realtime_end"].map(lambda d: min(d, end))
+    return inside
+
+
+def test_windows_of_real_gdp_vintages_stitch_back_into_the_unclipped_history() -> None:
+    history = parse_observations(load_json(ALL_VINTAGES), "GDP").frame
+    vintage_dates = parse_vintage_dates(load_json("fred/series_vintagedates_GDP.json"))
+    windows = realtime_windows(vintage_dates, REALTIME_START, REALTIME_END, size=100)
+    assert len(windows) == 4  # 395 vintage dates
+    assert windows[0][0] == REALTIME_START and windows[-1][1] == REALTIME_END
+    for (_, end), (next_start, _) in itertools.pairwise(windows):
+        assert next_start == end + dt.timedelta(days=1) and next_start in vintage_dates
+    pieces = pd.concat([clipped_to(history, s, e) for s, e in windows], ignore_index=True)
+    assert len(pieces) > len(history)  # rows current across a boundary come back twice
+
+    stitched = stitch_windows(pieces, [start for start, _ in windows[1:]])
+
+    def ordered(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.sort_values(["date", "realtime_start"]).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(ordered(stitched), ordered(history))
+
+
+def test_equal_values_of_two_real_vintages_are_not_joined() -> None:
+    """Only pieces meeting at a window boundary are one vintage; elsewhere two adjacent
+    vintages with the same value stay two rows."""
+    rows = pd.DataFrame({
+        "series_id": "X",
+        "date": [D(2020, 1, 1)] * 3,
+        "value": [1.0, 1.0, 1.0],
+        "realtime_start": [D(2020, 2, 1), D(2020, 3, 1), D(2020, 4, 1)],
+        "realtime_end": [D(2020, 2, 29), D(2020, 3, 31), OPEN_END],
+    })
+    stitched = stitch_windows(rows, [D(2020, 4, 1)])
+    assert list(stitched["realtime_start"]) == [D(2020, 2, 1), D(2020, 3, 1)]
+    assert list(stitched["realtime_end"]) == [D(2020, 2, 29), OPEN_END]
+
+
+def test_the_vintage_limit_refusal_is_its_own_error() -> None:
+    message = (
+        "Bad Request.  There are 2004 vintage dates in the specified real-time period: "
+        "1776-07-04 to 9999-12-31.  This exceeds the maximum number of vintage dates "
+        "allowed (2000)."
+    )
+    error = classify_fred_error(
+        httpx.Response(400, json={"error_code": 400, "error_message": message}),
+        {"error_code": 400, "error_message": message},
+    )
+    assert isinstance(error, VintageLimitExceeded)
+    assert (error.kind, error.retryable) == (ErrorKind.BAD_REQUEST, False)

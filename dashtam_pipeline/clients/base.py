@@ -19,7 +19,7 @@ import pandas as pd
 
 from dashtam_pipeline.errors import ErrorKind, ProviderError
 from dashtam_pipeline.http import CallHook, ProviderHTTP, RetryPolicy
-from dashtam_pipeline.registry import ProviderSlug, get_provider_metadata
+from dashtam_pipeline.registry import Dataset, ProviderSlug, get_provider_metadata
 from dashtam_pipeline.settings import ProviderSettings
 
 #: Host used for the in-process sandbox transport (never resolved: no socket is opened).
@@ -31,7 +31,8 @@ class FetchRequest:
     """What an asset asks a client for. Fields a dataset does not use stay empty.
 
     ``start``/``end`` are an inclusive window of dates (a partition's trading day, or a
-    look-back window for transactions); ``as_of`` is the trading date a snapshot is for.
+    look-back window for transactions, or for FRED the observation dates of a backfill,
+    where both empty mean the whole history); ``as_of`` is the trading date a snapshot is for.
     ``files`` names the inbox files a file import reads (its run's partitions); empty
     means every file in the inbox, for callers that do not partition by file.
     """
@@ -57,11 +58,17 @@ class RejectedRecord:
 
 @dataclass
 class FetchResult:
-    """Rows in the contract's columns, plus what was rejected and notes for the run log."""
+    """Rows in the contract's columns, plus what was rejected and notes for the run log.
+
+    ``companions`` holds rows of other datasets the same calls returned (FRED's ``/series``
+    answer decides whether observations are pulled *and* is the series' metadata), so one
+    request lands in both tables; see ``DatasetSpec.companions``.
+    """
 
     frame: pd.DataFrame
     rejected: list[RejectedRecord] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    companions: dict[Dataset, FetchResult] = field(default_factory=dict)
 
 
 def sandbox_base_url(slug: ProviderSlug | str, root: str = SANDBOX_ROOT) -> str:

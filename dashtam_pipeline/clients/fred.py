@@ -23,19 +23,34 @@ back with ``realtime_start`` = the window start, a key that never existed, besid
 stored row it should have closed. The full history of a changed series is at most a few
 requests (100,000 rows each), rewrites the closed vintage's ``realtime_end`` under its
 true key, and loses nothing. Requests per series and run: first pull 1 + pages, unchanged
-1, changed 1 + pages.
+1, changed 1 + pages. The ``/series`` answer is also the series' metadata: it comes back as
+companion rows of ``macro.fred_series`` (``FetchResult.companions``), so one request per
+series serves both tables.
+
+FRED refuses an observations request whose real-time period spans more than 2,000 vintage
+dates (every daily or weekly series over its whole history). Such a series is pulled in
+real-time windows of at most 2,000 vintage dates each (from ``/series/vintagedates``), and
+the rows FRED clipped at a window's edge are stitched back into the vintage they belong
+to (``stitch_windows``), so the result is the same rows one unlimited request would give.
+
+A backfill over an observation-date range (``FetchRequest.start``/``end``) pulls every
+vintage of the observations in that range; it is not a full pull, so it records no sync
+mark and never skips a series as unchanged.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
+import numpy as np
 import pandas as pd
 import pyarrow as pa_arrow
 import pyarrow.compute as pc
@@ -45,7 +60,7 @@ from dashtam_pipeline.clients.records import combine_results, typed_frame
 from dashtam_pipeline.errors import ErrorKind, ProviderError, error_for_status
 from dashtam_pipeline.fred_sync import FredSync, SyncMark, normalize_last_updated
 from dashtam_pipeline.http import CallHook, RetryPolicy
-from dashtam_pipeline.registry import ProviderSlug
+from dashtam_pipeline.registry import Dataset, ProviderSlug
 from dashtam_pipeline.schemas.base import column_names
 from dashtam_pipeline.schemas.macro import FredObservationSchema, FredSeriesSchema
 from dashtam_pipeline.settings import ProviderSettings, Settings
@@ -55,6 +70,11 @@ REALTIME_START = dt.date(1776, 7, 4)
 REALTIME_END = dt.date(9999, 12, 31)
 #: The largest page FRED serves.
 PAGE_LIMIT = 100_000
+#: The most vintage dates one observations request may span.
+MAX_VINTAGES_PER_REQUEST = 2_000
+#: The largest page of ``/series/vintagedates``.
+VINTAGE_DATES_PAGE = 10_000
+_VINTAGE_LIMIT = re.compile(r"maximum number of vintage dates", re.IGNORECASE)
 MISSING_VALUE = "."
 #: The most series fetched at once: beyond it, threads only queue in the rate limiter.
 MAX_WORKERS = 8
@@ -186,7 +206,16 @@ def classify_fred_error(response: httpx.Response, body: Any) -> ProviderError | 
             kind = ErrorKind.AUTH
         elif "series does not exist" in lowered:
             kind = ErrorKind.NOT_FOUND
+        elif _VINTAGE_LIMIT.search(message):
+            return VintageLimitExceeded(
+                ProviderSlug.FRED.value, ErrorKind.BAD_REQUEST, message, status_code=status
+            )
     return ProviderError(ProviderSlug.FRED.value, kind, message, status_code=status)
+
+
+class VintageLimitExceeded(ProviderError):
+    """FRED's refusal of a real-time period spanning more than 2,000 vintage dates: the
+    client answers it by pulling the period in smaller windows."""
 
 
 def _error_message(response: httpx.Response, body: Any) -> str:
@@ -273,14 +302,21 @@ class FredClient(ProviderClient):
         return combine_results(results, typed_frame(FredSeriesSchema))
 
     def fetch_fred_observations(self, request: FetchRequest) -> FetchResult:
-        """Every vintage of every observation of each of ``request.series_ids``; with a
-        ``sync``, only of the series FRED reports as updated since their last pull."""
-        pull = self._pull_full if self.sync is None else self._pull_incremental
+        """Every vintage of every observation of each of ``request.series_ids`` (of the
+        observation dates ``request.start``..``end`` when given), with each series'
+        metadata as companion ``macro.fred_series`` rows. With a ``sync``, a whole-history
+        pull skips the series FRED reports as unchanged since their last pull."""
+        window = ObservationWindow(request.start, request.end)
         with self._pending_lock:
             self._pending = []  # marks of an earlier, never landed pull are void
-        per_series = self._each_series(request.series_ids, pull)
-        pages = [page for pages in per_series for page in pages]
-        return combine_results(pages, typed_frame(FredObservationSchema))
+        pulls = self._each_series(request.series_ids, lambda s: self._pull(s, window))
+        result = combine_results(
+            [page for pull in pulls for page in pull.pages], typed_frame(FredObservationSchema)
+        )
+        result.companions[Dataset.FRED_SERIES] = combine_results(
+            [pull.series for pull in pulls], typed_frame(FredSeriesSchema)
+        )
+        return result
 
     def after_landed(self) -> list[str]:
         """Record the sync marks of the last pull, now that its rows are in the lake
@@ -305,22 +341,119 @@ class FredClient(ProviderClient):
     ) -> FetchResult:
         """One series' observations in a real-time window (default: every vintage) and an
         optional observation window, paging with ``offset`` while ``offset + limit < count``.
-
-        Narrow windows serve incremental loads: e.g. ``realtime_start`` = the last vintage
-        date already stored fetches only the vintages published since.
+        A window FRED refuses as too many vintage dates is split (see the module docstring).
         """
-        params = {
+        window = ObservationWindow(_as_date(observation_start), _as_date(observation_end))
+        pages = self._pull_window(
+            series_id, window, _as_date(realtime_start) or REALTIME_START,
+            _as_date(realtime_end) or REALTIME_END, limit,
+        )
+        return combine_results(pages, typed_frame(FredObservationSchema))
+
+    def fetch_vintage_dates(
+        self,
+        series_id: str,
+        realtime_start: dt.date = REALTIME_START,
+        realtime_end: dt.date = REALTIME_END,
+    ) -> list[dt.date]:
+        """Days on which the series' values were published or revised (every page)."""
+        dates: list[dt.date] = []
+        while True:
+            body = self._get(
+                "/series/vintagedates",
+                {"series_id": series_id, "realtime_start": realtime_start.isoformat(),
+                 "realtime_end": realtime_end.isoformat(), "limit": VINTAGE_DATES_PAGE,
+                 "offset": len(dates)},
+            )
+            page = parse_vintage_dates(body)
+            dates.extend(page)
+            if not page or len(dates) >= _count(body, "/series/vintagedates"):
+                return dates
+
+    # -- pulling -------------------------------------------------------------------------
+    def _pull(self, series_id: str, window: ObservationWindow) -> SeriesPull:
+        """One series: its ``/series`` answer (the metadata, and with a ``sync`` the
+        change check), then its observations unless a whole-history pull finds it
+        unchanged. A whole-history pull leaves a pending sync mark."""
+        pull = SeriesPull(FetchResult(typed_frame(FredSeriesSchema)))
+        check = FetchResult(typed_frame(FredObservationSchema))
+        pull.pages.append(check)
+        body = self._per_series(check, series_id, "/series", {"series_id": series_id})
+        if body is None:
+            return pull
+        pull.series.frame = parse_series(body)
+        last_updated, fred_today = _series_stamp(body)
+        whole = window.whole_history and self.sync is not None
+        previous = self.sync.get(series_id) if whole and self.sync is not None else None
+        if whole and previous is not None and previous.unchanged(last_updated):
+            check.notes.append(
+                f"{series_id}: unchanged since the last pull (last_updated {last_updated}); "
+                "no observations requested"
+            )
+        else:
+            pull.pages.extend(
+                self._pull_window(series_id, window, REALTIME_START, REALTIME_END, PAGE_LIMIT)
+            )
+            if not window.whole_history:
+                check.notes.append(f"{series_id}: pulled every vintage of {window}")
+            elif whole:
+                check.notes.append(
+                    f"{series_id}: first pull; pulled every vintage" if previous is None else
+                    f"{series_id}: updated {previous.last_updated} -> {last_updated}; "
+                    "pulled every vintage again"
+                )
+        if whole and self.sync is not None:
+            self._add_pending(self.sync.mark(series_id, last_updated, fred_today))
+        return pull
+
+    def _pull_window(
+        self,
+        series_id: str,
+        window: ObservationWindow,
+        realtime_start: dt.date,
+        realtime_end: dt.date,
+        limit: int,
+    ) -> list[FetchResult]:
+        """Every page of one series' observations in a real-time period; a period FRED
+        refuses as too many vintage dates is pulled in windows of at most 2,000 and
+        stitched back together."""
+        try:
+            return self._observation_pages(
+                series_id, self._params(series_id, window, realtime_start, realtime_end, limit),
+                limit,
+            )
+        except VintageLimitExceeded:
+            pass
+        vintages = self.fetch_vintage_dates(series_id, realtime_start, realtime_end)
+        windows = realtime_windows(vintages, realtime_start, realtime_end)
+        pages: list[FetchResult] = []
+        for start, end in windows:
+            params = self._params(series_id, window, start, end, limit)
+            pages.extend(self._observation_pages(series_id, params, limit))
+        result = combine_results(pages, typed_frame(FredObservationSchema))
+        result.frame = stitch_windows(result.frame, [start for start, _ in windows[1:]])
+        result.notes.append(
+            f"{series_id}: {len(vintages)} vintage dates; pulled in {len(windows)} real-time "
+            f"windows of at most {MAX_VINTAGES_PER_REQUEST}"
+        )
+        return [result]
+
+    @staticmethod
+    def _params(
+        series_id: str,
+        window: ObservationWindow,
+        realtime_start: dt.date,
+        realtime_end: dt.date,
+        limit: int,
+    ) -> dict[str, Any]:
+        return {
             "series_id": series_id,
-            "realtime_start": _iso(realtime_start),
-            "realtime_end": _iso(realtime_end),
-            "observation_start": _iso(observation_start),
-            "observation_end": _iso(observation_end),
+            "realtime_start": realtime_start.isoformat(),
+            "realtime_end": realtime_end.isoformat(),
+            "observation_start": _iso(window.start),
+            "observation_end": _iso(window.end),
             "limit": limit,
         }
-        return combine_results(
-            self._observation_pages(series_id, params, limit),
-            typed_frame(FredObservationSchema),
-        )
 
     def _observation_pages(
         self, series_id: str, params: Mapping[str, Any], limit: int
@@ -340,54 +473,6 @@ class FredClient(ProviderClient):
                 break
             offset += limit
         return pages
-
-    def fetch_vintage_dates(self, series_id: str) -> list[dt.date]:
-        """Days on which the series' values were published or revised."""
-        body = self._get(
-            "/series/vintagedates",
-            {"series_id": series_id, "realtime_start": REALTIME_START.isoformat(),
-             "realtime_end": REALTIME_END.isoformat(), "limit": 10_000},
-        )
-        return parse_vintage_dates(body)
-
-    # -- pulling -------------------------------------------------------------------------
-    def _full_params(self, series_id: str) -> dict[str, Any]:
-        return {
-            "series_id": series_id,
-            "realtime_start": REALTIME_START.isoformat(),
-            "realtime_end": REALTIME_END.isoformat(),
-            "limit": PAGE_LIMIT,
-        }
-
-    def _pull_full(self, series_id: str) -> list[FetchResult]:
-        return self._observation_pages(series_id, self._full_params(series_id), PAGE_LIMIT)
-
-    def _pull_incremental(self, series_id: str) -> list[FetchResult]:
-        """Check ``/series`` first; pull the full history only when it changed (or was
-        never pulled), and leave a pending mark either way."""
-        assert self.sync is not None
-        check = FetchResult(typed_frame(FredObservationSchema))
-        body = self._per_series(check, series_id, "/series", {"series_id": series_id})
-        if body is None:
-            return [check]
-        last_updated, fred_today = _series_stamp(body)
-        previous = self.sync.get(series_id)
-        mark = self.sync.mark(series_id, last_updated, fred_today)
-        if previous is not None and previous.unchanged(last_updated):
-            check.notes.append(
-                f"{series_id}: unchanged since the last pull (last_updated {last_updated}); "
-                "no observations requested"
-            )
-            self._add_pending(mark)
-            return [check]
-        pages = self._pull_full(series_id)
-        check.notes.append(
-            f"{series_id}: first pull; pulled every vintage" if previous is None else
-            f"{series_id}: updated {previous.last_updated} -> {last_updated}; "
-            "pulled every vintage again"
-        )
-        self._add_pending(mark)
-        return [check, *pages]
 
     def _add_pending(self, mark: SyncMark) -> None:
         with self._pending_lock:
@@ -451,12 +536,92 @@ def _series_stamp(body: Any) -> tuple[str | None, dt.date]:
     return normalize_last_updated(item.get("last_updated")), fred_today
 
 
-def _count(body: Mapping[str, Any]) -> int:
+def _count(body: Mapping[str, Any], endpoint: str = "/series/observations") -> int:
     try:
         return int(body.get("count", 0))
     except (TypeError, ValueError):
         raise ProviderError(
             ProviderSlug.FRED.value, ErrorKind.MALFORMED,
-            f"observations 'count' is not a number: {json.dumps(body.get('count'))}",
-            endpoint="/series/observations",
+            f"'count' is not a number: {json.dumps(body.get('count'))}",
+            endpoint=endpoint,
         ) from None
+
+
+def _as_date(value: dt.date | str | None) -> dt.date | None:
+    return dt.date.fromisoformat(value) if isinstance(value, str) else value
+
+
+@dataclass(frozen=True)
+class ObservationWindow:
+    """The observation dates a pull covers; both ends empty mean the whole history."""
+
+    start: dt.date | None = None
+    end: dt.date | None = None
+
+    @property
+    def whole_history(self) -> bool:
+        return self.start is None and self.end is None
+
+    def __str__(self) -> str:
+        return f"observation dates {_iso(self.start) or '...'}..{_iso(self.end) or '...'}"
+
+
+@dataclass
+class SeriesPull:
+    """What one series' pull returned: its metadata and its observation pages."""
+
+    series: FetchResult
+    pages: list[FetchResult] = field(default_factory=list)
+
+
+def realtime_windows(
+    vintage_dates: Sequence[dt.date],
+    realtime_start: dt.date,
+    realtime_end: dt.date,
+    size: int = MAX_VINTAGES_PER_REQUEST,
+) -> list[tuple[dt.date, dt.date]]:
+    """Split a real-time period into contiguous windows of at most ``size`` vintage dates:
+    each window after the first starts on a vintage date and ends the day before the
+    next window's first one; the first and last keep the period's own ends."""
+    dates = sorted(vintage_dates)
+    starts = [realtime_start] + [dates[i] for i in range(size, len(dates), size)]
+    ends = [day - dt.timedelta(days=1) for day in starts[1:]] + [realtime_end]
+    return list(zip(starts, ends, strict=True))
+
+
+def stitch_windows(frame: pd.DataFrame, boundaries: Sequence[dt.date]) -> pd.DataFrame:
+    """Undo FRED's clipping at the edges of real-time windows.
+
+    FRED cuts each row's ``realtime_start``/``realtime_end`` to the requested period, so a
+    vintage current across a window boundary comes back as two rows: one ending the day
+    before the boundary, one starting on it, same date and same value. Those pieces are
+    joined into the one row an unlimited request returns. Only pieces meeting exactly at
+    a boundary are joined: two real vintages with equal values stay two rows.
+    """
+    if frame.empty or not boundaries:
+        return frame
+    date = _days(frame["date"])
+    start = _days(frame["realtime_start"])
+    end = _days(frame["realtime_end"])
+    order = np.lexsort((start, date))
+    date, start, end = date[order], start[order], end[order]
+    value = frame["value"].to_numpy(dtype="float64")[order]
+    cuts = _days(pd.Series(list(boundaries), dtype=object))
+    continues = np.zeros(len(order), dtype=bool)
+    same_value = (value[1:] == value[:-1]) | (np.isnan(value[1:]) & np.isnan(value[:-1]))
+    continues[1:] = (
+        (date[1:] == date[:-1])
+        & (start[1:] == end[:-1] + 1)
+        & np.isin(start[1:], cuts)
+        & same_value
+    )
+    firsts = np.flatnonzero(~continues)
+    lasts = np.r_[firsts[1:] - 1, len(order) - 1]
+    stitched = frame.iloc[order[firsts]].reset_index(drop=True)
+    stitched["realtime_end"] = frame["realtime_end"].to_numpy()[order[lasts]]
+    return stitched
+
+
+def _days(values: pd.Series) -> np.ndarray:
+    """``datetime.date`` values as day numbers (``datetime64[D]`` spans 9999-12-31)."""
+    return np.array(values.tolist(), dtype="datetime64[D]").astype(np.int64)

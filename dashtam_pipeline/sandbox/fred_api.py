@@ -25,6 +25,8 @@ from dashtam_pipeline.sandbox.routing import Provider, World, route
 EARLIEST = dt.date(1776, 7, 4)
 MAX_OBSERVATIONS = 100_000
 MAX_VINTAGE_DATES = 10_000
+#: The most vintage dates one observations request may span (FRED's rule, undocumented).
+MAX_VINTAGES_PER_REQUEST = 2_000
 
 
 def error_body(status: int, message: str) -> dict[str, Any]:
@@ -168,6 +170,18 @@ def _rows(
     return rows
 
 
+def _within_vintage_limit(vintages: list[Vintage], start: dt.date, end: dt.date) -> None:
+    """FRED refuses an observations request whose real-time period spans more than 2,000
+    vintage dates (any daily series over its whole history), whatever its ``limit``."""
+    count = len({v.start for v in vintages if start <= v.start <= end})
+    if count > MAX_VINTAGES_PER_REQUEST:
+        raise _bad(
+            f"There are {count} vintage dates in the specified real-time period: "
+            f"{start.isoformat()} to {end.isoformat()}.  This exceeds the maximum number of "
+            f"vintage dates allowed ({MAX_VINTAGES_PER_REQUEST})."
+        )
+
+
 def observations(world: World, request: Request, _: dict[str, str]) -> Response:
     _checked(request)
     spec = _series(request)
@@ -183,7 +197,9 @@ def observations(world: World, request: Request, _: dict[str, str]) -> Response:
     output_type = request.param("output_type", "1")
     if output_type not in ("1", "4"):
         raise _bad("The sandbox serves output_type 1 and 4 only.")
-    rows = _rows(world.fred.vintages(spec, today), start, end, first, last, output_type == "4")
+    vintages = world.fred.vintages(spec, today)
+    _within_vintage_limit(vintages, start, end)
+    rows = _rows(vintages, start, end, first, last, output_type == "4")
     if order == "desc":
         rows.sort(key=lambda r: r["date"], reverse=True)
     return json_response(
