@@ -19,7 +19,7 @@ from dashtam_pipeline.sandbox.common import (
     json_response,
     parse_date,
 )
-from dashtam_pipeline.sandbox.fred_data import OPEN_END, SERIES, SeriesSpec, Vintage
+from dashtam_pipeline.sandbox.fred_data import OPEN_END, SeriesSpec, Vintage, series_spec
 from dashtam_pipeline.sandbox.routing import Provider, World, route
 
 EARLIEST = dt.date(1776, 7, 4)
@@ -54,7 +54,7 @@ def _series(request: Request) -> SeriesSpec:
     series_id = request.param("series_id")
     if not series_id:
         raise _bad("Variable series_id is not set.")
-    spec = SERIES.get(series_id.upper())
+    spec = series_spec(series_id)
     if spec is None:
         raise _bad("The series does not exist.")
     return spec

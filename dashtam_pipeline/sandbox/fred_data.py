@@ -5,14 +5,23 @@ estimate about four weeks after the quarter) and ``revisions`` later vintages, e
 with its own ``realtime_start``; a vintage is only visible once its start is on or before
 "today", so the newest periods naturally show fewer vintages than older ones. The first
 two dates of each series were published and later withdrawn (``"."``), as FRED does.
+
+Which ids exist (``series_spec``): the default series in ``SERIES`` (the ids of
+``DASHTAM_FRED_SERIES``' default), the weekly ones in ``WEEKLY_SERIES`` (ICSA, WALCL), and
+any *clone* ``<BASE>_<n>`` of one of those (``GDP_7``, ``ICSA_12``; ``n`` >= 1, no leading
+zero): the base's metadata and release calendar, its own title and its own values (paths
+are seeded by the series id). Clones give benchmarks and load tests as many distinct
+series as they need (``benchmark_series_ids``); every other id does not exist.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -40,6 +49,10 @@ _RELEASES: dict[str, Callable[[dt.date], dt.date]] = {
     "rates": lambda d: next_weekday_on_or_after(add_months(d, 1)),
     "indpro": lambda d: next_weekday_on_or_after(add_months(d, 1) + dt.timedelta(days=15)),
     "daily": lambda d: next_weekday_on_or_after(d + dt.timedelta(days=1)),
+    # week ending Saturday -> the Department of Labor's release the following Thursday
+    "claims": lambda d: next_weekday_on_or_after(d + dt.timedelta(days=5)),
+    # Wednesday level -> the H.4.1 release the next day (Thursday)
+    "h41": lambda d: next_weekday_on_or_after(d + dt.timedelta(days=1)),
 }
 
 
@@ -69,10 +82,21 @@ class SeriesSpec:
     revisions: int
     revision_sigma: float  # relative for growth series, absolute for levels
 
+    @property
+    def weekly(self) -> bool:
+        """FRED names weekly frequencies by their last day: "Weekly, Ending Saturday"."""
+        return self.frequency.startswith("Weekly")
+
     def dates(self) -> list[dt.date]:
+        """Every observation date up to ``HORIZON``: business days for a daily series,
+        every 7th day from ``start`` (its week-ending weekday) for a weekly one, the first
+        of every month or quarter otherwise."""
         if self.frequency == "Daily":
             days = np.arange(np.datetime64(self.start), np.datetime64(HORIZON) + 1)
             return [d.astype(dt.date) for d in days[np.is_busday(days)]]
+        if self.weekly:
+            weeks = np.arange(np.datetime64(self.start), np.datetime64(HORIZON) + 1, 7)
+            return [d.astype(dt.date) for d in weeks]
         months = {"Quarterly": 3, "Monthly": 1}[self.frequency]
         out, day = [], self.start
         while day <= HORIZON:
@@ -81,9 +105,13 @@ class SeriesSpec:
         return out
 
     def revision_date(self, first: dt.date, j: int) -> dt.date:
-        """When the ``j``-th revision of a value first released on ``first`` appears."""
+        """When the ``j``-th revision of a value first released on ``first`` appears:
+        ``j`` business days later (daily), ``j`` weeks later (weekly: with the next
+        week's release), ``j`` months later otherwise."""
         if self.frequency == "Daily":
             return next_weekday_on_or_after(first + dt.timedelta(days=j))
+        if self.weekly:
+            return next_weekday_on_or_after(first + dt.timedelta(weeks=j))
         return next_weekday_on_or_after(add_months(first, j))
 
 
@@ -141,6 +169,72 @@ SERIES: dict[str, SeriesSpec] = {
                    dt.date(2000, 1, 1), "indpro", True, 92.0, 0.0004, 0.006, 0, 0, 4, 2, 0.002),
     )
 }
+
+
+#: Weekly series (not among the defaults): FRED's weekly ids, released on their own day.
+WEEKLY_SERIES: dict[str, SeriesSpec] = {
+    s.id: s
+    for s in (
+        SeriesSpec("ICSA", "Initial Claims", "Weekly, Ending Saturday", "W", "Number",
+                   "Number", "Seasonally Adjusted", "SA", 85,
+                   "An initial claim is a claim filed by an unemployed individual after a "
+                   "separation from an employer. (Sandbox series: generated values.)",
+                   dt.date(2000, 1, 1), "claims", False, 285_000, 330_000, 9_000, 0.04,
+                   150_000, 0, 1, 4_000),
+        SeriesSpec("WALCL",
+                   "Assets: Total Assets: Total Assets (Less Eliminations from "
+                   "Consolidation): Wednesday Level",
+                   "Weekly, As of Wednesday", "W", "Millions of U.S. Dollars",
+                   "Mil. of U.S. $", "Not Seasonally Adjusted", "NSA", 84,
+                   "Total assets of the Federal Reserve, from the H.4.1 release. (Sandbox "
+                   "series: generated values.)",
+                   dt.date(2002, 12, 18), "h41", True, 719_542, 0.0015, 0.004, 0, 0, 0, 1,
+                   0.0002),
+    )
+}
+
+#: Every series that exists under its own id; ``series_spec`` adds their clones.
+BASE_SERIES: dict[str, SeriesSpec] = {**SERIES, **WEEKLY_SERIES}
+
+_CLONE_ID = re.compile(r"(?P<base>[A-Z0-9]+)_(?P<n>[1-9][0-9]{0,5})")
+
+
+@functools.lru_cache(maxsize=4096)
+def series_spec(series_id: str) -> SeriesSpec | None:
+    """The series FRED would answer for ``series_id`` (case-insensitive), or None when it
+    does not exist: a base series (``BASE_SERIES``), or a clone ``<BASE>_<n>`` of one — the
+    base's spec with its own id and title, so its values (seeded by id) are its own."""
+    series_id = series_id.upper()
+    spec = BASE_SERIES.get(series_id)
+    if spec is not None:
+        return spec
+    match = _CLONE_ID.fullmatch(series_id)
+    base = BASE_SERIES.get(match["base"]) if match else None
+    if match is None or base is None:
+        return None
+    return replace(base, id=series_id, title=f"{base.title} (sandbox clone {match['n']})")
+
+
+#: The order ``benchmark_series_ids`` cycles through: every frequency early on.
+_BENCHMARK_ORDER = (
+    "GDP", "DGS10", "ICSA", "CPIAUCSL", "T10Y2Y", "WALCL", "UNRATE", "PAYEMS", "FEDFUNDS",
+    "INDPRO",
+)
+
+
+def benchmark_series_ids(count: int) -> list[str]:
+    """``count`` distinct ids that all exist in the sandbox, a mix of daily, weekly,
+    monthly and quarterly series: the base series first (interleaved by frequency, so
+    even 4 ids cover all four), then their clones round by round (``GDP_1``,
+    ``DGS10_1``, ..., ``INDPRO_1``, ``GDP_2``, ...). 200 ids are 20 of each base series:
+    40 daily, 40 weekly, 100 monthly, 20 quarterly."""
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count}")
+    base = len(_BENCHMARK_ORDER)
+    return [
+        _BENCHMARK_ORDER[i] if i < base else f"{_BENCHMARK_ORDER[i % base]}_{i // base}"
+        for i in range(count)
+    ]
 
 
 @dataclass(frozen=True)
