@@ -136,8 +136,6 @@ def _materialize(
 
 
 def cmd_materialize(args: argparse.Namespace) -> int:
-    if args.partition and (args.start or args.end):
-        raise PipelineError("use either --partition KEY or --from KEY --to KEY, not both")
     return _materialize(args.select, args.partition, args.start, args.end)
 
 
@@ -321,8 +319,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--select", help="Dagster asset selection, e.g. 'group:market' or 'key:market/quotes'"
     )
     p.add_argument("--partition", help="one partition key (YYYY-MM-DD, or a FRED series id)")
-    p.add_argument("--from", dest="start", help="first partition key of a range")
-    p.add_argument("--to", dest="end", help="last partition key of a range")
+    p.add_argument(
+        "--from", dest="start",
+        help="first partition key of a range; for FRED assets a date: the first observation "
+        "date to backfill (with --partition SERIES, of that series only)",
+    )
+    p.add_argument(
+        "--to", dest="end",
+        help="last partition key of a range; for FRED assets a date: the last observation "
+        "date to backfill",
+    )
     p.set_defaults(func=cmd_materialize)
 
     p = sub.add_parser("demo", help="materialize everything against the built-in sandbox")

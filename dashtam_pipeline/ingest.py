@@ -28,6 +28,7 @@ from dashtam_pipeline.connections import (
 from dashtam_pipeline.errors import SKIPPABLE_KINDS, ErrorKind, ProviderError
 from dashtam_pipeline.http import CallRecord, CallStats
 from dashtam_pipeline.registry import (
+    Dataset,
     DatasetSpec,
     ProviderMetadata,
     ProviderSlug,
@@ -69,6 +70,8 @@ class IngestionOutcome:
     #: Set when every provider failed and last good values were served instead.
     stale_reason: str | None = None
     failure: ProviderError | None = None
+    #: What landed in each companion dataset from the same fetch (``DatasetSpec.companions``).
+    companions: dict[Dataset, IngestionOutcome] = field(default_factory=dict)
 
     @property
     def skipped(self) -> bool:
@@ -95,9 +98,12 @@ def ingest_dataset(
     lake: Lake,
     *,
     client_factory: ClientFactory | None = None,
+    companions: Sequence[DatasetSpec] = (),
 ) -> IngestionOutcome:
     """Fetch ``spec`` from the first provider that serves it, validate, and land it.
 
+    ``companions`` (some of ``spec.companions``) are landed too, from the rows the same
+    fetch returned for them; their outcomes are in ``outcome.companions``.
     Raises ``ProviderError`` when every provider that could run failed (the run fails and
     says why); returns a skipped outcome when none could run at all.
     """
@@ -171,6 +177,10 @@ def ingest_dataset(
     try:
         outcome.notes.extend(result.notes)
         land(spec, result, outcome, lake, partition_key=request.partition_key)
+        for companion in companions:
+            outcome.companions[companion.dataset] = land_companion(
+                spec, companion, result, outcome, lake, partition_key=request.partition_key
+            )
         # Only once rows and quarantine records are safely written may a client act on
         # its source (a file import moves rejected files aside).
         finish = getattr(client, "after_landed", None)
@@ -230,6 +240,31 @@ def land(
         lake.quarantine(quarantine)
     outcome.quarantined = len(quarantine)
     outcome.write = lake.upsert(spec, validation.valid, model)
+
+
+def land_companion(
+    spec: DatasetSpec,
+    companion: DatasetSpec,
+    result: FetchResult,
+    outcome: IngestionOutcome,
+    lake: Lake,
+    *,
+    partition_key: str | None,
+) -> IngestionOutcome:
+    """Land the rows ``spec``'s fetch returned for ``companion`` (validated like any fetch)."""
+    rows = result.companions.get(companion.dataset)
+    if companion.dataset not in spec.companions or rows is None:
+        raise RuntimeError(
+            f"{outcome.served_by} returned no {companion.table} rows with {spec.table}: "
+            f"the registry lists {companion.table} as a companion of {spec.table}, so "
+            f"the client's {fetch_method_name(spec.dataset)} must return them"
+        )
+    landed = IngestionOutcome(
+        dataset=companion, served_by=outcome.served_by, attempts=outcome.attempts,
+        notes=list(rows.notes),
+    )
+    land(companion, rows, landed, lake, partition_key=partition_key)
+    return landed
 
 
 def last_good_rows(spec: DatasetSpec, request: FetchRequest, lake: Lake) -> FetchResult:

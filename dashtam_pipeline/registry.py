@@ -135,6 +135,10 @@ class DatasetSpec:
     ``lake_bucket_format`` is a strftime pattern for date buckets (``"%Y-%m"`` groups a month).
     ``serves_stale``: when every provider fails, the last good row per symbol is served
     again for the requested date with ``is_stale = true`` instead of leaving the day empty.
+    ``companions``: datasets whose rows this dataset's fetch returns too (FRED's ``/series``
+    answer decides whether observations are pulled and *is* the series' metadata). They
+    share one Dagster step with this dataset, so one request lands in both tables; each
+    keeps its own asset, checks and table, and can still be materialized alone.
     """
 
     dataset: Dataset
@@ -147,6 +151,7 @@ class DatasetSpec:
     lake_bucket: str
     lake_bucket_format: str | None = None
     serves_stale: bool = False
+    companions: tuple[Dataset, ...] = ()
     description: str
 
     @property
@@ -307,6 +312,7 @@ DATASETS: tuple[DatasetSpec, ...] = (
         sourcing=Sourcing.FALLBACK,
         partitioning=Partitioning.FRED_SERIES,
         lake_bucket="series_id",
+        companions=(Dataset.FRED_SERIES,),
         description="Every ALFRED vintage of every FRED observation.",
     ),
     DatasetSpec(

@@ -9,6 +9,7 @@ the ingestion runs landed — and a partition range becomes runs of at most the 
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,12 +21,18 @@ from dagster import (
     Definitions,
     DynamicPartitionsDefinition,
     PartitionsDefinition,
+    StaticPartitionsDefinition,
     TimeWindowPartitionsDefinition,
     execute_job,
 )
 from dagster._core.definitions.reconstruct import ReconstructableRepository
 
-from dashtam_pipeline.assets.partitions import market_today, previous_trading_day
+from dashtam_pipeline.assets.partitions import (
+    OBSERVATION_END_TAG,
+    OBSERVATION_START_TAG,
+    market_today,
+    previous_trading_day,
+)
 from dashtam_pipeline.errors import PipelineError
 from dashtam_pipeline.jobs import PARTITION_RANGE_END, PARTITION_RANGE_START
 from dashtam_pipeline.registry import Domain
@@ -46,6 +53,9 @@ class RunPlan:
     asset_keys: list[AssetKey]
     tags: dict[str, str]
     label: str
+    #: The step (op) that materializes each asset: one step can serve several assets
+    #: (a dataset and its companions), and a failed step fails all of them.
+    steps: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -118,47 +128,93 @@ def plan_runs(
         groups.items(), key=lambda item: (item[0][0], item[0][1] is not None)
     ):
         names = ", ".join(k.to_user_string() for k in group_keys)
+        steps = {k.to_user_string(): graph.get(k).assets_def.node_def.name for k in group_keys}
         if partitions_def is None:
-            plans.append(RunPlan(group_keys, {}, names))
+            plans.append(RunPlan(group_keys, {}, names, steps))
             continue
         all_keys = partition_keys(partitions_def, instance)
         if not all_keys:
             if isinstance(partitions_def, DynamicPartitionsDefinition) and not wanted:
                 # an empty inbox: one run that imports nothing still reports the asset
-                plans.append(RunPlan(group_keys, {}, f"{names} [no files]"))
+                plans.append(RunPlan(group_keys, {}, f"{names} [no files]", steps))
             continue
+        window_tags: dict[str, str] = {}
         if wanted:
-            requested = [k for k in (partition, start, end) if k]
-            if not all(k in all_keys for k in requested):
+            chosen = _chosen_partitions(partitions_def, all_keys, partition, start, end)
+            if chosen is None:
                 continue
             matched_partitioned = True
-            if partition:
-                selected = [partition]
-            else:
-                lo = all_keys.index(start) if start else 0
-                hi = all_keys.index(end) if end else len(all_keys) - 1
-                if lo > hi:
-                    raise SelectionError(f"--from {start} is after --to {end}")
-                selected = all_keys[lo : hi + 1]
+            selected, window_tags = chosen
         else:
             selected = default_partitions(partitions_def, all_keys)
         policy = graph.get(group_keys[0]).backfill_policy
         size = (policy.max_partitions_per_run if policy else 1) or len(selected)
+        window = f" observations {start}..{end}" if window_tags else ""
         for chunk in _chunks(selected, size):
             tags = (
                 {"dagster/partition": chunk[0]}
                 if len(chunk) == 1
                 else {PARTITION_RANGE_START: chunk[0], PARTITION_RANGE_END: chunk[-1]}
             )
-            label = f"{names} [{chunk[0]}{'...' + chunk[-1] if len(chunk) > 1 else ''}]"
-            plans.append(RunPlan(group_keys, tags, label))
+            label = f"{names} [{chunk[0]}{'...' + chunk[-1] if len(chunk) > 1 else ''}]{window}"
+            plans.append(RunPlan(group_keys, {**tags, **window_tags}, label, steps))
     if wanted and not matched_partitioned:
         raise SelectionError(
             f"partition {' / '.join(k for k in (partition, start, end) if k)} is not a "
             "partition of any selected asset (daily assets use YYYY-MM-DD; FRED assets use "
-            "series ids such as GDP; file imports use <file name>@<digest>)"
+            "series ids such as GDP, or --from/--to dates for the observation dates to "
+            "backfill; file imports use <file name>@<digest>)"
         )
     return plans
+
+
+def _chosen_partitions(
+    partitions_def: PartitionsDefinition,
+    all_keys: list[str],
+    partition: str | None,
+    start: str | None,
+    end: str | None,
+) -> tuple[list[str], dict[str, str]] | None:
+    """The partitions (and window tags) the arguments pick from one partitioning, or None
+    when they name none of its keys.
+
+    For series partitions (static keys that are not dates), ``--from``/``--to`` dates are
+    the observation dates to backfill: every series (or ``--partition``'s one) runs with
+    the window in its run tags, which the UI's backfill dialog can set just the same.
+    """
+    is_series = isinstance(partitions_def, StaticPartitionsDefinition)
+    if is_series and (start or end) and not {start, end} & set(all_keys):
+        first, last = _iso_date(start, "--from"), _iso_date(end, "--to")
+        if first and last and first > last:
+            raise SelectionError(f"--from {start} is after --to {end}")
+        if partition and partition not in all_keys:
+            return None
+        tags = {OBSERVATION_START_TAG: start or "", OBSERVATION_END_TAG: end or ""}
+        return ([partition] if partition else all_keys), {k: v for k, v in tags.items() if v}
+    if partition and (start or end):
+        return None  # a range of partitions and one partition: only series take both
+    requested = [k for k in (partition, start, end) if k]
+    if not all(k in all_keys for k in requested):
+        return None
+    if partition:
+        return [partition], {}
+    lo = all_keys.index(start) if start else 0
+    hi = all_keys.index(end) if end else len(all_keys) - 1
+    if lo > hi:
+        raise SelectionError(f"--from {start} is after --to {end}")
+    return all_keys[lo : hi + 1], {}
+
+
+def _iso_date(text: str | None, option: str) -> dt.date | None:
+    if not text:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise SelectionError(
+            f"{option} {text!r} is neither a partition of the selected assets nor a date "
+            "(YYYY-MM-DD)"
+        ) from None
 
 
 def partition_keys(
@@ -268,7 +324,7 @@ def _collect(report: MaterializeReport, plan: RunPlan, result) -> None:  # type:
     for event in result.get_step_failure_events():
         error = event.event_specific_data.error
         message = error.message.strip() if error else "step failed"
-        for key in _step_asset_keys(result, event.step_key, plan.asset_keys):
+        for key in _step_asset_keys(plan, event.step_key):
             report.assets[key].status = "failed"
             report.assets[key].detail = message.splitlines()[-1][:500]
     for evaluation in result.get_asset_check_evaluations():
@@ -278,8 +334,8 @@ def _collect(report: MaterializeReport, plan: RunPlan, result) -> None:  # type:
             (report.warned_checks if severity == "WARN" else report.failed_checks).append(name)
 
 
-def _step_asset_keys(result, step_key: str, keys: Sequence[AssetKey]) -> list[str]:  # type: ignore[no-untyped-def]
-    names = [k.to_user_string() for k in keys]
-    # step keys of generated assets are their key path joined by "__"
-    matching = [n for n, k in zip(names, keys, strict=True) if "__".join(k.path) == step_key]
+def _step_asset_keys(plan: RunPlan, step_key: str) -> list[str]:
+    """The planned assets a step materializes (every one when the step is unknown)."""
+    names = [k.to_user_string() for k in plan.asset_keys]
+    matching = [n for n in names if plan.steps.get(n) == step_key]
     return matching or names

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from dashtam_pipeline.sandbox.server import SandboxServer
+from dashtam_pipeline_tests.clocks import FakeClock
 from dashtam_pipeline_tests.payloads import USED, all_payloads
 
 
@@ -39,6 +41,29 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         for name in unused:
             print(f"  {name}")
         session.exitstatus = 1
+
+
+@pytest.fixture
+def connections_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """A fake clock patched in as the pipeline's (``connections.utcnow``); pass it to the
+    sandbox too (``clocked_sandbox``) and both move together, so no test waits."""
+    from dashtam_pipeline import connections
+
+    fake = FakeClock()
+    monkeypatch.setattr(connections, "utcnow", fake)
+    return fake
+
+
+@pytest.fixture
+def clocked_sandbox(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, connections_clock: FakeClock
+) -> Iterator[SandboxServer]:
+    """The sandbox on loopback, configured as in production, on ``connections_clock``."""
+    from dashtam_pipeline.sandbox.app import SandboxApp
+    from dashtam_pipeline_tests.loopback import configured_sandbox
+
+    with configured_sandbox(monkeypatch, app=SandboxApp(clock=connections_clock)) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

@@ -66,12 +66,17 @@ def configured_sandbox(
 
 
 def materialize(
-    selection: str | None = None, partition: str | None = None
+    selection: str | None = None,
+    partition: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
 ) -> MaterializeReport:
     """Materialize in-process through the instance in DAGSTER_HOME, as the CLI would."""
     settings = load_settings()
     defs = build_definitions(settings)
-    plans = plan_runs(defs, resolve_selection(defs, selection), partition=partition)
+    plans = plan_runs(
+        defs, resolve_selection(defs, selection), partition=partition, start=start, end=end
+    )
     with get_instance(settings) as instance:
         return execute_plans(instance, plans, in_process=True)
 

@@ -5,6 +5,7 @@ no key or token lands anywhere under DASHTAM_DATA_DIR or in captured output."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -201,3 +202,44 @@ def test_refused_key_revokes_the_connection_until_the_key_changes(
     (fmp,) = [connection_json(c) for c in list_connections(load_settings())
               if c.provider_slug == "fmp"]
     assert fmp["status"] == "ACTIVE" and fmp["last_sync_at"] is not None
+
+
+def test_macro_backfill_then_nightly_costs_one_request_per_unchanged_series(
+    server: SandboxServer,
+) -> None:
+    """The issue's "done when": from an empty data dir a backfill of the series fills
+    every vintage (and their metadata, from the same /series answers); running it again
+    changes nothing and asks FRED one /series per series, nothing else."""
+    first = materialize("group:macro")
+    assert first.ok, {k: (a.status, a.detail) for k, a in first.assets.items()}
+    fred = {k: v for k, v in server.app.request_counts().items() if k.startswith("fred ")}
+    assert fred == {"fred /fred/series": 2, "fred /fred/series/observations": 2}
+    table = "select * from macro.fred_observations order by all"
+    stored = query(table)
+    assert query("select series_id, frequency from macro.fred_series order by 1") == [
+        ("GDP", "Quarterly"), ("UNRATE", "Monthly")]
+    assert query("select count(*) > count(distinct (series_id, date)) "
+                 "from macro.fred_observations") == [(True,)]  # revisions are kept
+
+    server.app.reset()
+    again = materialize("group:macro")
+
+    assert again.ok, {k: (a.status, a.detail) for k, a in again.assets.items()}
+    fred = {k: v for k, v in server.app.request_counts().items() if k.startswith("fred ")}
+    assert fred == {"fred /fred/series": 2}
+    assert query(table) == stored
+
+
+def test_a_backfill_of_observation_dates_lands_their_vintages_only(
+    server: SandboxServer,
+) -> None:
+    report = materialize("group:macro", partition="GDP", start="2010-01-01", end="2011-12-31")
+
+    assert report.ok, {k: (a.status, a.detail) for k, a in report.assets.items()}
+    assert query(
+        "select series_id, min(date), max(date), count(distinct realtime_start) > 1 "
+        "from macro.fred_observations group by 1"
+    ) == [("GDP", dt.date(2010, 1, 1), dt.date(2011, 10, 1), True)]
+    assert query("select series_id from macro.fred_series") == [("GDP",)]
+    run = next(iter(get_instance(load_settings()).get_runs(limit=1)))
+    assert run.tags["dashtam/observation_start"] == "2010-01-01"

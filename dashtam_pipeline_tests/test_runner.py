@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 
 from dashtam_pipeline import runner
+from dashtam_pipeline.assets.partitions import OBSERVATION_END_TAG, OBSERVATION_START_TAG
 from dashtam_pipeline.definitions import build_definitions
 from dashtam_pipeline.jobs import PARTITION_RANGE_END, PARTITION_RANGE_START
 from dashtam_pipeline.runner import SelectionError, plan_runs, resolve_selection
@@ -53,3 +54,35 @@ def test_bad_selection_names_the_known_assets(defs) -> None:
     with pytest.raises(SelectionError) as info:
         resolve_selection(defs, "key:market/nope")
     assert "market/nope" in str(info.value) and "market/quotes" in str(info.value)
+
+
+def test_dates_backfill_fred_observation_dates_and_daily_days(defs) -> None:
+    keys = resolve_selection(defs, "group:macro or key:market/daily_bars")
+    plans = plan_runs(defs, keys, start="2026-10-01", end="2026-10-02")
+    by_label = {p.label.split(" [")[0]: p for p in plans}
+    fred = by_label["macro/fred_observations, macro/fred_series"]
+    assert fred.tags == {
+        PARTITION_RANGE_START: "GDP", PARTITION_RANGE_END: "INDPRO",
+        OBSERVATION_START_TAG: "2026-10-01", OBSERVATION_END_TAG: "2026-10-02",
+    }
+    assert fred.label.endswith("observations 2026-10-01..2026-10-02")
+    assert by_label["market/daily_bars"].tags == {
+        PARTITION_RANGE_START: "2026-10-01", PARTITION_RANGE_END: "2026-10-02"}
+    assert fred.steps == {"macro/fred_observations": "macro__fred_observations",
+                          "macro/fred_series": "macro__fred_observations"}
+
+
+def test_one_series_over_a_date_range(defs) -> None:
+    plans = plan_runs(
+        defs, resolve_selection(defs, "group:macro"), partition="UNRATE", start="2000-01-01"
+    )
+    assert [p.tags for p in plans] == [
+        {"dagster/partition": "UNRATE", OBSERVATION_START_TAG: "2000-01-01"}]
+    with pytest.raises(SelectionError, match="--from 2001-01-01 is after --to 2000-01-01"):
+        plan_runs(defs, resolve_selection(defs, "group:macro"), start="2001-01-01",
+                  end="2000-01-01")
+    with pytest.raises(SelectionError, match="neither a partition of the selected assets"):
+        plan_runs(defs, resolve_selection(defs, "group:macro"), start="NOPE")
+    with pytest.raises(SelectionError, match="not a partition of any selected asset"):
+        plan_runs(defs, resolve_selection(defs, "group:market"), partition="2026-11-20",
+                  start="2026-11-01")

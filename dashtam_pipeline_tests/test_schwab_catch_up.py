@@ -6,21 +6,17 @@ with the CLI, and the one catch-up run that re-materializes Schwab's assets. One
 drives the sandbox, the pipeline and the sensors, so nothing waits."""
 
 import datetime as dt
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from dagster import AssetKey, build_sensor_context
 from dagster._core.definitions.sensor_definition import SensorExecutionData
 
-from dashtam_pipeline import connections
 from dashtam_pipeline.connections import StoredTokens, current_connection, load_cipher
 from dashtam_pipeline.definitions import build_definitions
 from dashtam_pipeline.domain import ConnectionStatus
 from dashtam_pipeline.instance import get_instance
 from dashtam_pipeline.registry import ProviderSlug
 from dashtam_pipeline.runner import RunPlan, execute_plans
-from dashtam_pipeline.sandbox.app import SandboxApp
 from dashtam_pipeline.sandbox.server import SandboxServer
 from dashtam_pipeline.sensors.credentials import (
     CATCH_UP_OF_TAG,
@@ -31,7 +27,7 @@ from dashtam_pipeline.sensors.credentials import (
 from dashtam_pipeline.settings import load_settings
 from dashtam_pipeline.state.connection_repository import ConnectionRepository
 from dashtam_pipeline_tests.clocks import FakeClock
-from dashtam_pipeline_tests.loopback import configured_sandbox, connect_schwab_with_cli
+from dashtam_pipeline_tests.loopback import connect_schwab_with_cli
 
 pytestmark = pytest.mark.integration
 
@@ -42,21 +38,6 @@ SCHWAB_ASSETS = [
 ]
 
 
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    fake = FakeClock()
-    monkeypatch.setattr(connections, "utcnow", fake)
-    return fake
-
-
-@pytest.fixture
-def server(
-    data_dir: Path, monkeypatch: pytest.MonkeyPatch, clock: FakeClock
-) -> Iterator[SandboxServer]:
-    with configured_sandbox(monkeypatch, app=SandboxApp(clock=clock)) as running:
-        yield running
-
-
 def schwab_tokens() -> tuple[ConnectionStatus, StoredTokens]:
     settings = load_settings()
     found = current_connection(ConnectionRepository.from_settings(settings), ProviderSlug.SCHWAB)
@@ -65,9 +46,9 @@ def schwab_tokens() -> tuple[ConnectionStatus, StoredTokens]:
 
 
 def test_connect_refresh_expire_reconnect_catch_up(
-    server: SandboxServer, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+    clocked_sandbox: SandboxServer, connections_clock: FakeClock, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    defs = build_definitions(load_settings(), clock=clock)
+    defs = build_definitions(load_settings(), clock=connections_clock)
     repository = defs.get_repository_def()
     cursors: dict[str, str | None] = {}
 
@@ -90,7 +71,7 @@ def test_connect_refresh_expire_reconnect_catch_up(
     _, first = schwab_tokens()
 
     # refresh: 21 minutes on, the sensor asks for a refresh run, which renews the token
-    clock.advance(minutes=21)
+    connections_clock.advance(minutes=21)
     expiry, _ = both()
     (request,) = expiry.run_requests or []
     with get_instance(load_settings()) as instance:
@@ -100,10 +81,10 @@ def test_connect_refresh_expire_reconnect_catch_up(
     assert run.success
     status, renewed = schwab_tokens()
     assert status is ConnectionStatus.ACTIVE and renewed.access_token != first.access_token
-    assert renewed.expires_at == clock() + dt.timedelta(minutes=30)
+    assert renewed.expires_at == connections_clock() + dt.timedelta(minutes=30)
 
     # refresh-token expiry: a week on, the sensor expires the connection and says what to do
-    clock.advance(days=7)
+    connections_clock.advance(days=7)
     expiry, catch_up = both()
     relogin = f"{first.refresh_expires_at:%Y-%m-%d %H:%M} UTC"
     assert expiry.skip_message == (
@@ -113,7 +94,7 @@ def test_connect_refresh_expire_reconnect_catch_up(
     assert not catch_up.run_requests
 
     # reconnect: ACTIVE again, and one catch-up run of every Schwab asset
-    clock.advance(hours=3)
+    connections_clock.advance(hours=3)
     connect_schwab_with_cli(capsys)
     assert schwab_tokens()[0] is ConnectionStatus.ACTIVE
     expiry, catch_up = both()

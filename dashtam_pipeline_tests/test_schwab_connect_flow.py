@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -21,14 +19,12 @@ from dashtam_pipeline.connections import StoredTokens, current_connection, load_
 from dashtam_pipeline.domain import ConnectionStatus
 from dashtam_pipeline.errors import ErrorKind, ProviderError
 from dashtam_pipeline.registry import ProviderSlug
-from dashtam_pipeline.sandbox.app import SandboxApp
 from dashtam_pipeline.sandbox.server import SandboxServer
 from dashtam_pipeline.settings import load_settings
 from dashtam_pipeline.state.connection_repository import ConnectionRepository
 from dashtam_pipeline_tests.clocks import FakeClock
 from dashtam_pipeline_tests.loopback import (
     KEYS,
-    configured_sandbox,
     connect_schwab_with_cli,
     materialize,
 )
@@ -36,22 +32,6 @@ from dashtam_pipeline_tests.loopback import (
 pytestmark = pytest.mark.integration
 
 SCHWAB = ProviderSlug.SCHWAB
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    """The pipeline's clock (``connections.utcnow``) and the sandbox's, moved together."""
-    fake = FakeClock()
-    monkeypatch.setattr(connections, "utcnow", fake)
-    return fake
-
-
-@pytest.fixture
-def server(
-    data_dir: Path, monkeypatch: pytest.MonkeyPatch, clock: FakeClock
-) -> Iterator[SandboxServer]:
-    with configured_sandbox(monkeypatch, app=SandboxApp(clock=clock)) as running:
-        yield running
 
 
 def schwab_connection(capsys: pytest.CaptureFixture[str]) -> dict:
@@ -77,9 +57,9 @@ def fetch_accounts() -> int:
 
 
 def test_connect_refresh_expire_reconnect(
-    server: SandboxServer, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+    clocked_sandbox: SandboxServer, connections_clock: FakeClock, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    start = clock()
+    start = connections_clock()
     printed = connect_schwab_with_cli(capsys)
     relogin = start + dt.timedelta(days=7)
     assert f"re-login needed by {relogin:%Y-%m-%d %H:%M} UTC" in printed
@@ -90,21 +70,22 @@ def test_connect_refresh_expire_reconnect(
 
     # a data call works, and the sync is recorded
     assert fetch_accounts() > 0
-    assert connections.record_successful_sync(load_settings(), "schwab", clock())
-    assert schwab_connection(capsys)["last_sync_at"] == clock().isoformat(timespec="microseconds")
+    assert connections.record_successful_sync(load_settings(), "schwab", connections_clock())
+    synced_at = connections_clock().isoformat(timespec="microseconds")
+    assert schwab_connection(capsys)["last_sync_at"] == synced_at
     seen = [stored_tokens()]
 
     # 31 minutes later the access token has lapsed: the token source refreshes it
-    clock.advance(minutes=31)
+    connections_clock.advance(minutes=31)
     assert fetch_accounts() > 0
     seen.append(stored_tokens())
     assert seen[1].access_token != seen[0].access_token
     assert seen[1].refresh_expires_at == relogin  # Schwab never extends the login
-    renewed = clock() + dt.timedelta(minutes=30)
+    renewed = connections_clock() + dt.timedelta(minutes=30)
     assert schwab_connection(capsys)["expires_at"] == renewed.isoformat(timespec="microseconds")
 
     # 8 days later the login is over: EXPIRED, and the message says what to run
-    clock.advance(days=8)
+    connections_clock.advance(days=8)
     with pytest.raises(ProviderError) as caught:
         fetch_accounts()
     assert caught.value.kind is ErrorKind.NOT_CONNECTED
@@ -119,7 +100,8 @@ def test_connect_refresh_expire_reconnect(
 
     # reconnect: the same connection, ACTIVE again, data flows
     printed = connect_schwab_with_cli(capsys)
-    assert f"re-login needed by {clock() + dt.timedelta(days=7):%Y-%m-%d %H:%M} UTC" in printed
+    relogin_by = connections_clock() + dt.timedelta(days=7)
+    assert f"re-login needed by {relogin_by:%Y-%m-%d %H:%M} UTC" in printed
     entry = schwab_connection(capsys)
     assert (entry["id"], entry["status"]) == (connection_id, ConnectionStatus.ACTIVE.value)
     assert fetch_accounts() > 0

@@ -1,7 +1,8 @@
 """The asset factory: reads the registry and builds every ingestion asset and its checks.
 
 One asset per ``FALLBACK`` dataset (named after its table: ``market/quotes``) and one per
-provider of a ``PER_PROVIDER`` dataset (``brokerage/schwab_positions``). Each asset's
+provider of a ``PER_PROVIDER`` dataset (``brokerage/schwab_positions``); a dataset's
+``companions`` (rows its fetch returns too) share its step. Each asset's
 description, group, owners, kinds, tags, partitions, backfill policy, pool, column schema
 and checks come from the registry and the dataset's pandera model. Adding a provider or a
 dataset never edits this module.
@@ -10,7 +11,7 @@ dataset never edits this module.
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from dagster import (
@@ -32,6 +33,8 @@ from dagster import (
 )
 
 from dashtam_pipeline.assets.partitions import (
+    OBSERVATION_END_TAG,
+    OBSERVATION_START_TAG,
     backfill_policy_for,
     file_name_of,
     market_today,
@@ -189,12 +192,28 @@ def build_request(
     if partitioning is Partitioning.FRED_SERIES:
         keys = tuple(context.partition_keys)
         key = keys[0] if len(keys) == 1 else f"{keys[0]}...{keys[-1]}"
+        tags = context.run.tags
         return FetchRequest(
-            **{**common, "series_ids": keys}, as_of=market_today(), partition_key=key
+            **{**common, "series_ids": keys}, as_of=market_today(), partition_key=key,
+            start=_tag_date(tags, OBSERVATION_START_TAG), end=_tag_date(tags, OBSERVATION_END_TAG),
         )
     return FetchRequest(
         start=today - dt.timedelta(days=LOOKBACK_DAYS), end=today, as_of=today, **common
     )
+
+
+def _tag_date(tags: Mapping[str, str], name: str) -> dt.date | None:
+    """A date run tag (a FRED backfill's observation window), or None when unset."""
+    text = (tags.get(name) or "").strip()
+    if not text:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise Failure(
+            description=f"run tag {name}={text!r} is not a date (YYYY-MM-DD)",
+            allow_retries=False,
+        ) from None
 
 
 def _materialize_result(
@@ -243,6 +262,7 @@ def _materialize_result(
         metadata=metadata,
         check_results=[
             AssetCheckResult(
+                asset_key=asset_spec.key,
                 check_name=VALID_ROWS_CHECK,
                 passed=outcome.quarantined == 0,
                 severity=AssetCheckSeverity.WARN,
@@ -257,6 +277,7 @@ def _materialize_result(
                 ),
             ),
             AssetCheckResult(
+                asset_key=asset_spec.key,
                 check_name=UNIQUE_KEYS_CHECK,
                 passed=duplicates == 0,
                 severity=AssetCheckSeverity.ERROR,
@@ -265,6 +286,7 @@ def _materialize_result(
             *(
                 [
                     AssetCheckResult(
+                        asset_key=asset_spec.key,
                         check_name=NOT_STALE_CHECK,
                         passed=not outcome.stale,
                         severity=AssetCheckSeverity.WARN,
@@ -337,102 +359,145 @@ def _dead_letter(
         )
 
 
-def build_ingestion_asset(asset_spec: IngestionAssetSpec, settings: Settings) -> AssetsDefinition:
-    """One Dagster asset for ``asset_spec``, wired to its provider resources and checks."""
+def _asset_spec(asset_spec: IngestionAssetSpec) -> AssetSpec:
     dataset = asset_spec.dataset
+    primary = asset_spec.providers[0].slug.value
+    tags = {"dashtam/dataset": dataset.dataset.value, "dashtam/provider": primary}
+    if len(asset_spec.providers) > 1:
+        tags["dashtam/fallback"] = "-".join(p.slug.value for p in asset_spec.providers[1:])
+    return AssetSpec(
+        key=asset_spec.key,
+        group_name=dataset.domain.value,
+        description=_description(asset_spec),
+        owners=OWNERS,
+        kinds={"python", "parquet", "duckdb"},
+        tags=tags,
+        metadata={
+            "table": dataset.table,
+            "key": ", ".join(dataset.key),
+            "dagster/column_schema": column_schema(dataset),
+            "dagster/table_name": f"warehouse.{dataset.table}",
+        },
+        skippable=True,
+    )
+
+
+def build_ingestion_asset(
+    asset_spec: IngestionAssetSpec,
+    settings: Settings,
+    companions: Sequence[IngestionAssetSpec] = (),
+) -> AssetsDefinition:
+    """One Dagster step for ``asset_spec`` and its ``companions`` (the datasets its fetch
+    also returns), wired to its provider resources and every member's checks.
+
+    With the lead asset selected, one fetch lands every selected member; a companion
+    selected alone is fetched on its own (``macro/fred_series`` asks only ``/series``).
+    """
+    members = [asset_spec, *companions]
     providers = asset_spec.providers
     resource_keys = {"storage", *(provider_resource_key(p.slug) for p in providers)}
     primary = providers[0].slug.value
-    tags = {"dashtam/dataset": dataset.dataset.value, "dashtam/provider": primary}
-    if len(providers) > 1:
-        tags["dashtam/fallback"] = "-".join(p.slug.value for p in providers[1:])
 
-    # A multi_asset of one skippable spec with can_subset: when a provider is skipped
-    # the asset yields nothing, and its checks must then be optional outputs too.
+    # A multi_asset of skippable specs with can_subset: when a provider is skipped the
+    # step yields nothing, and its checks must then be optional outputs too.
     @multi_asset(
-        specs=[
-            AssetSpec(
-                key=asset_spec.key,
-                group_name=dataset.domain.value,
-                description=_description(asset_spec),
-                owners=OWNERS,
-                kinds={"python", "parquet", "duckdb"},
-                tags=tags,
-                metadata={
-                    "table": dataset.table,
-                    "key": ", ".join(dataset.key),
-                    "dagster/column_schema": column_schema(dataset),
-                    "dagster/table_name": f"warehouse.{dataset.table}",
-                },
-                skippable=True,
-            )
-        ],
+        specs=[_asset_spec(member) for member in members],
         name="__".join(asset_spec.key.path),
         partitions_def=partitions_for(asset_spec.partitioning, settings, owner=primary),
         backfill_policy=backfill_policy_for(asset_spec.partitioning),
         required_resource_keys=resource_keys,
         pool=providers[0].pool,
         can_subset=True,
-        check_specs=check_specs_for(asset_spec),
+        check_specs=[check for member in members for check in check_specs_for(member)],
     )
     def _ingest(context: AssetExecutionContext) -> Iterator[MaterializeResult]:
-        run_settings = load_settings()
-        storage: StorageResource = context.resources.storage
-        request = build_request(
-            dataset, context, run_settings, partitioning=asset_spec.partitioning
-        )
-        resources = context.resources
-
-        def client_factory(slug, s):  # type: ignore[no-untyped-def]
-            return getattr(resources, provider_resource_key(slug)).client(s, run_id=context.run_id)
-
-        dlq = DeadLetterQueue.from_settings(run_settings)
-        partitions = _partition_keys(context)
-        try:
-            outcome = ingest_dataset(
-                dataset, providers, request, run_settings, storage.lake(),
-                client_factory=client_factory,
-            )
-        except ProviderError as error:
-            _dead_letter(dlq, asset_spec, partitions, request, error, context.run_id)
-            raise Failure(
-                description=str(error),
-                metadata={
-                    "provider": error.provider,
-                    "error_kind": error.kind.value,
-                    "retryable": error.retryable,
-                    "dead_letters": len(partitions),
-                },
-                allow_retries=error.retryable,
-            ) from None
-        if outcome.stale and outcome.failure is not None:
-            _dead_letter(dlq, asset_spec, partitions, request, outcome.failure, context.run_id)
-        elif not outcome.skipped:
-            for entry in dlq.resolve(asset_spec.key.to_user_string(), partitions, context.run_id):
-                context.log.info(f"dead letter {entry.id} resolved: its partition landed")
-        for note in outcome.notes:
-            context.log.info(note)
-        if outcome.skipped:
-            name = asset_spec.key.to_user_string()
-            context.log.warning(f"{name} skipped: {outcome.skipped_reason}")
-            context.log_event(
-                AssetObservation(
-                    asset_key=asset_spec.key,
-                    partition=request.partition_key if context.has_partition_key else None,
-                    metadata={"skipped": MetadataValue.text(outcome.skipped_reason or "")},
-                )
-            )
-            return
-        storage.warehouse().ensure_views()
-        result = _materialize_result(asset_spec, outcome, storage, run_settings)
-        selected = {check.name for check in context.selected_asset_check_keys}
-        yield result._replace(
-            check_results=[c for c in result.check_results or [] if c.check_name in selected]
-        )
+        chosen = [m for m in members if m.key in context.selected_asset_keys]
+        if asset_spec in chosen:
+            plan = [(asset_spec, chosen[1:])]
+        else:
+            plan = [(member, []) for member in chosen]
+        for lead, extras in plan:
+            yield from _run_ingestion(context, lead, extras)
 
     return _ingest
 
 
+def _run_ingestion(
+    context: AssetExecutionContext,
+    lead: IngestionAssetSpec,
+    extras: Sequence[IngestionAssetSpec],
+) -> Iterator[MaterializeResult]:
+    """Fetch ``lead`` (landing ``extras`` from the same fetch), record dead letters or
+    resolve them, and report one materialization per member with its checks."""
+    run_settings = load_settings()
+    storage: StorageResource = context.resources.storage
+    request = build_request(lead.dataset, context, run_settings, partitioning=lead.partitioning)
+    resources = context.resources
+
+    def client_factory(slug, s):  # type: ignore[no-untyped-def]
+        return getattr(resources, provider_resource_key(slug)).client(s, run_id=context.run_id)
+
+    dlq = DeadLetterQueue.from_settings(run_settings)
+    partitions = _partition_keys(context)
+    try:
+        outcome = ingest_dataset(
+            lead.dataset, lead.providers, request, run_settings, storage.lake(),
+            client_factory=client_factory, companions=[e.dataset for e in extras],
+        )
+    except ProviderError as error:
+        for member in (lead, *extras):  # every asset the step owed a materialization
+            _dead_letter(dlq, member, partitions, request, error, context.run_id)
+        raise Failure(
+            description=str(error),
+            metadata={
+                "provider": error.provider,
+                "error_kind": error.kind.value,
+                "retryable": error.retryable,
+                "dead_letters": len(partitions) * (1 + len(extras)),
+            },
+            allow_retries=error.retryable,
+        ) from None
+    if outcome.stale and outcome.failure is not None:
+        _dead_letter(dlq, lead, partitions, request, outcome.failure, context.run_id)
+    elif not outcome.skipped:
+        for member in (lead, *extras):
+            for entry in dlq.resolve(member.key.to_user_string(), partitions, context.run_id):
+                context.log.info(f"dead letter {entry.id} resolved: its partition landed")
+    for note in outcome.notes:
+        context.log.info(note)
+    if outcome.skipped:
+        for member in (lead, *extras):
+            context.log.warning(f"{member.key.to_user_string()} skipped: {outcome.skipped_reason}")
+            context.log_event(
+                AssetObservation(
+                    asset_key=member.key,
+                    partition=request.partition_key if context.has_partition_key else None,
+                    metadata={"skipped": MetadataValue.text(outcome.skipped_reason or "")},
+                )
+            )
+        return
+    storage.warehouse().ensure_views()
+    selected_checks = {(c.asset_key, c.name) for c in context.selected_asset_check_keys}
+    landed = [(lead, outcome), *((e, outcome.companions[e.dataset.dataset]) for e in extras)]
+    for member, member_outcome in landed:
+        result = _materialize_result(member, member_outcome, storage, run_settings)
+        yield result._replace(
+            check_results=[
+                c for c in result.check_results or []
+                if (member.key, c.check_name) in selected_checks
+            ]
+        )
+
+
 def build_ingestion_assets(settings: Settings | None = None) -> list[AssetsDefinition]:
+    """One step per asset, except that a dataset's companions share its step."""
     settings = settings or load_settings()
-    return [build_ingestion_asset(spec, settings) for spec in ingestion_asset_specs()]
+    specs = ingestion_asset_specs()
+    companion_datasets = {c for spec in specs for c in spec.dataset.companions}
+    return [
+        build_ingestion_asset(
+            spec, settings, [c for c in specs if c.dataset.dataset in spec.dataset.companions]
+        )
+        for spec in specs
+        if spec.dataset.dataset not in companion_datasets
+    ]

@@ -32,6 +32,11 @@ from dashtam_pipeline.registry import Partitioning
 from dashtam_pipeline.settings import Settings
 
 MARKET_TZ = ZoneInfo("America/New_York")
+#: Run tags bounding the observation dates of a FRED backfill (YYYY-MM-DD, either may be
+#: left out): set by ``dashtam materialize --from/--to`` with dates, or in the UI's
+#: backfill dialog. Without them a FRED run covers each series' whole history.
+OBSERVATION_START_TAG = "dashtam/observation_start"
+OBSERVATION_END_TAG = "dashtam/observation_end"
 DAILY_START = "2024-01-01"
 
 daily_partitions = DailyPartitionsDefinition(
