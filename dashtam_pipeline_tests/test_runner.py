@@ -86,3 +86,12 @@ def test_one_series_over_a_date_range(defs) -> None:
     with pytest.raises(SelectionError, match="not a partition of any selected asset"):
         plan_runs(defs, resolve_selection(defs, "group:market"), partition="2026-11-20",
                   start="2026-11-01")
+
+
+def test_a_backfill_of_many_series_runs_25_series_per_run(data_dir, monkeypatch) -> None:
+    ids = [f"GDP_{i}" for i in range(1, 61)]
+    monkeypatch.setenv("DASHTAM_FRED_SERIES", ",".join(ids))
+    defs = build_definitions(load_settings())
+    plans = plan_runs(defs, resolve_selection(defs, "group:macro"))
+    assert [(p.tags[PARTITION_RANGE_START], p.tags[PARTITION_RANGE_END]) for p in plans] == [
+        ("GDP_1", "GDP_25"), ("GDP_26", "GDP_50"), ("GDP_51", "GDP_60")]

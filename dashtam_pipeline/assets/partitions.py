@@ -3,7 +3,7 @@
 Daily assets use calendar days in America/New_York: the nightly run materializes the
 previous day, weekends simply hold no bars. FRED observations are partitioned by series
 (from ``DASHTAM_FRED_SERIES``, so adding a series needs no code) so one series can be
-re-pulled alone; a backfill covers many series in one run (``BackfillPolicy.single_run``).
+re-pulled alone; a backfill covers up to ``FRED_SERIES_PER_RUN`` series per run.
 
 File imports are partitioned by inbox file (``inbox_partitions``): a dynamic partition per
 file, added by the provider's inbox sensor or by ``dashtam materialize``. A key is the
@@ -38,6 +38,10 @@ MARKET_TZ = ZoneInfo("America/New_York")
 OBSERVATION_START_TAG = "dashtam/observation_start"
 OBSERVATION_END_TAG = "dashtam/observation_end"
 DAILY_START = "2024-01-01"
+#: Series per FRED backfill run: enough that the per-run cost (~1 s) is amortized and
+#: series are fetched concurrently, few enough that a backfill of hundreds of series shows
+#: progress run by run (UI and CLI), bounds a run's memory, and one bad run is cheap to redo.
+FRED_SERIES_PER_RUN = 25
 
 daily_partitions = DailyPartitionsDefinition(
     start_date=DAILY_START, timezone="America/New_York", end_offset=0
@@ -102,11 +106,14 @@ def partitions_for(
 
 
 def backfill_policy_for(partitioning: Partitioning) -> BackfillPolicy | None:
-    """Many partitions per run: a month of days, or every series (every inbox file) at
-    once — importing files is local and cheap, one run per file would be mostly overhead."""
+    """Many partitions per run: a month of days, 25 series, or every inbox file at once —
+    importing files is local and cheap, one run per file would be mostly overhead. (The
+    nightly FRED run is one run over every series: unchanged series cost one request.)"""
     if partitioning is Partitioning.TRADING_DAY:
         return BackfillPolicy.multi_run(max_partitions_per_run=31)
-    if partitioning in (Partitioning.FRED_SERIES, Partitioning.INBOX_FILE):
+    if partitioning is Partitioning.FRED_SERIES:
+        return BackfillPolicy.multi_run(max_partitions_per_run=FRED_SERIES_PER_RUN)
+    if partitioning is Partitioning.INBOX_FILE:
         return BackfillPolicy.single_run()
     return None
 
