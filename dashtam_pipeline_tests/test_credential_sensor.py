@@ -8,6 +8,7 @@ Schwab's OAuth server is the sandbox on loopback, on the same clock as the senso
 """
 
 import datetime as dt
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -323,3 +324,34 @@ def test_catch_up_covers_the_partitions_missed_while_down(api_key_providers: Fak
     assert fred.partition_key == "UNRATE"
     assert PARTITION_RANGE_START not in fred.tags
     assert not sensors.catch_up().run_requests
+
+
+def test_a_long_outage_is_caught_up_in_runs_the_backfill_policy_allows(
+    api_key_providers: FakeClock,
+) -> None:
+    """70 missed days of a daily asset (at most 31 days per run) are three catch-up runs,
+    back to back, each with its own run key."""
+    clock = api_key_providers
+    last_complete_day = clock().astimezone(MARKET_TZ).date() - dt.timedelta(days=1)
+    settings = load_settings()
+    connections.ensure_api_key_connections(settings, clock())
+    landed("news/articles", (last_complete_day - dt.timedelta(days=70)).isoformat())
+    sensors = Sensors(clock)
+    assert not sensors.catch_up().run_requests
+    assert connections.mark_auth_failure(settings, "newsapi", "401 Unauthorized", clock())
+    assert not sensors.catch_up().run_requests
+    connections.reconnect_api_key_provider(settings, "newsapi", clock())
+
+    runs = [r for r in sensors.catch_up().run_requests or [] if r.tags[PROVIDER_TAG] == "newsapi"]
+
+    ranges = [
+        (dt.date.fromisoformat(r.tags[PARTITION_RANGE_START]),
+         dt.date.fromisoformat(r.tags[PARTITION_RANGE_END]))
+        for r in runs
+    ]
+    assert [(end - start).days + 1 for start, end in ranges] == [31, 31, 8]
+    assert ranges[0][0] == last_complete_day - dt.timedelta(days=69)
+    assert ranges[-1][1] == last_complete_day
+    for (_, end), (start, _) in itertools.pairwise(ranges):
+        assert start == end + dt.timedelta(days=1)
+    assert len({r.run_key for r in runs}) == 3

@@ -418,6 +418,8 @@ class _Group:
     partitions_def: PartitionsDefinition | None
     keys: list[AssetKey] = field(default_factory=list)
     partitions: set[str] = field(default_factory=set)
+    #: The most partitions per run (the assets' ``BackfillPolicy``; None: no limit).
+    per_run: int | None = None
 
 
 def catch_up_requests(
@@ -443,7 +445,11 @@ def catch_up_requests(
         )
         if partitions_def is not None and not missed:
             continue
-        group = groups.setdefault(partitions_def, _Group(partitions_def))
+        policy = asset_graph.get(key).backfill_policy
+        group = groups.setdefault(
+            partitions_def,
+            _Group(partitions_def, per_run=policy.max_partitions_per_run if policy else 1),
+        )
         group.keys.append(key)
         group.partitions.update(missed)
     base_key = f"catchup-{connection.id}-{connection.updated_at:%Y%m%dT%H%M%S%fZ}"
@@ -454,26 +460,41 @@ def catch_up_requests(
     ordered = sorted(
         groups.values(), key=lambda g: (g.partitions_def is not None, str(g.partitions_def))
     )
+    runs = [
+        (group, chunk) for group in ordered for chunk in _partition_chunks(instance, group, now)
+    ]
     return [
         _catch_up_request(
-            instance,
             group,
-            base_key if len(ordered) == 1 else f"{base_key}-{index}",
+            chunk,
+            base_key if len(runs) == 1 else f"{base_key}-{index}",
             connection,
             reason,
-            now,
         )
-        for index, group in enumerate(ordered, start=1)
+        for index, (group, chunk) in enumerate(runs, start=1)
     ]
 
 
+def _partition_chunks(
+    instance: DagsterInstance, group: _Group, now: dt.datetime
+) -> list[list[str]]:
+    """The group's missed partitions in definition order, cut into runs as its backfill
+    policy allows (a month of missed days is one run, three months are three); ``[[]]``
+    for unpartitioned assets (one run)."""
+    if group.partitions_def is None:
+        return [[]]
+    with partition_loading_context(effective_dt=now, dynamic_partitions_store=instance):
+        ordered = [k for k in group.partitions_def.get_partition_keys() if k in group.partitions]
+    size = group.per_run or len(ordered)
+    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+
+
 def _catch_up_request(
-    instance: DagsterInstance,
     group: _Group,
+    partitions: list[str],
     run_key: str,
     connection: ProviderConnection,
     reason: str,
-    now: dt.datetime,
 ) -> RunRequest:
     tags = {
         PROVIDER_TAG: connection.provider_slug,
@@ -483,15 +504,10 @@ def _catch_up_request(
         LAUNCHED_BY_TAG: CATCH_UP_SENSOR_NAME,
     }
     partition_key = None
-    if group.partitions_def is not None:
-        with partition_loading_context(effective_dt=now, dynamic_partitions_store=instance):
-            ordered = [
-                k for k in group.partitions_def.get_partition_keys() if k in group.partitions
-            ]
-        if len(ordered) == 1:
-            partition_key = ordered[0]
-        else:
-            tags[PARTITION_RANGE_START], tags[PARTITION_RANGE_END] = ordered[0], ordered[-1]
+    if len(partitions) == 1:
+        partition_key = partitions[0]
+    elif partitions:
+        tags[PARTITION_RANGE_START], tags[PARTITION_RANGE_END] = partitions[0], partitions[-1]
     return RunRequest(
         run_key=run_key,
         asset_selection=sorted(group.keys, key=lambda k: k.to_user_string()),
