@@ -129,8 +129,7 @@ def lake_connection(lake_root: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """
     con = duckdb.connect()
     try:
-        for statement in view_definitions(Lake(lake_root)).values():
-            con.execute(statement)
+        con.execute(";\n".join(view_definitions(Lake(lake_root)).values()))
         yield con
     finally:
         con.close()
@@ -220,28 +219,32 @@ class Warehouse:
 
     @staticmethod
     def _recorded(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
-        exists = con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'ops' AND table_name = ?",
-            [VIEWS_TABLE.split(".")[1]],
-        ).fetchone()
-        if not exists or not exists[0]:
+        """Fingerprints recorded in ``ops._views`` ({} before the first write). Asks the
+        table directly: a ``duckdb_tables()`` scan first cost more than the whole read."""
+        try:
+            return dict(con.execute(f"SELECT name, fingerprint FROM {VIEWS_TABLE}").fetchall())
+        except duckdb.CatalogException:
             return {}
-        return dict(con.execute(f"SELECT name, fingerprint FROM {VIEWS_TABLE}").fetchall())
 
     def _write(self, con: duckdb.DuckDBPyConnection, changed: dict[str, str]) -> None:
+        """Every changed definition and its fingerprint in one transaction: the DDL as
+        one multi-statement script, the fingerprints as one ``executemany``."""
         con.execute("BEGIN")
         try:
-            con.execute("CREATE SCHEMA IF NOT EXISTS ops")
             con.execute(
-                f"CREATE TABLE IF NOT EXISTS {VIEWS_TABLE} (name VARCHAR PRIMARY KEY, "
-                "fingerprint VARCHAR NOT NULL, updated_at TIMESTAMPTZ NOT NULL)"
-            )
-            for name, statement in changed.items():
-                con.execute(statement)
-                con.execute(
-                    f"INSERT OR REPLACE INTO {VIEWS_TABLE} VALUES (?, ?, now())",
-                    [name, _fingerprint(statement)],
+                ";\n".join(
+                    [
+                        "CREATE SCHEMA IF NOT EXISTS ops",
+                        f"CREATE TABLE IF NOT EXISTS {VIEWS_TABLE} (name VARCHAR PRIMARY KEY, "
+                        "fingerprint VARCHAR NOT NULL, updated_at TIMESTAMPTZ NOT NULL)",
+                        *changed.values(),
+                    ]
                 )
+            )
+            con.executemany(
+                f"INSERT OR REPLACE INTO {VIEWS_TABLE} VALUES (?, ?, now())",
+                [[name, _fingerprint(statement)] for name, statement in changed.items()],
+            )
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
