@@ -9,6 +9,10 @@ good rows plus one ``QuarantineRecord`` per rejected row naming each check it fa
 A failure that concerns a whole column (a missing column, a check that cannot run at all)
 has no row to blame: it persists after the bad rows are gone, so every row is quarantined
 with that reason instead of raising, and the run carries on.
+
+The model is run as ``per_distinct_schema(model)``: the same checks, but those pandera
+declares determined by unique values (a regex on ``symbol``) are evaluated once per
+distinct value, not once per row (``schemas/distinct.py``).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pandera.errors import SchemaErrors
 from dashtam_pipeline.registry import Dataset
 from dashtam_pipeline.schemas import SCHEMAS
 from dashtam_pipeline.schemas.base import column_names, empty_frame
+from dashtam_pipeline.schemas.distinct import per_distinct_schema
 from dashtam_pipeline.storage.lake import table_layout
 
 #: Validation passes before giving up on a frame whose failures keep moving (a guard: each
@@ -96,6 +101,7 @@ def validate(
     ``price: greater_than(0) failed (value -2.0)``.
     """
     model = _resolve_model(dataset_or_model)
+    schema = per_distinct_schema(model)
     key = list(table_layout(table).key)
     raw = frame.reset_index(drop=True)
     reasons: dict[int, list[str]] = defaultdict(list)
@@ -105,7 +111,7 @@ def validate(
 
     for _ in range(MAX_PASSES):
         try:
-            valid = model.validate(remaining, lazy=True)
+            valid = schema.validate(remaining, lazy=True)
             break
         except SchemaErrors as exc:
             row_reasons, column_reasons = _explain(exc.failure_cases)
