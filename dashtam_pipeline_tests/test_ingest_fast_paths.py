@@ -1,7 +1,8 @@
 """The ingest fast paths give the same answers as the slow ones: checks evaluated once per
 distinct value quarantine the same rows with the same reasons, dates coerced per distinct
-value are the same dates, and a bucket written without the merge's aggregation (no file
-yet) still drops duplicate keys, last row winning."""
+value are the same dates, a bucket written without the merge's aggregation (no file yet)
+still drops duplicate keys, last row winning, and an upsert that fails in one month file
+leaves every file whole (old or new)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pandera.engines import pandas_engine
 from dashtam_pipeline.schemas.base import CalendarDate, arrow_schema
 from dashtam_pipeline.schemas.distinct import MIN_ROWS, evaluate_per_distinct
 from dashtam_pipeline.schemas.market import DailyBarSchema
+from dashtam_pipeline.storage import lake as lake_module
 from dashtam_pipeline.storage.lake import Lake, merge_by_key
 from dashtam_pipeline.validation import validate
 from dashtam_pipeline_tests.test_lake import BAR_KEY, BARS, bars_frame
@@ -91,8 +93,13 @@ def test_dates_coerced_per_distinct_value_equal_row_by_row_coercion() -> None:
     slow = CalendarDate()._coerce(series, pandas_dtype="datetime64[s]")
 
     assert fast.dtype == object
-    assert fast.tolist()[:5] == [dt.date(2025, 1, 2), dt.date(2025, 1, 3), pd.NaT,
-                                 dt.date(9999, 12, 31), dt.date(2025, 1, 2)]
+    assert fast.tolist()[:5] == [
+        dt.date(2025, 1, 2),
+        dt.date(2025, 1, 3),
+        pd.NaT,
+        dt.date(9999, 12, 31),
+        dt.date(2025, 1, 2),
+    ]
     assert fast.isna().tolist() == slow.isna().tolist()
     assert fast.dropna().tolist() == slow.dropna().tolist()
 
@@ -105,8 +112,15 @@ def test_an_unparseable_date_still_fails_coercion() -> None:
 
 def test_vectorized_date_dtype_check_matches_pandera_rule() -> None:
     """NULL or exactly ``datetime.date``: a datetime (a date subclass) or a string fails."""
-    values = [dt.date(2025, 1, 2), None, pd.NaT, dt.datetime(2025, 1, 2), "2025-01-02",
-              float("nan"), dt.date(1990, 5, 1)]
+    values = [
+        dt.date(2025, 1, 2),
+        None,
+        pd.NaT,
+        dt.datetime(2025, 1, 2),
+        "2025-01-02",
+        float("nan"),
+        dt.date(1990, 5, 1),
+    ]
     series = pd.Series(values, dtype=object)
     rule = CalendarDate()
 
@@ -194,9 +208,43 @@ def test_floats_are_not_dictionary_encoded_but_text_is(tmp_path: Path) -> None:
     lake.upsert(BARS, bars_frame(SYMBOLS[:5], DAYS, close=float(np.pi)))
     (path,) = lake.files(BARS)
     meta = pq.ParquetFile(path).metadata.row_group(0)
-    encodings = {meta.column(i).path_in_schema: meta.column(i).encodings
-                 for i in range(meta.num_columns)}
+    encodings = {
+        meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)
+    }
 
     assert "RLE_DICTIONARY" in encodings["symbol"]
     assert "RLE_DICTIONARY" not in encodings["close"]
     assert pq.read_table(path).num_rows == 50
+
+
+def test_a_failure_in_one_bucket_leaves_every_file_old_or_new(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed publish of one month raises, leaves that file as it was and no temp file
+    behind; every other file is its old or its new version, whole (a re-run completes it)."""
+    lake = Lake(tmp_path / "lake")
+    months = [dt.date(2024, m, 3) for m in range(1, 13)]
+    lake.upsert(BARS, bars_frame(["AAPL", "MSFT"], months, close=100.0))
+    before = {p.name: p.read_bytes() for p in lake.files(BARS)}
+    real_publish = lake_module._publish
+
+    def publish_or_crash(temp: Path, target: Path) -> None:
+        if target.name == "2024-06.parquet":
+            raise OSError("disk pulled out mid-write")
+        real_publish(temp, target)
+
+    monkeypatch.setattr(lake_module, "_publish", publish_or_crash)
+    with pytest.raises(OSError, match="disk pulled"):
+        lake.upsert(BARS, bars_frame(["AAPL", "MSFT"], months, close=999.0))
+
+    assert (lake.table_dir(BARS) / "2024-06.parquet").read_bytes() == before["2024-06.parquet"]
+    for path in lake.files(BARS):
+        closes = set(pq.read_table(path).column("close").to_pylist())
+        assert closes in ({100.0}, {999.0}), path.name
+    leftovers = [p.name for p in lake.table_dir(BARS).iterdir() if ".tmp-" in p.name]
+    assert leftovers == []
+
+    monkeypatch.undo()
+    lake.upsert(BARS, bars_frame(["AAPL", "MSFT"], months, close=999.0))
+    assert set(lake.read(BARS).column("close").to_pylist()) == {999.0}
+    assert lake.read(BARS).num_rows == 24

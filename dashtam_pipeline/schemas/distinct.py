@@ -67,9 +67,7 @@ def per_distinct_check(
         return check(series)
     codes, distinct = factorized
     answers = np.asarray(check(distinct), dtype=bool)
-    return pd.Series(
-        broadcast(codes, answers, null_passes), index=series.index, name=series.name
-    )
+    return pd.Series(broadcast(codes, answers, null_passes), index=series.index, name=series.name)
 
 
 def evaluate_per_distinct(check: Callable[[pd.Series], Any], series: pd.Series) -> Any:
