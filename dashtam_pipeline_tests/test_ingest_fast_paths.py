@@ -248,3 +248,18 @@ def test_a_failure_in_one_bucket_leaves_every_file_old_or_new(
     lake.upsert(BARS, bars_frame(["AAPL", "MSFT"], months, close=999.0))
     assert set(lake.read(BARS).column("close").to_pylist()) == {999.0}
     assert lake.read(BARS).num_rows == 24
+
+
+def test_bucket_rows_are_in_key_order_whatever_the_text(tmp_path: Path) -> None:
+    """Text keys are sorted by their rank among distinct values: the order must be the
+    plain string order (UTF-8 bytes, i.e. code points), the one the full merge writes."""
+    lake = Lake(tmp_path / "lake")
+    symbols = ["b", "B", "AA", "A-", "A", "Ä", "a", "^GSPC", "BRK.B", "10"]
+    frame = bars_frame(symbols, DAYS[:3]).sample(frac=1.0, random_state=11)
+
+    lake.upsert(BARS, frame)
+
+    (path,) = lake.files(BARS)
+    keys = [(r["symbol"], r["date"]) for r in pq.read_table(path).to_pylist()]
+    assert keys == sorted(keys)
+    assert len(keys) == 30

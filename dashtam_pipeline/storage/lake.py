@@ -356,9 +356,10 @@ def _split_by_bucket(data: pa_arrow.Table, layout: TableLayout) -> list[tuple[st
     )
     value_codes = pc.fill_null(encoded.indices, len(distinct)).to_numpy(zero_copy_only=False)
     row_codes = code_of_value[value_codes]
-    keyed = data.append_column(_BUCKET, pa_arrow.array(row_codes))
+    sort_columns = {_BUCKET: pa_arrow.array(row_codes)}
+    sort_columns.update({k: _sort_proxy(data.column(k)) for k in layout.key})
     order = pc.sort_indices(
-        keyed, sort_keys=[(_BUCKET, "ascending"), *((k, "ascending") for k in layout.key)]
+        pa_arrow.table(sort_columns), sort_keys=[(name, "ascending") for name in sort_columns]
     )
     grouped = data.take(order)
     counts = np.bincount(row_codes, minlength=len(labels))
@@ -368,6 +369,17 @@ def _split_by_bucket(data: pa_arrow.Table, layout: TableLayout) -> list[tuple[st
         for label, start, count in zip(labels, starts, counts, strict=True)
         if count
     ]
+
+
+def _sort_proxy(column: pa_arrow.ChunkedArray) -> pa_arrow.ChunkedArray | pa_arrow.Array:
+    """A column that sorts like ``column``: text is replaced by each value's rank among its
+    distinct values (2,000 symbols ranked once, then integers compared instead of strings
+    for every row pair). NULLs stay NULL, so they still sort last."""
+    if not (pa_arrow.types.is_string(column.type) or pa_arrow.types.is_large_string(column.type)):
+        return column
+    encoded = pc.dictionary_encode(column).combine_chunks()
+    ranks = pc.rank(encoded.dictionary, sort_keys="ascending", tiebreaker="dense")
+    return pc.take(ranks, encoded.indices)
 
 
 # --- merging -----------------------------------------------------------------------------
