@@ -18,7 +18,7 @@ import pytest
 from pandera.engines import pandas_engine
 
 from dashtam_pipeline.schemas.base import CalendarDate, arrow_schema
-from dashtam_pipeline.schemas.distinct import MIN_ROWS, evaluate_per_distinct
+from dashtam_pipeline.schemas.distinct import MIN_ROWS, evaluate_per_distinct, factorize_exact
 from dashtam_pipeline.schemas.market import DailyBarSchema
 from dashtam_pipeline.storage import lake as lake_module
 from dashtam_pipeline.storage.lake import Lake, merge_by_key
@@ -143,6 +143,19 @@ def test_per_distinct_evaluation_falls_back_where_values_would_collide() -> None
 
     assert calls == [len(series)]
     assert answer.tolist() == [True, False] * MIN_ROWS
+
+
+def test_values_that_compare_equal_but_differ_are_never_merged() -> None:
+    """One instant in two time zones is ``==`` (and hashes alike), and ``infer_dtype`` calls
+    dates mixed with datetimes "date": such columns are not factorized at all."""
+    utc = dt.datetime(2025, 1, 2, 5, tzinfo=dt.UTC)
+    eastern = dt.datetime(2025, 1, 2, 0, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
+    assert utc == eastern
+
+    assert factorize_exact(pd.Series([utc, eastern], dtype=object)) is None
+    assert factorize_exact(pd.Series([dt.date(2025, 1, 1), utc, eastern], dtype=object)) is None
+    codes, distinct = factorize_exact(pd.Series(["a", None, "a", "b"], dtype=object))
+    assert codes.tolist() == [0, -1, 0, 1] and distinct.tolist() == ["a", "b"]
 
 
 def test_per_distinct_evaluation_answers_nulls_with_the_check_itself() -> None:

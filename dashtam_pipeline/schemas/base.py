@@ -17,7 +17,7 @@ import pandera.pandas as pa
 import pyarrow as pa_arrow
 from pandera.engines import pandas_engine
 
-from dashtam_pipeline.schemas.distinct import broadcast, factorize_exact, per_distinct_check
+from dashtam_pipeline.schemas.distinct import broadcast, evaluate_per_distinct, factorize_exact
 
 #: Earliest and latest dates any dataset accepts: catches epoch-0 and ms/ns mix-ups.
 MIN_DATE = dt.date(1776, 7, 4)
@@ -135,10 +135,8 @@ def dates_in_range(series: pd.Series, *, allow_open_end: bool = False) -> pd.Ser
     when ``allow_open_end``). NULLs pass (nullability is the column's own rule). It runs on
     every row of every batch, millions at a time in a backfill, so it is vectorized and
     evaluated once per distinct date (the answer depends on the value alone)."""
-    return per_distinct_check(
-        lambda values: _dates_in_range(values, allow_open_end=allow_open_end),
-        series,
-        null_passes=True,
+    return evaluate_per_distinct(
+        lambda values: _dates_in_range(values, allow_open_end=allow_open_end), series
     )
 
 

@@ -7,9 +7,9 @@ the same answer as computing them row by row, for a fraction of the work.
 
 "Distinct" must mean "converts identically". pandas' hash table treats ``1``, ``1.0`` and
 ``True`` as one value, which a date conversion does not, so an ``object`` column is only
-factorized when all its values are of one kind (strings, or dates/datetimes, which never
-compare equal across kinds with different meanings); anything else returns ``None`` and
-the caller falls back to the row-by-row computation.
+factorized when all its values are of one kind (strings, dates or numpy datetimes, whose
+equal values are the same value); anything else returns ``None`` and the caller falls
+back to the row-by-row computation.
 
 ``per_distinct_schema`` applies this to a model's own pandera checks: every check pandera
 itself declares ``determined_by_unique`` (``str_matches``, ``isin``, ...) is evaluated on
@@ -20,6 +20,7 @@ so pandera still validates every row and failure reasons read exactly as before.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -30,7 +31,9 @@ import pandera.pandas as pa
 from pandas.api.types import infer_dtype, is_bool_dtype, is_object_dtype, is_string_dtype
 
 #: ``infer_dtype`` kinds whose equal values (as pandas hashes them) convert identically.
-_SAFE_OBJECT_KINDS = frozenset({"string", "date", "datetime", "datetime64", "empty"})
+#: Not "datetime": two aware datetimes in different zones can be equal (one instant) yet
+#: not convert alike.
+_SAFE_OBJECT_KINDS = frozenset({"string", "date", "datetime64", "empty"})
 #: Below this many rows a check is cheaper to run than to factorize for.
 MIN_ROWS = 1_000
 
@@ -39,13 +42,23 @@ def factorize_exact(series: pd.Series) -> tuple[np.ndarray, pd.Series] | None:
     """``(codes, distinct)`` with ``series == distinct[codes]`` (code -1 for a null), or
     ``None`` when values that are not interchangeable could share a code (or are not
     hashable)."""
-    if series.dtype == object and infer_dtype(series, skipna=True) not in _SAFE_OBJECT_KINDS:
-        return None
+    if series.dtype == object:
+        kind = infer_dtype(series, skipna=True)
+        if kind not in _SAFE_OBJECT_KINDS or (kind == "date" and not _only_dates(series)):
+            return None
     try:
         codes, distinct = pd.factorize(series, use_na_sentinel=True)
     except TypeError:
         return None
     return codes, pd.Series(distinct, name=series.name)
+
+
+def _only_dates(series: pd.Series) -> bool:
+    """Every non-null value is exactly a ``datetime.date``: ``infer_dtype`` also says "date"
+    when datetimes (a subclass) are mixed in, and those must not be merged."""
+    values = series.to_numpy(dtype=object)
+    is_date = np.frompyfunc(type, 1, 1)(values) == dt.date
+    return bool(is_date.all() or (is_date | pd.isna(values)).all())
 
 
 def broadcast(codes: np.ndarray, per_distinct: np.ndarray, null_value: object) -> np.ndarray:
@@ -55,19 +68,6 @@ def broadcast(codes: np.ndarray, per_distinct: np.ndarray, null_value: object) -
     table[:-1] = per_distinct
     table[-1] = null_value
     return table[codes]
-
-
-def per_distinct_check(
-    check: Callable[[pd.Series], pd.Series], series: pd.Series, *, null_passes: bool
-) -> pd.Series:
-    """``check(series)`` for an element-wise pure boolean check, evaluated once per
-    distinct value. ``null_passes`` is what ``check`` answers for a null value."""
-    factorized = factorize_exact(series)
-    if factorized is None or len(factorized[1]) * 2 > len(series):
-        return check(series)
-    codes, distinct = factorized
-    answers = np.asarray(check(distinct), dtype=bool)
-    return pd.Series(broadcast(codes, answers, null_passes), index=series.index, name=series.name)
 
 
 def evaluate_per_distinct(check: Callable[[pd.Series], Any], series: pd.Series) -> Any:
