@@ -218,11 +218,28 @@ def test_a_history_of_more_than_2000_vintage_dates_is_pulled_in_windows_and_stit
     outcome = pull(("DGS10",))
 
     assert lake_rows() == expected
-    # the refused whole-history request, the vintage dates, then two windows
-    assert counts(server) == {SERIES_PATH: 1, OBSERVATIONS_PATH: 3, VINTAGE_DATES_PATH: 1}
+    # /series says daily since 2018: the vintage dates first, then two windows
+    assert counts(server) == {SERIES_PATH: 1, OBSERVATIONS_PATH: 2, VINTAGE_DATES_PATH: 1}
     assert any("pulled in 2 real-time windows" in note for note in outcome.notes)
-    refused = [a for a in outcome.calls.records if a.status_code == 400]
+    assert not [a for a in outcome.calls.records if a.status_code == 400]
+
+    # without metadata to go by, FRED's refusal is what splits the request
+    server.app.reset()
+    client = make_client(sync=False)
+    try:
+        history = client.fetch_observations("DGS10")
+        refused = [a for a in client.http.stats.records if a.status_code == 400]
+    finally:
+        client.close()
+    assert counts(server) == {OBSERVATIONS_PATH: 3, VINTAGE_DATES_PATH: 1}
     assert len(refused) == 1 and "maximum number of vintage dates" in (refused[0].error or "")
+    stored = Lake(load_settings().lake_dir).read_frame(SPEC.table)
+    pd.testing.assert_frame_equal(
+        history.frame.sort_values(["date", "realtime_start"]).reset_index(drop=True),
+        stored[history.frame.columns].sort_values(["date", "realtime_start"])
+        .reset_index(drop=True),
+        check_dtype=False,
+    )
 
 
 def test_a_backfill_of_an_observation_range_pulls_its_vintages_and_records_no_sync(

@@ -12,6 +12,7 @@ their own readers in ``dashtam_pipeline.accounts``.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -78,7 +79,18 @@ def typed_frame(
 ) -> pd.DataFrame:
     """Rows in exactly the model's columns and dtypes (values are checked later, by the
     asset); no rows gives an empty frame with those dtypes."""
-    frame = pd.DataFrame.from_records(list(rows), columns=column_names(model))
+    rows = list(rows)
+    if not rows:
+        # built once per model: clients make one per page and per series as a starting
+        # value, and pandera's coercion costs milliseconds each time
+        return _empty_frame(model).copy()
+    frame = pd.DataFrame.from_records(rows, columns=column_names(model))
+    return model.to_schema().coerce_dtype(frame)
+
+
+@functools.cache
+def _empty_frame(model: type[pa.DataFrameModel]) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records([], columns=column_names(model))
     return model.to_schema().coerce_dtype(frame)
 
 
