@@ -170,6 +170,11 @@ def _explain(failure_cases: pd.DataFrame) -> tuple[dict[int, list[str]], list[st
         for case in failure_cases.itertuples()
         if str(case.check).startswith("coerce_dtype")
     }
+    # A column pandera could not coerce is checked as it came in: every other value of it
+    # fails its dtype (and maybe other checks) only because the column stayed raw. Those
+    # rows are not blamed now; the next pass, without the unconvertible rows, coerces the
+    # column and judges them on their own values.
+    uncoerced = {column for column, _ in coerce_failed}
     for case in failure_cases.itertuples():
         check = str(case.check)
         if case.index is None or (isinstance(case.index, float) and math.isnan(case.index)):
@@ -180,6 +185,8 @@ def _explain(failure_cases: pd.DataFrame) -> tuple[dict[int, list[str]], list[st
         index = int(case.index)
         if check.startswith("dtype(") and (case.column, case.index) in coerce_failed:
             continue  # the coercion failure already says it
+        if case.column in uncoerced and (case.column, case.index) not in coerce_failed:
+            continue  # judged in the next pass, once the column is coerced
         if case.schema_context == "DataFrameSchema":
             text = f"row check {check} failed"
         else:

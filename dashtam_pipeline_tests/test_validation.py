@@ -211,3 +211,18 @@ def test_quarantine_id_depends_on_what_was_rejected_not_when() -> None:
     assert first.quarantine_id == later.quarantine_id
     assert first.quarantine_id != other.quarantine_id
     assert len(first.quarantine_id) == 64
+
+
+def test_one_unparseable_date_costs_only_its_row() -> None:
+    """pandera leaves a column it cannot coerce raw, so every other value of it fails the
+    dtype check in that pass; those rows are judged again once the bad row is gone."""
+    frame = bars_frame(["AAPL", "MSFT", "NVDA"], [dt.date(2025, 1, 2)]).astype({"date": object})
+    frame["date"] = ["2025-01-02", "not-a-date", "2025-01-03"]
+
+    result = validate(Dataset.DAILY_BARS, frame, provider="fmp", table="market.daily_bars")
+
+    assert result.valid["symbol"].tolist() == ["AAPL", "NVDA"]
+    assert result.valid["date"].tolist() == [dt.date(2025, 1, 2), dt.date(2025, 1, 3)]
+    (record,) = result.quarantined
+    assert json.loads(record.record)["symbol"] == "MSFT"
+    assert record.reason.startswith("date: coerce_dtype('date') failed (value 'not-a-date')")
