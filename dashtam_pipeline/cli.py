@@ -109,11 +109,17 @@ def _materialize(
     keys = resolve_selection(defs, selection)
     plans = plan_runs(defs, keys, partition=partition, start=start, end=end)
 
+    total_parts = sum(len(p.partitions) or 1 for p in plans)
+    done = 0
+
     def progress(index: int, total: int, plan: Any) -> None:
-        bar = "#" * index + "." * (total - index)
-        print(f"[{bar}] run {index}/{total}: {plan.label}", file=sys.stderr, flush=True)
+        nonlocal done
+        print(progress_bar(done, total_parts, f"run {index}/{total}: {plan.label}"),
+              file=sys.stderr, flush=True)
+        done += len(plan.partitions) or 1
 
     report = execute_plans(instance, plans, on_progress=progress)
+    print(progress_bar(done, total_parts, f"{len(plans)} run(s) finished"), file=sys.stderr)
     print()
     for name in sorted(report.assets):
         entry = report.assets[name]
@@ -133,6 +139,15 @@ def _materialize(
               f"(`make ui`): {', '.join(report.runs)}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def progress_bar(done: int, total: int, what: str, width: int = 30) -> str:
+    """``[#########.....................]  9/30 partitions  run 2/3: …``: how much of a
+    multi-run materialization (a backfill) is behind us, counted in partitions (an
+    unpartitioned run counts as one)."""
+    filled = width * done // total if total else width
+    return f"[{'#' * filled}{'.' * (width - filled)}] {done:>{len(str(total))}}/{total} " \
+        f"partitions  {what}"
 
 
 def cmd_materialize(args: argparse.Namespace) -> int:

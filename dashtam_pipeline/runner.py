@@ -56,6 +56,8 @@ class RunPlan:
     #: The step (op) that materializes each asset: one step can serve several assets
     #: (a dataset and its companions), and a failed step fails all of them.
     steps: dict[str, str] = field(default_factory=dict)
+    #: The partitions this run covers (empty for unpartitioned assets).
+    partitions: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -157,7 +159,9 @@ def plan_runs(
                 else {PARTITION_RANGE_START: chunk[0], PARTITION_RANGE_END: chunk[-1]}
             )
             label = f"{names} [{chunk[0]}{'...' + chunk[-1] if len(chunk) > 1 else ''}]{window}"
-            plans.append(RunPlan(group_keys, {**tags, **window_tags}, label, steps))
+            plans.append(
+                RunPlan(group_keys, {**tags, **window_tags}, label, steps, list(chunk))
+            )
     if wanted and not matched_partitioned:
         raise SelectionError(
             f"partition {' / '.join(k for k in (partition, start, end) if k)} is not a "

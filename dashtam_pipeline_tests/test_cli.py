@@ -125,3 +125,24 @@ def test_workspace_definitions_validate(env: dict[str, str]) -> None:
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "All code locations passed validation" in result.stdout + result.stderr
+
+
+def test_fred_backfill_of_a_date_range_shows_progress_in_partitions(env: dict[str, str]) -> None:
+    """30 series over one year of observation dates: two runs (25 series per run), a
+    progress bar counted in series, and only that year's observations stored."""
+    series = [f"GDP_{i}" for i in range(1, 31)]
+    env = {**env, "DASHTAM_SANDBOX": "true", "DASHTAM_FRED_SERIES": ",".join(series)}
+    result = dashtam("materialize", "--select", "group:macro",
+                     "--from", "2020-01-01", "--to", "2020-12-31", env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    bars = [line for line in result.stderr.splitlines() if line.startswith("[")]
+    assert [line.split("] ")[1].split(" partitions")[0].strip() for line in bars] == [
+        "0/30", "25/30", "30/30"]
+    assert "run 1/2: macro/fred_observations, macro/fred_series [GDP_1...GDP_25] " \
+        "observations 2020-01-01..2020-12-31" in bars[0]
+    stored = dashtam(
+        "query", "select count(distinct series_id), min(date), max(date) "
+        "from macro.fred_observations", "--format", "json", env=env,
+    )
+    (row,) = json.loads(stored.stdout)
+    assert list(row.values()) == [30, "2020-01-01", "2020-10-01"]
