@@ -383,9 +383,11 @@ class FredClient(ProviderClient):
             return pull
         pull.series.frame = parse_series(body)
         last_updated, fred_today = _series_stamp(body)
-        whole = window.whole_history and self.sync is not None
-        previous = self.sync.get(series_id) if whole and self.sync is not None else None
-        if whole and previous is not None and previous.unchanged(last_updated):
+        # incremental bookkeeping only for whole-history pulls: a date-range backfill
+        # neither skips an unchanged series nor counts as its sync
+        sync = self.sync if window.whole_history else None
+        previous = sync.get(series_id) if sync is not None else None
+        if previous is not None and previous.unchanged(last_updated):
             check.notes.append(
                 f"{series_id}: unchanged since the last pull (last_updated {last_updated}); "
                 "no observations requested"
@@ -399,14 +401,14 @@ class FredClient(ProviderClient):
             )
             if not window.whole_history:
                 check.notes.append(f"{series_id}: pulled every vintage of {window}")
-            elif whole:
+            elif sync is not None:
                 check.notes.append(
                     f"{series_id}: first pull; pulled every vintage" if previous is None else
                     f"{series_id}: updated {previous.last_updated} -> {last_updated}; "
                     "pulled every vintage again"
                 )
-        if whole and self.sync is not None:
-            self._add_pending(self.sync.mark(series_id, last_updated, fred_today))
+        if sync is not None:
+            self._add_pending(sync.mark(series_id, last_updated, fred_today))
         return pull
 
     def _pull_window(
