@@ -21,6 +21,7 @@ from dashtam_pipeline.instance import get_instance
 from dashtam_pipeline.resilience.audit import recent_calls
 from dashtam_pipeline.resilience.dlq import DeadLetterQueue
 from dashtam_pipeline.resilience.replay import replay
+from dashtam_pipeline.runner import RunPlan, execute_plans
 from dashtam_pipeline.sandbox.server import SandboxServer
 from dashtam_pipeline.settings import load_settings
 from dashtam_pipeline.state.store import StateStore, state_store
@@ -243,3 +244,26 @@ def test_a_backfill_of_observation_dates_lands_their_vintages_only(
     assert query("select series_id from macro.fred_series") == [("GDP",)]
     run = next(iter(get_instance(load_settings()).get_runs(limit=1)))
     assert run.tags["dashtam/observation_start"] == "2010-01-01"
+
+
+@pytest.mark.parametrize(
+    ("tags", "message"),
+    [
+        ({"dashtam/observation_start": "2020-13-01"}, "is not a date (YYYY-MM-DD)"),
+        ({"dashtam/observation_start": "2021-01-01", "dashtam/observation_end": "2020-01-01"},
+         "is after dashtam/observation_end=2020-01-01"),
+    ],
+)
+def test_a_bad_observation_window_tag_fails_the_run_by_name(
+    server: SandboxServer, tags: dict[str, str], message: str
+) -> None:
+    """What the UI's backfill dialog lets anyone type is checked before FRED is asked."""
+    keys = [AssetKey(["macro", "fred_observations"]), AssetKey(["macro", "fred_series"])]
+    with get_instance(load_settings()) as instance:
+        report = execute_plans(
+            instance, [RunPlan(keys, {"dagster/partition": "GDP", **tags}, "bad window")],
+            in_process=True,
+        )
+    assert {a.status for a in report.assets.values()} == {"failed"}
+    assert message in report.assets["macro/fred_observations"].detail
+    assert "fred" not in server.app.request_counts()

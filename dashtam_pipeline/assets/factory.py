@@ -193,9 +193,17 @@ def build_request(
         keys = tuple(context.partition_keys)
         key = keys[0] if len(keys) == 1 else f"{keys[0]}...{keys[-1]}"
         tags = context.run.tags
+        first = _tag_date(tags, OBSERVATION_START_TAG)
+        last = _tag_date(tags, OBSERVATION_END_TAG)
+        if first and last and first > last:
+            raise Failure(
+                description=f"run tags {OBSERVATION_START_TAG}={first} is after "
+                f"{OBSERVATION_END_TAG}={last}",
+                allow_retries=False,
+            )
         return FetchRequest(
             **{**common, "series_ids": keys}, as_of=market_today(), partition_key=key,
-            start=_tag_date(tags, OBSERVATION_START_TAG), end=_tag_date(tags, OBSERVATION_END_TAG),
+            start=first, end=last,
         )
     return FetchRequest(
         start=today - dt.timedelta(days=LOOKBACK_DAYS), end=today, as_of=today, **common
