@@ -117,3 +117,26 @@ def test_schema_is_shared_by_repositories_of_one_store(state_url: str) -> None:
     conn = active("schwab", expires_in=dt.timedelta(minutes=30))
     first.save(conn)
     assert second.find_by_id(conn.id) == conn
+
+
+def test_every_status_a_connection_entered_is_kept_with_its_time(state_url: str) -> None:
+    repo = ConnectionRepository(StateStore(state_url))
+    conn = active("fmp", expires_in=None)
+    repo.save(conn)
+    conn.record_sync(NOW + dt.timedelta(minutes=1))
+    repo.save(conn)  # same status: nothing new in the history
+    revoked_at, back_at = NOW + dt.timedelta(hours=1), NOW + dt.timedelta(hours=2)
+    assert conn.mark_revoked(now=revoked_at, reason="401 Unauthorized")
+    repo.save(conn)
+    assert conn.mark_connected(conn.credentials, now=back_at)  # type: ignore[arg-type]
+    repo.save(conn)
+
+    history = repo.status_changes(conn.id, after=NOW - dt.timedelta(seconds=1))
+    assert [(c.status, c.reason, c.changed_at) for c in history] == [
+        (ConnectionStatus.ACTIVE, None, NOW),
+        (ConnectionStatus.REVOKED, "401 Unauthorized", revoked_at),
+        (ConnectionStatus.ACTIVE, None, back_at),
+    ]
+    assert [c.status for c in repo.status_changes(conn.id, after=revoked_at)] == [
+        ConnectionStatus.ACTIVE]
+    assert repo.status_changes(uuid.uuid4(), after=NOW) == []

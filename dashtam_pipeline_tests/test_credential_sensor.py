@@ -9,6 +9,7 @@ Schwab's OAuth server is the sandbox on loopback, on the same clock as the senso
 
 import datetime as dt
 import itertools
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from dashtam_pipeline.sandbox.app import SandboxApp
 from dashtam_pipeline.sandbox.server import SandboxServer
 from dashtam_pipeline.sensors.credentials import (
     CATCH_UP_OF_TAG,
+    CATCH_UP_REASON_TAG,
     CATCH_UP_SENSOR_NAME,
     CONNECTION_TAG,
     EXPIRY_SENSOR_NAME,
@@ -355,3 +357,37 @@ def test_a_long_outage_is_caught_up_in_runs_the_backfill_policy_allows(
     for (_, end), (start, _) in itertools.pairwise(ranges):
         assert start == end + dt.timedelta(days=1)
     assert len({r.run_key for r in runs}) == 3
+
+
+def test_a_drop_and_return_between_two_ticks_is_still_caught_up(
+    api_key_providers: FakeClock,
+) -> None:
+    """The sensor saw ACTIVE, the key was refused and replaced before its next tick (or
+    the daemon was stopped meanwhile): the connection's status history shows the outage,
+    and its partitions are caught up once."""
+    clock = api_key_providers
+    last_complete_day = clock().astimezone(MARKET_TZ).date() - dt.timedelta(days=1)
+    settings = load_settings()
+    connections.ensure_api_key_connections(settings, clock())
+    landed("news/articles", (last_complete_day - dt.timedelta(days=3)).isoformat())
+    sensors = Sensors(clock)
+    assert not sensors.catch_up().run_requests
+
+    clock.advance(minutes=1)
+    assert connections.mark_auth_failure(settings, "newsapi", "401 Unauthorized", clock())
+    down_at = clock()
+    clock.advance(minutes=1)
+    connections.reconnect_api_key_provider(settings, "newsapi", clock())
+    clock.advance(seconds=30)
+
+    tick = sensors.catch_up()
+    (request,) = [r for r in tick.run_requests or [] if r.tags[PROVIDER_TAG] == "newsapi"]
+    assert (request.tags[PARTITION_RANGE_START], request.tags[PARTITION_RANGE_END]) == (
+        (last_complete_day - dt.timedelta(days=2)).isoformat(), last_complete_day.isoformat())
+    assert f"since {down_at.isoformat(timespec='microseconds')}" in request.tags[
+        CATCH_UP_REASON_TAG]
+    clock.advance(seconds=30)
+    assert not sensors.catch_up().run_requests  # once, not at every tick after
+    history = ConnectionRepository.from_settings(settings).status_changes(
+        uuid.UUID(request.tags[CATCH_UP_OF_TAG]), after=down_at - dt.timedelta(seconds=1))
+    assert [c.status for c in history] == [ConnectionStatus.REVOKED, ConnectionStatus.ACTIVE]

@@ -527,9 +527,11 @@ def plan_catch_ups(
     cursor's, request a catch-up on a return to ACTIVE, and keep the new statuses."""
     tick = Tick()
     seen = parse_status_cursor(cursor)
+    last_tick = _cursor_time(cursor)
     wanted = {s.value for s in connected_providers()}
     current: dict[str, SeenStatus] = {}
-    for connection in ConnectionRepository.from_settings(settings).find_all():
+    repository = ConnectionRepository.from_settings(settings)
+    for connection in repository.find_all():
         if connection.provider_slug not in wanted:
             continue
         if connection.status is ConnectionStatus.DISCONNECTED:
@@ -544,6 +546,20 @@ def plan_catch_ups(
             )
         if (
             before is not None
+            and last_tick is not None
+            and connection.status is ConnectionStatus.ACTIVE
+            and before.status == ConnectionStatus.ACTIVE.value
+        ):
+            # ACTIVE at both ticks, but maybe not in between: a sensor that did not tick
+            # for a while (a stopped daemon) must still catch up what the outage missed
+            downs = [
+                change for change in repository.status_changes(connection.id, after=last_tick)
+                if change.status in DOWN_STATUSES
+            ]
+            if downs:
+                before = SeenStatus(downs[0].status.value, to_text(downs[0].changed_at))
+        if (
+            before is not None
             and connection.status is ConnectionStatus.ACTIVE
             and ConnectionStatus(before.status) in DOWN_STATUSES
         ):
@@ -553,8 +569,19 @@ def plan_catch_ups(
                 f"{connection.provider_slug} is ACTIVE again after {before.status}: "
                 f"{len(requests)} catch-up run(s)"
             )
-    tick.cursor = json.dumps({"connections": {k: v.as_json() for k, v in sorted(current.items())}})
+    tick.cursor = json.dumps({
+        "connections": {k: v.as_json() for k, v in sorted(current.items())},
+        "seen_at": to_text(now),
+    })
     return tick
+
+
+def _cursor_time(cursor: str | None) -> dt.datetime | None:
+    """When the tick that wrote ``cursor`` ran (None for an older cursor without it)."""
+    try:
+        return dt.datetime.fromisoformat(json.loads(cursor or "")["seen_at"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _seen_now(connection: ProviderConnection, before: SeenStatus | None) -> SeenStatus:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from dashtam_pipeline.domain.provider_connection import (
@@ -46,6 +47,16 @@ SCHEMA = (
     )""",
     "CREATE INDEX IF NOT EXISTS provider_connections_user "
     "ON provider_connections (user_id, provider_id)",
+    # one row per status a connection entered, written by ``save`` in the same
+    # transaction: sensors that tick now and then still see a drop-and-return between ticks
+    """CREATE TABLE IF NOT EXISTS provider_connection_status_changes (
+        connection_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        status_reason TEXT,
+        changed_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS provider_connection_status_changes_at "
+    "ON provider_connection_status_changes (connection_id, changed_at)",
 )
 
 _COLUMNS = (
@@ -66,6 +77,15 @@ def to_text(value: dt.datetime | None) -> str | None:
 
 def _from_text(value: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value) if value else None
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """A status a connection entered, and when."""
+
+    status: ConnectionStatus
+    reason: str | None
+    changed_at: dt.datetime
 
 
 class ConnectionRepository:
@@ -121,15 +141,42 @@ class ConnectionRepository:
 
     # -- commands --------------------------------------------------------------------------
     def save(self, connection: ProviderConnection) -> None:
-        """Insert the connection, or replace every field of the stored one (same id)."""
+        """Insert the connection, or replace every field of the stored one (same id); a
+        new status is also appended to the connection's status history."""
         values = _row(connection)
         names = [c.strip() for c in _COLUMNS.split(",")]
         updates = ", ".join(f"{n} = excluded.{n}" for n in names[1:])
-        self.store.execute(
-            f"INSERT INTO provider_connections ({_COLUMNS}) VALUES "
-            f"({', '.join('?' for _ in names)}) ON CONFLICT (id) DO UPDATE SET {updates}",
-            values,
+        with self.store.transaction() as tx:
+            stored = tx.query_one(
+                "SELECT status FROM provider_connections WHERE id = ?", (str(connection.id),)
+            )
+            tx.execute(
+                f"INSERT INTO provider_connections ({_COLUMNS}) VALUES "
+                f"({', '.join('?' for _ in names)}) ON CONFLICT (id) DO UPDATE SET {updates}",
+                values,
+            )
+            if stored is None or stored[0] != connection.status.value:
+                tx.execute(
+                    "INSERT INTO provider_connection_status_changes "
+                    "(connection_id, status, status_reason, changed_at) VALUES (?, ?, ?, ?)",
+                    (str(connection.id), connection.status.value, connection.status_reason,
+                     to_text(connection.updated_at)),
+                )
+
+    def status_changes(
+        self, connection_id: uuid.UUID, *, after: dt.datetime
+    ) -> list[StatusChange]:
+        """The statuses the connection entered after ``after``, oldest first."""
+        rows = self.store.query(
+            "SELECT status, status_reason, changed_at FROM provider_connection_status_changes "
+            "WHERE connection_id = ? AND changed_at > ? ORDER BY changed_at",
+            (str(connection_id), to_text(after)),
         )
+        return [
+            StatusChange(ConnectionStatus(str(status)), reason and str(reason),
+                         dt.datetime.fromisoformat(str(at)))
+            for status, reason, at in rows
+        ]
 
     def delete(self, connection_id: uuid.UUID) -> bool:
         """Remove the record for good (``mark_disconnected`` keeps it); False if absent."""
