@@ -46,7 +46,7 @@ from dashtam_pipeline.sensors.credentials import (
     build_credential_jobs,
 )
 from dashtam_pipeline.sensors.dlq_replay import LAUNCHED_BY_TAG, PROVIDER_TAG
-from dashtam_pipeline.settings import load_settings
+from dashtam_pipeline.settings import Settings, load_settings
 from dashtam_pipeline.state.connection_repository import ConnectionRepository
 from dashtam_pipeline_tests.clocks import FakeClock
 from dashtam_pipeline_tests.loopback import configured_sandbox, materialize
@@ -328,18 +328,27 @@ def test_catch_up_covers_the_partitions_missed_while_down(api_key_providers: Fak
     assert not sensors.catch_up().run_requests
 
 
+def news_landed_days_before_yesterday(
+    clock: FakeClock, days: int
+) -> tuple[Settings, dt.date, Sensors]:
+    """API-key connections made, news landed up to ``days`` before the last complete day,
+    and one catch-up tick that finds nothing to do (the sensor has seen them ACTIVE)."""
+    last_complete_day = clock().astimezone(MARKET_TZ).date() - dt.timedelta(days=1)
+    settings = load_settings()
+    connections.ensure_api_key_connections(settings, clock())
+    landed("news/articles", (last_complete_day - dt.timedelta(days=days)).isoformat())
+    sensors = Sensors(clock)
+    assert not sensors.catch_up().run_requests
+    return settings, last_complete_day, sensors
+
+
 def test_a_long_outage_is_caught_up_in_runs_the_backfill_policy_allows(
     api_key_providers: FakeClock,
 ) -> None:
     """70 missed days of a daily asset (at most 31 days per run) are three catch-up runs,
     back to back, each with its own run key."""
     clock = api_key_providers
-    last_complete_day = clock().astimezone(MARKET_TZ).date() - dt.timedelta(days=1)
-    settings = load_settings()
-    connections.ensure_api_key_connections(settings, clock())
-    landed("news/articles", (last_complete_day - dt.timedelta(days=70)).isoformat())
-    sensors = Sensors(clock)
-    assert not sensors.catch_up().run_requests
+    settings, last_complete_day, sensors = news_landed_days_before_yesterday(clock, 70)
     assert connections.mark_auth_failure(settings, "newsapi", "401 Unauthorized", clock())
     assert not sensors.catch_up().run_requests
     connections.reconnect_api_key_provider(settings, "newsapi", clock())
@@ -366,12 +375,7 @@ def test_a_drop_and_return_between_two_ticks_is_still_caught_up(
     the daemon was stopped meanwhile): the connection's status history shows the outage,
     and its partitions are caught up once."""
     clock = api_key_providers
-    last_complete_day = clock().astimezone(MARKET_TZ).date() - dt.timedelta(days=1)
-    settings = load_settings()
-    connections.ensure_api_key_connections(settings, clock())
-    landed("news/articles", (last_complete_day - dt.timedelta(days=3)).isoformat())
-    sensors = Sensors(clock)
-    assert not sensors.catch_up().run_requests
+    settings, last_complete_day, sensors = news_landed_days_before_yesterday(clock, 3)
 
     clock.advance(minutes=1)
     assert connections.mark_auth_failure(settings, "newsapi", "401 Unauthorized", clock())
