@@ -41,30 +41,24 @@ from dashtam_pipeline.sensors.health import (
 )
 from dashtam_pipeline.settings import load_settings
 from dashtam_pipeline.state.store import state_store
+from dashtam_pipeline_tests.clocks import FakeClock
 
 T0 = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.UTC)
 TIMEOUT = 60.0
 
 
-class Clock:
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
 
 @pytest.fixture
-def clock(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
+def clock(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClock]:
     monkeypatch.setenv("DASHTAM_SANDBOX", "false")
     monkeypatch.setenv("DASHTAM_FRED_SERIES", "GDP,UNRATE")
-    yield Clock(T0)
+    yield FakeClock(T0)
 
 
 class Sensor:
     """The DLQ replay sensor evaluated like the daemon does, cursor kept between ticks."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: FakeClock) -> None:
         self.definition = build_dlq_replay_sensor(clock=clock)
         self.repository = build_definitions(load_settings()).get_repository_def()
         self.cursor: str | None = None
@@ -91,7 +85,7 @@ def dead_letter(
     return queue().record_failure(asset_key, table, provider, partition, {}, error)
 
 
-def open_breaker(provider: str, clock: Clock) -> CircuitBreaker:
+def open_breaker(provider: str, clock: FakeClock) -> CircuitBreaker:
     breaker = CircuitBreaker(
         state_store(load_settings()), provider, threshold=1, timeout_seconds=TIMEOUT, clock=clock
     )
@@ -104,7 +98,7 @@ def assets_and_partition(request: RunRequest) -> tuple[list[str], str | None]:
 
 
 def test_health_follows_the_breaker_and_the_quota_on_the_injected_clock(
-    clock: Clock, monkeypatch: pytest.MonkeyPatch
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = load_settings()
     assert provider_health_now(settings, "polygon", clock=clock).status == HEALTHY
@@ -139,7 +133,7 @@ def test_health_follows_the_breaker_and_the_quota_on_the_injected_clock(
 
 
 def test_nothing_until_the_quota_resets_then_one_run_for_the_entry(
-    clock: Clock, monkeypatch: pytest.MonkeyPatch
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FMP_REQUESTS_PER_DAY", "1")
     entry = dead_letter("market/fundamentals", "fmp", None, ErrorKind.QUOTA_EXHAUSTED)
@@ -165,7 +159,7 @@ def test_nothing_until_the_quota_resets_then_one_run_for_the_entry(
 
 
 def test_one_probe_run_while_half_open_then_every_partition_once_closed(
-    clock: Clock,
+    clock: FakeClock,
 ) -> None:
     friday = dead_letter("market/daily_bars", "polygon", "2026-11-20", ErrorKind.UNAVAILABLE)
     quotes = dead_letter("market/quotes", "polygon", "2026-11-20", ErrorKind.CIRCUIT_OPEN)
@@ -205,7 +199,7 @@ def test_one_probe_run_while_half_open_then_every_partition_once_closed(
 
 
 def test_a_replay_run_that_ended_without_landing_counts_as_a_failed_replay(
-    clock: Clock,
+    clock: FakeClock,
 ) -> None:
     entry = dead_letter("market/daily_bars", "polygon", "2026-11-20", ErrorKind.UNAVAILABLE)
     sensor = Sensor(clock)
@@ -224,7 +218,7 @@ def test_a_replay_run_that_ended_without_landing_counts_as_a_failed_replay(
 
 
 def test_an_entry_whose_partition_no_longer_exists_fails_its_replay_not_the_tick(
-    clock: Clock, monkeypatch: pytest.MonkeyPatch
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DASHTAM_DLQ_MAX_REPLAYS", "1")
     gone = dead_letter("macro/fred_observations", "fred", "CPIAUCSL", ErrorKind.UNAVAILABLE)

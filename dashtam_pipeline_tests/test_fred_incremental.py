@@ -29,6 +29,7 @@ from dashtam_pipeline.sandbox.server import SandboxServer
 from dashtam_pipeline.settings import load_settings
 from dashtam_pipeline.storage.lake import Lake
 from dashtam_pipeline_tests.client_helpers import NO_WAIT
+from dashtam_pipeline_tests.clocks import FakeClock
 from dashtam_pipeline_tests.loopback import configured_sandbox
 
 SPEC = get_dataset_spec(Dataset.FRED_OBSERVATIONS)
@@ -39,14 +40,8 @@ PAIR = ("GDP", "UNRATE")
 Row = tuple[str, dt.date, dt.date, dt.date, float | None]
 
 
-class MovableClock:
-    """The sandbox's "now", moved by tests."""
-
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
+class MovableClock(FakeClock):
+    """The sandbox's "now", moved by tests, and the day it is in St. Louis."""
 
     def fred_today(self) -> dt.date:
         return self.now.astimezone(CHICAGO).date()

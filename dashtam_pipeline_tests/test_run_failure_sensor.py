@@ -51,6 +51,7 @@ from dashtam_pipeline.sensors.run_failure import (
 )
 from dashtam_pipeline.settings import load_settings
 from dashtam_pipeline.state.store import StateStore, state_store
+from dashtam_pipeline_tests.clocks import FakeClock
 from dashtam_pipeline_tests.loopback import KEYS, configured_sandbox, materialize, query
 
 pytestmark = pytest.mark.integration
@@ -60,15 +61,6 @@ BARS = "key:market/daily_bars"
 BARS_ON_DAY = f"select count(*) from market.daily_bars where date = DATE '{DAY}'"
 BREAKER_TIMEOUT = 1.0  # seconds: short, so a replay run may really probe the provider
 
-
-class Clock:
-    """The sensors' clock, moved by the test."""
-
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -84,7 +76,7 @@ class Recovery:
     """The two sensors of ``build_recovery_sensors`` in the code location, over the
     instance in DAGSTER_HOME."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: FakeClock) -> None:
         self.clock = clock
         defs = build_definitions(load_settings(), clock=clock)
         self.run_failure = defs.resolve_sensor_def("run_failure_recovery_sensor")
@@ -186,7 +178,7 @@ def test_transient_failure_is_replayed_once_after_the_breaker_lets_a_probe_throu
         failed_run,
     )
     opened_at = polygon_breaker_opened_at()
-    recovery = Recovery(Clock(opened_at))
+    recovery = Recovery(FakeClock(opened_at))
 
     recovery.failed(failed_run)
     assert recovery.run_tags(failed_run)[FAILURE_CLASS_TAG] == TRANSIENT
@@ -232,7 +224,7 @@ def test_a_failed_replay_is_counted_and_the_last_allowed_one_abandons_the_entry(
     monkeypatch.setenv("DASHTAM_DLQ_MAX_REPLAYS", "2")
     failed_run = fail_bars(server)
     (entry,) = queue().list(status=PENDING)
-    clock = Clock(polygon_breaker_opened_at() + dt.timedelta(seconds=BREAKER_TIMEOUT + 0.5))
+    clock = FakeClock(polygon_breaker_opened_at() + dt.timedelta(seconds=BREAKER_TIMEOUT + 0.5))
     recovery = Recovery(clock)
     recovery.failed(failed_run)
 
@@ -274,7 +266,7 @@ def test_a_permanent_failure_is_abandoned_with_its_reason_and_never_replayed(
     (failed_run,) = report.runs
     (entry,) = queue().list(status=PENDING)
     assert entry.error_kind == "auth"
-    recovery = Recovery(Clock(dt.datetime.now(dt.UTC)))
+    recovery = Recovery(FakeClock(dt.datetime.now(dt.UTC)))
 
     # even before the run-failure sensor has seen it, a permanent entry is never replayed
     assert not recovery.tick().run_requests
@@ -311,7 +303,7 @@ def test_an_exception_in_the_asset_code_goes_to_the_queue_abandoned_with_its_rea
     assert report.assets["market/daily_bars"].status == "failed"
     assert queue().list() == []  # not a provider failure: the factory recorded nothing
 
-    Recovery(Clock(dt.datetime.now(dt.UTC))).failed(failed_run)
+    Recovery(FakeClock(dt.datetime.now(dt.UTC))).failed(failed_run)
     (entry,) = queue().list()
     assert (entry.asset_key, entry.partition_key, entry.provider) == (
         "market/daily_bars",
@@ -332,7 +324,7 @@ def test_a_run_dagster_retries_itself_is_left_to_that_retry(server: SandboxServe
     (entry,) = queue().list(status=PENDING)
     with get_instance(load_settings()) as instance:
         instance.add_run_tags(failed_run, {"dagster/will_retry": "true"})
-    clock = Clock(polygon_breaker_opened_at() + dt.timedelta(seconds=BREAKER_TIMEOUT + 0.5))
+    clock = FakeClock(polygon_breaker_opened_at() + dt.timedelta(seconds=BREAKER_TIMEOUT + 0.5))
     recovery = Recovery(clock)
 
     recovery.failed(failed_run)

@@ -19,6 +19,7 @@ import pytest
 from dashtam_pipeline.clients.base import SANDBOX_ROOT, sandbox_base_url
 from dashtam_pipeline.sandbox.app import SandboxApp
 from dashtam_pipeline.sandbox.server import environment_lines, serve
+from dashtam_pipeline_tests.clocks import FakeClock
 from dashtam_pipeline_tests.payloads import PAYLOAD_DIR, load_bytes, load_json
 
 #: a Wednesday afternoon in New York: the last completed session is Tuesday 2025-03-11
@@ -28,23 +29,14 @@ CALLBACK = "https://127.0.0.1:8182"
 BASIC = "Basic " + base64.b64encode(b"APPKEY:APPSECRET").decode()
 
 
-class Clock:
-    """A settable clock for the app (token expiry without sleeping)."""
 
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(NOW)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(NOW)
-
-
-@pytest.fixture
-def app(clock: Clock) -> SandboxApp:
+def app(clock: FakeClock) -> SandboxApp:
     return SandboxApp(seed=42, clock=clock)
 
 
@@ -365,7 +357,7 @@ def _token(client: httpx.Client, auth: str = BASIC, **form: str) -> httpx.Respon
                        headers={"Authorization": auth})
 
 
-def test_schwab_oauth_flow_with_expiry(client: httpx.Client, clock: Clock) -> None:
+def test_schwab_oauth_flow_with_expiry(client: httpx.Client, clock: FakeClock) -> None:
     code = _authorize(client)
     assert code.endswith("@")
     granted = _token(client, grant_type="authorization_code", code=code, redirect_uri=CALLBACK)
@@ -410,7 +402,9 @@ def test_schwab_oauth_flow_with_expiry(client: httpx.Client, clock: Clock) -> No
     assert (bad_code.status_code, bad_code.json()["error"]) == (400, "invalid_grant")
 
 
-def test_schwab_tokens_are_honoured_by_another_instance_with_the_same_seed(clock: Clock) -> None:
+def test_schwab_tokens_are_honoured_by_another_instance_with_the_same_seed(
+    clock: FakeClock,
+) -> None:
     with httpx.Client(transport=httpx.WSGITransport(app=SandboxApp(seed=42, clock=clock))) as a, \
          httpx.Client(transport=httpx.WSGITransport(app=SandboxApp(seed=42, clock=clock))) as b:
         code = _authorize(a)
@@ -488,7 +482,7 @@ def test_bars_are_consistent_and_quotes_follow_the_last_session(client: httpx.Cl
     assert (prev["c"], prev["t"]) == (fmp["price"], fmp["timestamp"] * 1000)
 
 
-def test_same_seed_same_answers_other_seed_other_prices(clock: Clock) -> None:
+def test_same_seed_same_answers_other_seed_other_prices(clock: FakeClock) -> None:
     paths = [
         ("fmp", "/quote", {"symbol": "AAPL"}),
         ("polygon", "/v3/snapshot/options/MSFT", {"limit": 5}),
@@ -563,7 +557,7 @@ def test_reset_connection_is_a_transport_error_in_process(
     assert get(client, "fred", "/series", series_id="GDP", file_type="json").status_code == 200
 
 
-def test_faults_over_loopback_timeouts_resets_and_the_control_plane(clock: Clock) -> None:
+def test_faults_over_loopback_timeouts_resets_and_the_control_plane(clock: FakeClock) -> None:
     with serve(app=SandboxApp(seed=42, clock=clock)) as server, httpx.Client() as http:
         assert server.url.startswith("http://127.0.0.1:") and server.port > 0
         fmp = server.base_url("fmp")
