@@ -462,6 +462,17 @@ def reconnect_api_key_provider(
     return _activate(repo, connection, _api_key_credentials(cipher, fingerprint), now)
 
 
+def _existing_or_api_key_connection(
+    repo: ConnectionRepository, settings: Settings, meta: ProviderMetadata, now: dt.datetime
+) -> ProviderConnection | None:
+    """The provider's current connection; an API-key provider without a record gets one
+    first (from the keys in the environment)."""
+    connection = current_connection(repo, meta.slug)
+    if connection is None and meta.auth_type is ProviderAuthType.API_KEY:
+        connection = _sync_api_key_connection(repo, load_cipher(settings), settings, meta, now)
+    return connection
+
+
 def mark_auth_failure(
     settings: Settings, slug: ProviderSlug | str, reason: str, now: dt.datetime | None = None
 ) -> Result:
@@ -471,9 +482,7 @@ def mark_auth_failure(
     meta = get_provider_metadata(slug)
     now = now or utcnow()
     repo = ConnectionRepository.from_settings(settings)
-    connection = current_connection(repo, meta.slug)
-    if connection is None and meta.auth_type is ProviderAuthType.API_KEY:
-        connection = _sync_api_key_connection(repo, load_cipher(settings), settings, meta, now)
+    connection = _existing_or_api_key_connection(repo, settings, meta, now)
     if connection is None:
         return Failure(f"no {meta.slug.value} connection to mark")
     if connection.status is ConnectionStatus.PENDING:
@@ -509,9 +518,7 @@ def record_successful_sync(
     meta = get_provider_metadata(slug)
     at = at or utcnow()
     repo = ConnectionRepository.from_settings(settings)
-    connection = current_connection(repo, meta.slug)
-    if connection is None and meta.auth_type is ProviderAuthType.API_KEY:
-        connection = _sync_api_key_connection(repo, load_cipher(settings), settings, meta, at)
+    connection = _existing_or_api_key_connection(repo, settings, meta, at)
     if connection is None:
         return Failure(f"no {meta.slug.value} connection to record a sync on")
     result = connection.record_sync(at)
