@@ -63,6 +63,7 @@ from dashtam_pipeline.errors import ErrorKind, ProviderError
 from dashtam_pipeline.jobs import PARTITION_RANGE_END, PARTITION_RANGE_START
 from dashtam_pipeline.registry import ProviderSlug, get_oauth_providers, get_provider_metadata
 from dashtam_pipeline.sensors.dlq_replay import LAUNCHED_BY_TAG, PROVIDER_TAG, asset_graph_of
+from dashtam_pipeline.sensors.results import sensor_result
 from dashtam_pipeline.settings import Settings, load_settings
 from dashtam_pipeline.state.connection_repository import ConnectionRepository, to_text
 
@@ -208,9 +209,7 @@ class Tick:
     cursor: str | None = None
 
     def result(self, idle: str) -> SensorResult:
-        if self.run_requests:
-            return SensorResult(run_requests=self.run_requests, cursor=self.cursor)
-        return SensorResult(skip_reason="; ".join(self.notes) or idle, cursor=self.cursor)
+        return sensor_result(self.run_requests, self.notes, self.cursor, idle)
 
 
 def refresh_key(connection: ProviderConnection) -> str:

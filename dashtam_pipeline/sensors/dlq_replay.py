@@ -65,6 +65,7 @@ from dashtam_pipeline.resilience.dlq import (
     DeadLetterQueue,
 )
 from dashtam_pipeline.sensors.health import PROBE_DUE, provider_health_now
+from dashtam_pipeline.sensors.results import sensor_result
 from dashtam_pipeline.settings import Settings, load_settings
 
 SENSOR_NAME = "dlq_replay_sensor"
@@ -353,9 +354,8 @@ def build_dlq_replay_sensor(
         )
         for note in tick.notes:
             context.log.info(note)
-        if tick.run_requests:
-            return SensorResult(run_requests=tick.run_requests, cursor=tick.cursor)
-        reason = "; ".join(tick.notes) or "no pending dead letter to replay"
-        return SensorResult(skip_reason=reason, cursor=tick.cursor)
+        return sensor_result(
+            tick.run_requests, tick.notes, tick.cursor, "no pending dead letter to replay"
+        )
 
     return dlq_replay_sensor
