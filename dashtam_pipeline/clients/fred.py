@@ -538,9 +538,9 @@ def fetch_workers(settings: ProviderSettings, series: int) -> int:
 
 
 def _series_stamp(body: Any) -> tuple[str | None, dt.date]:
-    """``last_updated`` (normalized) and FRED's day from a ``/series`` body: without
-    real-time parameters FRED answers with ``realtime_start`` = its today."""
-    parse_series(body)  # the same shape check as the series dataset
+    """``last_updated`` (normalized) and FRED's day from a ``/series`` body already
+    checked by ``parse_series``: without real-time parameters FRED answers with
+    ``realtime_start`` = its today."""
     item = body["seriess"][0] if body["seriess"] else {}
     fred_today = _date_or_none(body.get("realtime_start")) or dt.datetime.now(dt.UTC).date()
     return normalize_last_updated(item.get("last_updated")), fred_today
