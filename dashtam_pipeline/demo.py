@@ -8,6 +8,7 @@ the brokerage assets have something to read. Both steps are idempotent.
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 from importlib import resources
 
@@ -19,6 +20,7 @@ from dashtam_pipeline.errors import ProviderError
 from dashtam_pipeline.registry import ProviderSlug
 from dashtam_pipeline.settings import Settings, load_settings
 from dashtam_pipeline.storage.warehouse import Warehouse
+from dashtam_pipeline.trading_calendar import market_today, previous_trading_day, why_no_session
 
 CONTRACT_TABLES = (
     "market.quotes",
@@ -75,6 +77,19 @@ def connect_sandbox_schwab(settings: Settings) -> None:
     connect_oauth_provider("schwab", settings, redirect_url=redirect)
 
 
+def market_day_note(now: dt.datetime | None = None) -> str:
+    """Which session the daily market assets take today, and why on a day without one
+    (a weekend or an exchange holiday has no new quote: the demo says so and carries on
+    with the last completed session)."""
+    today = market_today(now)
+    session = previous_trading_day(today)
+    closed = why_no_session(today)
+    if closed is None:
+        return f"market data for the last completed session, {session:%A %Y-%m-%d}"
+    return (f"no trading session today ({today:%Y-%m-%d}, {closed}); market data for the "
+            f"last completed session, {session:%A %Y-%m-%d}")
+
+
 def prepare_demo() -> None:
     settings = load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -83,6 +98,7 @@ def prepare_demo() -> None:
         print(f"demo: dropped {len(copied)} sample Chase export(s) into {settings.chase_inbox}")
     connect_sandbox_schwab(settings)
     print("demo: sandbox Schwab account connected")
+    print(f"demo: {market_day_note()}")
     Warehouse(settings.warehouse_path, settings.lake_dir).ensure_views()
 
 

@@ -21,6 +21,7 @@ from dashtam_pipeline.instance import get_instance
 from dashtam_pipeline.resilience.dlq import PENDING, REPLAYED, DeadLetter, DeadLetterQueue
 from dashtam_pipeline.resilience.replay import replay
 from dashtam_pipeline.runner import MaterializeReport
+from dashtam_pipeline.sandbox.common import last_completed_session, previous_weekday, system_clock
 from dashtam_pipeline.sandbox.server import SandboxServer
 from dashtam_pipeline.settings import load_settings
 from dashtam_pipeline.state.store import StateStore
@@ -34,7 +35,6 @@ from dashtam_pipeline_tests.loopback import (
 
 pytestmark = pytest.mark.integration
 
-DAY = "2026-11-20"  # a Friday: the sandbox has quotes, bars and news for it
 MARKET = "key:market/quotes or key:market/daily_bars"
 #: The contract's default: three consecutive failed attempts open a provider's breaker.
 THRESHOLD = 3
@@ -65,6 +65,13 @@ DUPLICATE_ARTICLES = (
     "select count(*) from (select article_id, symbol, count(*) c from news.articles "
     "group by all having c > 1)"
 )
+
+
+@pytest.fixture
+def day() -> str:
+    """The sandbox's latest completed session at the test's own clock: the day its quotes,
+    bars and news are for (whatever the date the suite runs on)."""
+    return last_completed_session(system_clock()).isoformat()
 
 
 @pytest.fixture
@@ -136,7 +143,7 @@ def wait_for_probe() -> None:
 
 
 def assert_polygon_served_market_after_fmp_breaker(
-    server: SandboxServer, report: MaterializeReport, fmp_failure: str
+    server: SandboxServer, report: MaterializeReport, fmp_failure: str, day: str
 ) -> None:
     """FMP's breaker opened after its first call's retries; Polygon served both assets."""
     assert report.ok, {k: (a.status, a.detail) for k, a in report.assets.items()}
@@ -144,7 +151,7 @@ def assert_polygon_served_market_after_fmp_breaker(
     assert report.assets["market/daily_bars"].detail == "served by polygon"
     assert providers_of("market.quotes") == ["polygon"]
     assert providers_of("market.daily_bars") == ["polygon"]
-    assert sorted(query(f"select symbol from market.daily_bars where date = DATE '{DAY}'")) == [
+    assert sorted(query(f"select symbol from market.daily_bars where date = DATE '{day}'")) == [
         ("AAPL",), ("BRK.B",)]
     assert sorted(query("select symbol from market.quotes")) == [("AAPL",), ("BRK.B",)]
     # FMP saw exactly the first call's attempts; after them its breaker refused the rest
@@ -165,20 +172,21 @@ def assert_polygon_served_market_after_fmp_breaker(
 
 # -- the scenarios -------------------------------------------------------------------------
 def test_a_burst_of_503s_is_absorbed_by_retries(
-    server: SandboxServer, data_dir: Path, capfd: pytest.CaptureFixture[str]
+    server: SandboxServer, day: str, data_dir: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    assert materialize("key:market/quotes", partition="2026-11-19").ok
+    earlier = previous_weekday(dt.date.fromisoformat(day)).isoformat()
+    assert materialize("key:market/quotes", partition=earlier).ok
     clean = server.app.request_counts()["fmp /stable/quote"]
     server.app.reset()
 
     server.app.add_fault(QUOTE_ROUTE, status=503, count=2)
-    report = materialize("key:market/quotes", partition=DAY)
+    report = materialize("key:market/quotes", partition=day)
 
     assert report.ok, report.assets["market/quotes"]
     assert report.assets["market/quotes"].detail == "served by fmp"
     assert providers_of("market.quotes") == ["fmp"]
     assert sorted(query(
-        f"select symbol from market.quotes where quote_date = DATE '{DAY}'")) == [
+        f"select symbol from market.quotes where quote_date = DATE '{day}'")) == [
         ("AAPL",), ("BRK.B",)]
     counts = server.app.request_counts()
     assert counts["fmp /stable/quote"] == clean + 2  # exactly the two retried attempts
@@ -190,7 +198,7 @@ def test_a_burst_of_503s_is_absorbed_by_retries(
 
 
 def test_429_retry_after_is_honoured(
-    server: SandboxServer, data_dir: Path, capfd: pytest.CaptureFixture[str]
+    server: SandboxServer, day: str, data_dir: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     # 2 s, not 1: the default first backoff is 1 s ± 25 %, so only a longer Retry-After
     # tells "honoured" apart from "ignored"
@@ -199,7 +207,7 @@ def test_429_retry_after_is_honoured(
         QUOTE_ROUTE, status=429, headers={"Retry-After": f"{retry_after:g}"}, count=1
     )
     started = time.monotonic()
-    report = materialize("key:market/quotes", partition=DAY)
+    report = materialize("key:market/quotes", partition=day)
     elapsed = time.monotonic() - started
 
     assert report.ok, report.assets["market/quotes"]
@@ -219,23 +227,24 @@ def test_429_retry_after_is_honoured(
 
 def test_answers_slower_than_the_timeout_open_the_breaker_and_polygon_serves(
     server: SandboxServer,
+    day: str,
     data_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("FMP_TIMEOUT_SECONDS", "0.5")
     server.app.add_fault(r"^/fmp/", delay_seconds=2)
-    report = materialize(MARKET, partition=DAY)
-    assert_polygon_served_market_after_fmp_breaker(server, report, "unavailable")
+    report = materialize(MARKET, partition=day)
+    assert_polygon_served_market_after_fmp_breaker(server, report, "unavailable", day)
     assert_no_secret_leaked(data_dir, capfd)
 
 
 def test_dropped_connections_open_the_breaker_and_polygon_serves(
-    server: SandboxServer, data_dir: Path, capfd: pytest.CaptureFixture[str]
+    server: SandboxServer, day: str, data_dir: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     server.app.add_fault(r"^/fmp/", reset_connection=True)
-    report = materialize(MARKET, partition=DAY)
-    assert_polygon_served_market_after_fmp_breaker(server, report, "unavailable")
+    report = materialize(MARKET, partition=day)
+    assert_polygon_served_market_after_fmp_breaker(server, report, "unavailable", day)
     assert_no_secret_leaked(data_dir, capfd)
 
 
@@ -291,6 +300,7 @@ def test_malformed_json_fails_that_series_by_name_and_replay_fills_it(
 
 def test_errors_sent_with_http_200_are_classified_like_their_http_twins(
     server: SandboxServer,
+    day: str,
     data_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
@@ -298,7 +308,7 @@ def test_errors_sent_with_http_200_are_classified_like_their_http_twins(
     monkeypatch.setenv("NEWS_CIRCUIT_BREAKER_TIMEOUT", str(PROBE_AFTER_SECONDS))
     server.app.add_fault(r"^/fmp/", status=200, body=FMP_LIMIT_REACH)
     server.app.add_fault(r"^/newsapi/", status=200, body=NEWSAPI_RATE_LIMITED)
-    report = materialize(f"{MARKET} or key:news/articles", partition=DAY)
+    report = materialize(f"{MARKET} or key:news/articles", partition=day)
 
     # FMP's "Limit Reach" is a rate limit: retried, then its breaker opened and Polygon
     # served quotes and bars
@@ -319,7 +329,7 @@ def test_errors_sent_with_http_200_are_classified_like_their_http_twins(
     assert audited_outcomes("newsapi") == ["rate_limited"] * THRESHOLD
     (letter,) = dead_letters()
     assert (letter.asset_key, letter.partition_key, letter.provider, letter.error_kind) == (
-        "news/articles", DAY, "newsapi", "rate_limited")
+        "news/articles", day, "newsapi", "rate_limited")
 
     server.app.clear_faults()
     wait_for_probe()
@@ -334,6 +344,7 @@ def test_errors_sent_with_http_200_are_classified_like_their_http_twins(
 
 def test_fred_down_for_the_whole_run_the_rest_lands_and_replay_fills_the_gap(
     server: SandboxServer,
+    day: str,
     data_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
@@ -343,7 +354,7 @@ def test_fred_down_for_the_whole_run_the_rest_lands_and_replay_fills_the_gap(
     server.app.add_fault(r"^/fred/", status=503)
 
     macro = materialize("group:macro")
-    rest = materialize(f"{MARKET} or group:news or group:brokerage", partition=DAY)
+    rest = materialize(f"{MARKET} or group:news or group:brokerage", partition=day)
 
     # FRED's assets (one step: one /series request serves both) fail by name ...
     assert statuses(macro) == {"macro/fred_series": "failed", "macro/fred_observations": "failed"}

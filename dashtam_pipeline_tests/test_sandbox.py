@@ -82,7 +82,9 @@ def test_fmp_bodies_have_the_recorded_shapes(client: httpx.Client) -> None:
                **{"from": "2025-01-02", "to": "2025-01-10"}).json()
     assert_same_shape(bars, load_json("fmp/stable_historical_price_eod_full_AAPL.json"))
     assert [b["date"] for b in bars] == sorted((b["date"] for b in bars), reverse=True)
-    assert len(bars) == 7  # weekdays from Thu 2 to Fri 10 January
+    # trading days from Thu 2 to Fri 10 January 2025: the NYSE closed on the 9th, the
+    # national day of mourning for President Carter
+    assert len(bars) == 6 and "2025-01-09" not in {b["date"] for b in bars}
     for path, payload in (
         ("/income-statement", "fmp/stable_income_statement_AAPL_annual.json"),
         ("/balance-sheet-statement", "fmp/stable_balance_sheet_statement_AAPL_annual.json"),
@@ -148,7 +150,8 @@ def test_polygon_ranges_page_with_an_absolute_next_url(client: httpx.Client) -> 
         # append: httpx 0.28's params= would replace next_url's query (and its cursor)
         page = client.get(page["next_url"] + "&apiKey=k").json()
         collected += page.get("results", [])
-    assert collected == full and len(full) == 65
+    # Q1 2024's weekdays (65) less New Year's Day, MLK Day, Presidents' Day, Good Friday
+    assert collected == full and len(full) == 61
 
 
 def test_polygon_options_chain_pages_and_holds_together(client: httpx.Client) -> None:

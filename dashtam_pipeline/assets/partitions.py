@@ -15,9 +15,7 @@ sensor recognise the same bytes dropped again under another name and not import 
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
-from zoneinfo import ZoneInfo
 
 from dagster import (
     BackfillPolicy,
@@ -30,8 +28,12 @@ from dagster._core.definitions.partitions.utils.base import INVALID_PARTITION_SU
 
 from dashtam_pipeline.registry import Partitioning
 from dashtam_pipeline.settings import Settings
+from dashtam_pipeline.trading_calendar import (  # noqa: F401  (re-exported)
+    MARKET_TZ,
+    market_today,
+    previous_trading_day,
+)
 
-MARKET_TZ = ZoneInfo("America/New_York")
 #: Run tags bounding the observation dates of a FRED backfill (YYYY-MM-DD, either may be
 #: left out): set by ``dashtam materialize --from/--to`` with dates, or in the UI's
 #: backfill dialog. Without them a FRED run covers each series' whole history.
@@ -118,14 +120,3 @@ def backfill_policy_for(partitioning: Partitioning) -> BackfillPolicy | None:
     return None
 
 
-def market_today(now: dt.datetime | None = None) -> dt.date:
-    """Today's date on the exchange's clock."""
-    return (now or dt.datetime.now(tz=MARKET_TZ)).astimezone(MARKET_TZ).date()
-
-
-def previous_trading_day(today: dt.date) -> dt.date:
-    """The last weekday before ``today`` (exchange holidays are not modelled)."""
-    day = today - dt.timedelta(days=1)
-    while day.weekday() >= 5:
-        day -= dt.timedelta(days=1)
-    return day

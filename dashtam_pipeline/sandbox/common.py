@@ -20,6 +20,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from dashtam_pipeline.trading_calendar import previous_trading_day
+
 NEW_YORK = ZoneInfo("America/New_York")
 CHICAGO = ZoneInfo("America/Chicago")
 UTC = dt.UTC
@@ -78,8 +80,9 @@ def ny_today(now: dt.datetime) -> dt.date:
 
 
 def last_completed_session(now: dt.datetime) -> dt.date:
-    """The most recent weekday strictly before today in New York: its close is final."""
-    return previous_weekday(ny_today(now))
+    """The most recent trading day (weekdays less NYSE holidays) strictly before today in
+    New York: its close is final."""
+    return previous_trading_day(ny_today(now))
 
 
 def ny_time(day: dt.date, hour: int, minute: int = 0, second: int = 0) -> dt.datetime:

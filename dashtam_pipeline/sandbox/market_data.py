@@ -17,11 +17,15 @@ import numpy as np
 
 from dashtam_pipeline.sandbox.common import (
     last_completed_session,
-    previous_weekday,
     rng_for,
     stable_seed,
 )
 from dashtam_pipeline.symbols import to_canonical
+from dashtam_pipeline.trading_calendar import (
+    is_trading_day,
+    previous_trading_day,
+    trading_day_on_or_before,
+)
 
 WALK_START = dt.date(2000, 1, 3)
 WALK_END = dt.date(2040, 12, 31)
@@ -159,7 +163,10 @@ class PriceSeries:
         self.transactions = (self.volume // (80 + rng.integers(0, 60, n))).astype(np.int64)
 
     def _index(self, day: dt.date) -> int:
-        """Index of the last session on or before ``day`` (-1 before the walk)."""
+        """Index of the last session on or before ``day`` (-1 before the walk). The walk
+        runs over weekdays (so its values never depend on the holiday calendar); an
+        exchange holiday is stepped over like a weekend."""
+        day = trading_day_on_or_before(day)
         return int(np.searchsorted(self.dates, np.datetime64(day), side="right")) - 1
 
     def bar_at(self, i: int) -> Bar:
@@ -178,7 +185,8 @@ class PriceSeries:
         """Sessions with ``start <= date <= end`` (ascending)."""
         lo = int(np.searchsorted(self.dates, np.datetime64(start), side="left"))
         hi = self._index(end) + 1
-        return [self.bar_at(i) for i in range(lo, max(lo, hi))]
+        bars = (self.bar_at(i) for i in range(lo, max(lo, hi)))
+        return [bar for bar in bars if is_trading_day(bar.date)]
 
     def bar_on_or_before(self, day: dt.date) -> Bar | None:
         i = self._index(day)
@@ -257,7 +265,7 @@ class MarketData:
         return QuoteFacts(
             company=series.company,
             bar=bar,
-            previous_close=series.close_on_or_before(previous_weekday(bar.date)),
+            previous_close=series.close_on_or_before(previous_trading_day(bar.date)),
             year_high=year_high,
             year_low=year_low,
             avg50=round(avg50, 4),

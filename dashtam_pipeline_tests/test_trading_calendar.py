@@ -1,0 +1,70 @@
+"""The exchange calendar: weekends and NYSE holidays have no session, whatever the year."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from dashtam_pipeline.demo import market_day_note
+from dashtam_pipeline.sandbox.common import last_completed_session
+from dashtam_pipeline.trading_calendar import (
+    is_trading_day,
+    market_today,
+    previous_trading_day,
+    trading_day_on_or_before,
+    why_no_session,
+)
+
+UTC = dt.UTC
+
+
+@pytest.mark.parametrize(
+    ("day", "trading", "reason"),
+    [
+        (dt.date(2026, 12, 4), True, None),  # a Friday
+        (dt.date(2026, 12, 5), False, "Saturday"),
+        (dt.date(2026, 11, 26), False, "Thanksgiving Day"),
+        (dt.date(2026, 11, 27), True, None),  # the half day after Thanksgiving trades
+        (dt.date(2027, 1, 1), False, "New Year's Day"),
+        (dt.date(2026, 4, 3), False, "Good Friday"),
+        (dt.date(2025, 1, 9), False, "Jimmy Carter"),
+        (dt.date(2031, 7, 4), False, "Independence Day"),  # years ahead: rules, not a list
+    ],
+)
+def test_sessions_and_why_there_is_none(day: dt.date, trading: bool, reason: str | None) -> None:
+    assert is_trading_day(day) is trading
+    closed = why_no_session(day)
+    assert (closed is None) is trading
+    if reason is not None:
+        assert closed is not None and reason in closed
+
+
+def test_previous_trading_day_steps_over_weekends_and_holidays() -> None:
+    assert previous_trading_day(dt.date(2026, 11, 27)) == dt.date(2026, 11, 25)  # Thanksgiving
+    assert previous_trading_day(dt.date(2026, 12, 7)) == dt.date(2026, 12, 4)  # a Monday
+    assert previous_trading_day(dt.date(2027, 1, 4)) == dt.date(2026, 12, 31)  # New Year
+    assert trading_day_on_or_before(dt.date(2026, 12, 6)) == dt.date(2026, 12, 4)
+    assert trading_day_on_or_before(dt.date(2026, 12, 4)) == dt.date(2026, 12, 4)
+
+
+def test_the_market_day_follows_new_york_not_utc() -> None:
+    # 22:30 on 31 December in New York is already 1 January in UTC
+    moment = dt.datetime(2027, 1, 1, 3, 30, tzinfo=UTC)
+    assert market_today(moment) == dt.date(2026, 12, 31)
+    assert last_completed_session(moment) == dt.date(2026, 12, 30)
+    # just after New York's spring-forward (02:00 EST -> 03:00 EDT on 14 March 2027)
+    assert market_today(dt.datetime(2027, 3, 14, 7, 30, tzinfo=UTC)) == dt.date(2027, 3, 14)
+
+
+def test_the_demo_says_when_today_has_no_session() -> None:
+    saturday = dt.datetime(2026, 12, 5, 15, tzinfo=UTC)
+    assert market_day_note(saturday) == (
+        "no trading session today (2026-12-05, Saturday); market data for the last "
+        "completed session, Friday 2026-12-04"
+    )
+    thanksgiving = dt.datetime(2026, 11, 26, 19, tzinfo=UTC)
+    assert "Thanksgiving Day" in market_day_note(thanksgiving)
+    assert market_day_note(dt.datetime(2026, 12, 2, 15, tzinfo=UTC)) == (
+        "market data for the last completed session, Tuesday 2026-12-01"
+    )
