@@ -58,7 +58,7 @@ import shutil
 import stat
 import unicodedata
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -403,7 +403,7 @@ def _row(layout: Layout, columns: Mapping[str, int], counts: range, values: Sequ
 
 
 def _check_shape(layout: Layout, counts: range, values: Sequence[str],
-                 get: Any) -> None:
+                 get: Callable[[str], str]) -> None:
     """A row has its layout's field count, its extra trailing fields are empty, and the
     columns around the amount still hold what they should: otherwise a field was split
     (an unquoted ``$1,234.56`` is two fields) or lost, and every column after it would be
@@ -590,9 +590,11 @@ class ChaseFileClient:
         notes: list[str] = []
         for name in dict.fromkeys(names):
             path = self.inbox / name
+            if os.path.basename(name) != name or name in ("", ".", ".."):
+                notes.append(f"chase_file: {name!r} is not a file name of the inbox; not read")
+                continue
             try:
-                kind = entry_kind(os.lstat(path).st_mode) if os.path.basename(name) == name \
-                    and name not in ("", ".", "..") else "path outside the inbox"
+                kind = entry_kind(os.lstat(path).st_mode)
             except OSError:
                 notes.append(f"chase_file: {name!r} is no longer in the inbox; nothing to "
                              "import")
