@@ -25,6 +25,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
@@ -218,9 +219,13 @@ def _row_json(row: pd.Series) -> str:
 
 
 def _jsonable(value: Any) -> Any:
-    """A raw cell as JSON: NaN/NaT as null, numpy scalars as Python, the rest as text."""
+    """A raw cell as JSON: NaN/NaT as null, an infinity as the text ``"inf"``/``"-inf"``
+    (JSON has no infinity; ``Infinity`` would make the record unreadable as JSON), numpy
+    scalars as Python, the rest as text."""
     if isinstance(value, (list, dict, tuple)):
         return value
+    if isinstance(value, (float, np.floating)) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
     try:
         if pd.isna(value):
             return None

@@ -27,6 +27,23 @@ A file that is not a Chase export is not an error for the run: it comes back as 
 ``quarantine/`` beside the inbox (the contract's rule). Bad lines inside a good export are
 rejected one by one; the good lines still land. Account and reference numbers inside
 descriptions and rejected lines are masked (``accounts.scrub_account_numbers``).
+
+Hostile input (the inbox is a folder anyone with the user's rights can drop things in):
+
+* only regular files are read (``list_inbox``, ``read_export``): a symlink, FIFO, device,
+  socket or folder is reported by name and kind and left where it is, never opened (the
+  entry is ``lstat``-ed, and opened with ``O_NOFOLLOW | O_NONBLOCK`` then ``fstat``-ed,
+  so one swapped in between is still refused). An export over ``MAX_FILE_BYTES`` is
+  refused as a file;
+* every row must have its layout's field count (``Layout.trailing_empty``: checking rows
+  carry one empty field more than their header): an unquoted ``$1,234.56`` splits into two
+  fields and would shift every column after it, so such a row is rejected, never read
+  shifted. Amounts and balances parse strictly (``parse_amount``): ``$1,234.56``,
+  ``(12.34)``, ``-$5.00`` are read; ``1e400``, ``nan``, ``1,2,3``, other currencies are not;
+* a last line with no line ending that does not have its layout's shape is a line cut
+  mid-write: rejected with that reason (``ParsedFile.cut_line``), never a phantom row; the
+  inbox sensor waits on such a file for a while first (``sensors.chase_inbox``). Real
+  exports often end without a line ending, so a complete last line is a row as any other.
 """
 
 from __future__ import annotations
@@ -34,12 +51,16 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+import math
+import os
 import re
 import shutil
+import stat
+import unicodedata
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -47,13 +68,13 @@ import pandas as pd
 
 from dashtam_pipeline.accounts import (
     TransactionType,
-    decimal_value,
     market_midnight_utc,
     mask_account,
     mentions_interest,
     scrub_account_numbers,
     transactions_frame,
 )
+from dashtam_pipeline.assets.partitions import file_partition_key
 from dashtam_pipeline.clients.base import FetchRequest, FetchResult, RejectedRecord
 from dashtam_pipeline.errors import ErrorKind, ProviderError
 from dashtam_pipeline.registry import ProviderSlug
@@ -65,6 +86,19 @@ _LEGACY_DATE = re.compile(r"^(\d{14})(?:\[([+-]?\d+(?:\.\d+)?)(?::\w*)?\])?$")
 #: Lines of a rejected file kept in its quarantine record.
 PREVIEW_LINES = 5
 QUARANTINE_DIR = "quarantine"
+#: Largest export read. Years of Chase history are a few hundred KB; anything this big
+#: is not an export, and reading it whole would only cost memory.
+MAX_FILE_BYTES = 64 * 1024 * 1024
+#: Integer digits an amount may have: more is no bank transaction, and beyond 15 a float
+#: no longer holds the cents exactly (and ``9`` * 400 would be ``inf``).
+MAX_AMOUNT_DIGITS = 15
+#: Line endings of every Chase era (CRLF, LF, the 2013 export's bare CR), and nothing else:
+#: ``str.splitlines`` would also split on form feeds, NEL or U+2028 inside a description.
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_AMOUNT = re.compile(
+    r"(?P<sign>[+-]?)\$?(?P<sign_after>[+-]?)"
+    r"(?P<whole>[0-9]{1,3}(?:,[0-9]{3})+|[0-9]*)(?:\.(?P<cents>[0-9]+))?"
+)
 
 _CHECKING_TYPES: Mapping[str, TransactionType] = {
     "ACH_CREDIT": TransactionType.DEPOSIT,
@@ -113,11 +147,19 @@ class Layout:
     kind: str  # "checking" or "card": which type table applies
     #: headerless layouts give their columns by position instead
     positional: tuple[str, ...] = ()
+    #: empty fields a row may carry beyond its header (checking rows end in ``,,``: one
+    #: more field than the header names)
+    trailing_empty: int = 0
+
+    def field_counts(self, header_fields: int) -> range:
+        """How many fields a row of this layout has, given its header's count."""
+        base = len(self.positional) if self.positional else header_fields
+        return range(base, base + self.trailing_empty + 1)
 
 
 LAYOUTS: tuple[Layout, ...] = (
     Layout("checking", ("details", "posting date", "description", "amount"),
-           "posting date", "checking"),
+           "posting date", "checking", trailing_empty=1),
     Layout("card", ("transaction date", "post date", "description", "amount"),
            "transaction date", "card"),
     Layout("legacy_card_2013", ("type", "trans date", "post date", "description", "amount"),
@@ -130,13 +172,45 @@ LEGACY_CHECKING = Layout("legacy_checking_2009", (), "date", "checking",
 @dataclass
 class ParsedFile:
     """What one file yielded: its layout (None when it is not a Chase export), the rows,
-    the rejected lines, and the reason the whole file was refused (if it was)."""
+    the rejected lines, the reason the whole file was refused (if it was), and the number
+    of a last line cut off mid-write (no line ending, not its layout's shape), if any."""
 
     file_name: str
     layout: str | None
     rows: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[RejectedRecord] = field(default_factory=list)
     file_error: str | None = None
+    cut_line: int | None = None
+
+
+@dataclass(frozen=True)
+class RefusedEntry:
+    """An inbox entry that is not a regular file: never opened, reported, left in place."""
+
+    name: str
+    kind: str
+
+    @property
+    def message(self) -> str:
+        """What the run and sensor logs say (the name quoted, control characters shown)."""
+        return (f"chase_file: {self.name!r} is a {self.kind}, not a regular file: not read, "
+                "left where it is")
+
+
+@dataclass
+class InboxListing:
+    """An inbox's regular ``.csv`` files, and the entries refused without being opened."""
+
+    files: list[Path] = field(default_factory=list)
+    refused: list[RefusedEntry] = field(default_factory=list)
+
+
+class UnreadableExport(Exception):
+    """An inbox entry ``read_export`` refused: not a regular file, or too large."""
+
+    def __init__(self, name: str, reason: str, *, kind: str | None = None) -> None:
+        super().__init__(reason)
+        self.name, self.reason, self.kind = name, reason, kind
 
 
 @dataclass(frozen=True)
@@ -155,46 +229,68 @@ def account_from_file_name(file_name: str) -> str | None:
 
 
 def decode_export(data: bytes) -> str:
-    """Chase exports are UTF-8 (sometimes with a BOM); very old ones are Windows-1252."""
+    """Chase exports are UTF-8 (sometimes with a BOM); very old ones are Windows-1252; a
+    spreadsheet's "Unicode" re-save is UTF-16 with its BOM."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16", errors="replace")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         return data.decode("cp1252", errors="replace")
 
 
+def _numbered_lines(text: str) -> tuple[list[tuple[int, str]], bool]:
+    """The non-blank lines with their 1-based numbers, and whether the last of them ends
+    with a line break (blank lines after it count as one)."""
+    parts = _LINE_BREAK.split(text)
+    lines = [(number, line) for number, line in enumerate(parts, start=1) if line.strip()]
+    terminated = bool(lines) and lines[-1][0] < len(parts)
+    return lines, terminated
+
+
 def parse_chase_csv(data: bytes, file_name: str, *, provider: str = "chase_file") -> ParsedFile:
     """One export → ``brokerage.transactions`` rows. Never raises for bad content: a file
     that is not a Chase export gets ``file_error``; a bad line becomes a rejected record."""
     text = decode_export(data)
-    lines = [(number, line) for number, line in enumerate(text.splitlines(), start=1)
-             if line.strip()]
+    lines, terminated = _numbered_lines(text)
     if not lines:
         return ParsedFile(file_name, None, file_error=f"{file_name} is empty")
-    header = _fields(lines[0][1])
+    try:
+        header = _fields(lines[0][1])
+    except ValueError as exc:
+        header, header_error = [], str(exc)
+    else:
+        header_error = ""
     layout = _detect_layout(header)
     if layout is None:
         return ParsedFile(
             file_name, None,
             file_error=f"{file_name} is not a Chase export: unrecognised header "
-            f"{_preview(lines[0][1])!r} (expected e.g. 'Details,Posting Date,Description,"
-            "Amount,...' or 'Transaction Date,Post Date,Description,...')",
+            f"{_preview(lines[0][1])!r}{header_error and f' ({header_error})'} (expected "
+            "e.g. 'Details,Posting Date,Description,Amount,...' or 'Transaction Date,Post "
+            "Date,Description,...')",
         )
     if layout.positional:
         columns, body = {name: i for i, name in enumerate(layout.positional)}, lines
     else:
         columns, body = _column_index(header), lines[1:]
+    counts = layout.field_counts(len(header))
     file_account = account_from_file_name(file_name)
     parsed = ParsedFile(file_name, layout.name)
     occurrences: Counter[tuple[str, ...]] = Counter()
     for number, line in body:
         try:
-            row = _row(layout, columns, _fields(line), file_account)
+            row = _row(layout, columns, counts, _fields(line), file_account)
         except ValueError as exc:
-            parsed.rejected.append(RejectedRecord(
-                f"{file_name} line {number}: {exc}", scrub_account_numbers(line)))
+            reason = f"{file_name} line {number}: {exc}"
+            if number == body[-1][0] and not terminated:
+                parsed.cut_line = number
+                reason = (f"{file_name} line {number} is cut off (the file ends mid-line, "
+                          f"with no line ending): {exc}")
+            parsed.rejected.append(RejectedRecord(reason, scrub_account_numbers(line)))
             continue
         identity = (row["account_id"], row["trade_date"].isoformat(),
-                    " ".join(row["description"].split()), f"{row['amount']:.2f}")
+                    _normalized(row["description"]), f"{row['amount']:.2f}")
         occurrences[identity] += 1
         row["transaction_id"] = transaction_id(*identity, occurrences[identity])
         parsed.rows.append(row | {"provider": provider, "source_file": file_name})
@@ -204,10 +300,18 @@ def parse_chase_csv(data: bytes, file_name: str, *, provider: str = "chase_file"
     return parsed
 
 
+def _normalized(description: str) -> str:
+    """A description as the transaction's identity sees it: Unicode NFC (an editor's
+    re-save may decompose ``É``), runs of whitespace as one space (Chase pads them)."""
+    return " ".join(unicodedata.normalize("NFC", description).split())
+
+
 def transaction_id(account_id: str, day: str, description: str, amount: str,
                    occurrence: int) -> str:
-    """Stable across re-imports and renamed files: a hash of what the row says, plus its
-    occurrence among identical rows of the same file (two equal coffees on one day)."""
+    """Stable across re-imports, renamed files and re-saves (line endings, encoding,
+    ``-5`` for ``-5.00``): a hash of what the row says (masked account, trade date,
+    normalized description, amount to the cent), plus its occurrence among identical rows
+    of the same file (two equal coffees on one day). Never the file's name or bytes."""
     digest = hashlib.sha256(
         "\x1f".join((account_id, day, description, amount, str(occurrence))).encode()
     ).hexdigest()
@@ -215,7 +319,47 @@ def transaction_id(account_id: str, day: str, description: str, amount: str,
 
 
 def _fields(line: str) -> list[str]:
-    return next(csv.reader([line]), [])
+    """One CSV line's fields; ``ValueError`` for what ``csv`` refuses (a field over its
+    size limit)."""
+    try:
+        return next(csv.reader([line]), [])
+    except csv.Error as exc:
+        raise ValueError(f"not a CSV line ({exc})") from None
+
+
+def parse_amount(value: str, field_name: str = "Amount") -> Decimal:
+    """A Chase money field, strictly: ``-59.17``, ``1,234.56``, ``$1,234.56``, ``-$5.00``,
+    ``$-5.00``, ``(12.34)`` (negative), ``+3``, ``.50``. Anything else raises ``ValueError``
+    naming the field: exponents (``1e400`` would be an infinity), ``nan``/``inf``,
+    misplaced thousands separators (``1,2,3``), another currency's sign, non-ASCII digits,
+    more than ``MAX_AMOUNT_DIGITS`` integer digits. Never a guess: a row whose amount is
+    not one of these is rejected, not read as something else."""
+    text = value.strip()
+    negative = False
+    if len(text) > 2 and text[0] == "(" and text[-1] == ")":
+        text, negative = text[1:-1].strip(), True
+    match = _AMOUNT.fullmatch(text)
+    if match is None or not (match["whole"] or match["cents"]) or (
+        match["sign"] and match["sign_after"]) or (negative and (
+            match["sign"] or match["sign_after"])):
+        other = [c for c in text if unicodedata.category(c) == "Sc" and c != "$"]
+        if other:
+            raise ValueError(f"{field_name} {value!r} is in another currency ({other[0]!r}); "
+                             "Chase exports are in USD")
+        raise ValueError(f"{field_name} is not a number: {value!r}")
+    whole = match["whole"].replace(",", "")
+    if len(whole.lstrip("0")) > MAX_AMOUNT_DIGITS:
+        raise ValueError(f"{field_name} {value!r} is out of range (more than "
+                         f"{MAX_AMOUNT_DIGITS} digits)")
+    try:
+        number = Decimal(f"{whole or '0'}.{match['cents'] or '0'}")
+    except InvalidOperation:  # pragma: no cover - the pattern admits only digits
+        raise ValueError(f"{field_name} is not a number: {value!r}") from None
+    if negative or "-" in (match["sign"], match["sign_after"]):
+        number = -number
+    if not math.isfinite(float(number)):  # pragma: no cover - bounded by the digit limit
+        raise ValueError(f"{field_name} {value!r} is not a finite number")
+    return number
 
 
 def _detect_layout(header: Sequence[str]) -> Layout | None:
@@ -232,16 +376,14 @@ def _column_index(header: Sequence[str]) -> dict[str, int]:
     return {name.strip().lower(): i for i, name in enumerate(header)}
 
 
-def _row(layout: Layout, columns: Mapping[str, int], values: Sequence[str],
+def _row(layout: Layout, columns: Mapping[str, int], counts: range, values: Sequence[str],
          file_account: str | None) -> dict[str, Any]:
     def get(name: str) -> str:
         index = columns.get(name)
         return values[index].strip() if index is not None and index < len(values) else ""
 
-    needed = max(columns[c] for c in ("description", "amount", layout.date_column)) + 1
-    if len(values) < needed:
-        raise ValueError(f"{len(values)} fields, expected at least {needed}")
-    amount = decimal_value(get("amount"), "Amount")
+    _check_shape(layout, counts, values, get)
+    amount = parse_amount(get("amount"), "Amount")
     occurred, day = _when(get(layout.date_column))
     description = get("description")
     account = file_account or (get("card") if get("card").isdigit() else "")
@@ -258,6 +400,29 @@ def _row(layout: Layout, columns: Mapping[str, int], values: Sequence[str],
         "currency": "USD",
         "description": scrub_account_numbers(description),
     }
+
+
+def _check_shape(layout: Layout, counts: range, values: Sequence[str],
+                 get: Callable[[str], str]) -> None:
+    """A row has its layout's field count, its extra trailing fields are empty, and the
+    columns around the amount still hold what they should: otherwise a field was split
+    (an unquoted ``$1,234.56`` is two fields) or lost, and every column after it would be
+    read shifted."""
+    expected = (str(counts.start) if len(counts) == 1
+                else f"{counts.start} or {counts.stop - 1}")
+    hint = " (an unquoted amount such as $1,234.56 splits into two fields)"
+    if len(values) not in counts:
+        raise ValueError(f"{len(values)} fields where a {layout.name} row has {expected}"
+                         + (hint if len(values) > counts.stop - 1 else ""))
+    if any(v.strip() for v in values[counts.start:]):
+        raise ValueError(f"{len(values)} fields where a {layout.name} row has "
+                         f"{counts.start} (and an empty one after){hint}")
+    balance = get("balance")
+    if balance:
+        parse_amount(balance, "Balance")
+    chase_type = get("type")
+    if chase_type and chase_type[-1].isdigit():
+        raise ValueError(f"Type {chase_type!r} is a number: the columns are shifted{hint}")
 
 
 def _when(value: str) -> tuple[dt.datetime, dt.date]:
@@ -304,12 +469,89 @@ def file_preview(data: bytes) -> str:
 
 
 # -- the client ----------------------------------------------------------------------------
+def entry_kind(mode: int) -> str | None:
+    """What an ``lstat`` mode is, for a message; ``None`` for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if stat.S_ISFIFO(mode):
+        return "FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "special file"
+
+
+def list_inbox(inbox: Path) -> InboxListing:
+    """The regular ``.csv`` files of an inbox (any case), by name, and every entry that is
+    not a regular file (whatever its name), judged by ``lstat``: a symlink is a symlink,
+    never the file it points to. Nothing is opened."""
+    listing = InboxListing()
+    try:
+        names = sorted(os.listdir(inbox))
+    except (FileNotFoundError, NotADirectoryError):
+        return listing
+    for name in names:
+        try:
+            kind = entry_kind(os.lstat(inbox / name).st_mode)
+        except FileNotFoundError:  # gone between the listing and now
+            continue
+        if kind is not None:
+            listing.refused.append(RefusedEntry(name, kind))
+        elif name.lower().endswith(".csv"):
+            listing.files.append(inbox / name)
+    return listing
+
+
 def inbox_files(inbox: Path) -> list[Path]:
-    """The exports waiting in an inbox, by name (``.csv`` in any case): what the client
-    imports and what the inbox sensor turns into partitions."""
-    if not inbox.is_dir():
-        return []
-    return sorted(p for p in inbox.iterdir() if p.is_file() and p.suffix.lower() == ".csv")
+    """The exports waiting in an inbox, by name (regular ``.csv`` files in any case): what
+    the client imports and what the inbox sensor turns into partitions."""
+    return list_inbox(inbox).files
+
+
+def read_export(path: Path) -> bytes:
+    """An inbox file's bytes, only if it is a regular file of at most ``MAX_FILE_BYTES``.
+
+    Opened with ``O_NOFOLLOW`` (a symlink fails instead of being followed) and
+    ``O_NONBLOCK`` (a FIFO opens at once instead of waiting for a writer), then checked with
+    ``fstat`` on the open descriptor before a byte is read: an entry swapped for a symlink,
+    FIFO or device after ``list_inbox`` looked at it is refused all the same. Raises
+    ``UnreadableExport`` for those, ``OSError`` for the file system's own errors."""
+    flags = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+             | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if stat.S_ISLNK(_lstat_mode(path)):
+            raise UnreadableExport(path.name, RefusedEntry(path.name, "symlink").message,
+                                   kind="symlink") from None
+        raise exc
+    try:
+        kind = entry_kind(os.fstat(fd).st_mode)
+        if kind is not None:
+            raise UnreadableExport(path.name, RefusedEntry(path.name, kind).message, kind=kind)
+        chunks, size = [], 0
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_FILE_BYTES:
+                raise UnreadableExport(
+                    path.name, f"{path.name} is larger than {MAX_FILE_BYTES // 2**20} MiB: "
+                    "not a Chase export")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _lstat_mode(path: Path) -> int:
+    try:
+        return os.lstat(path).st_mode
+    except OSError:
+        return 0
 
 
 class ChaseFileClient:
@@ -336,21 +578,32 @@ class ChaseFileClient:
         return self.inbox.parent / QUARANTINE_DIR
 
     def files(self) -> list[Path]:
-        """The exports waiting in the inbox, by name (``.csv`` in any case)."""
+        """The exports waiting in the inbox, by name (regular ``.csv`` files)."""
         return inbox_files(self.inbox)
 
     def requested_files(self, names: Sequence[str]) -> tuple[list[Path], list[str]]:
-        """The inbox files a per-file run asks for, and the names no longer there (already
-        quarantined by an earlier run, or removed by hand: nothing left to import)."""
-        present, gone = [], []
+        """The inbox files a per-file run asks for, and notes for the names it cannot read:
+        no longer there (already quarantined by an earlier run, or removed by hand), or no
+        longer a regular file (never opened). A name is an entry of this inbox, never a
+        path elsewhere."""
+        present: list[Path] = []
+        notes: list[str] = []
         for name in dict.fromkeys(names):
             path = self.inbox / name
-            # a name is a file of this inbox, never a path elsewhere
-            if Path(name).name == name and path.is_file():
+            if os.path.basename(name) != name or name in ("", ".", ".."):
+                notes.append(f"chase_file: {name!r} is not a file name of the inbox; not read")
+                continue
+            try:
+                kind = entry_kind(os.lstat(path).st_mode)
+            except OSError:
+                notes.append(f"chase_file: {name!r} is no longer in the inbox; nothing to "
+                             "import")
+                continue
+            if kind is None:
                 present.append(path)
             else:
-                gone.append(name)
-        return present, gone
+                notes.append(RefusedEntry(name, kind).message)
+        return present, notes
 
     def fetch_transactions(self, request: FetchRequest) -> FetchResult:
         """Every row of the requested exports (``request.files``; every export in the inbox
@@ -361,29 +614,42 @@ class ChaseFileClient:
         rejected: list[RejectedRecord] = []
         notes: list[str] = []
         if request.files:
-            paths, gone = self.requested_files(request.files)
-            notes += [f"chase_file: {name} is no longer in the inbox; nothing to import"
-                      for name in gone]
+            paths, unreadable = self.requested_files(request.files)
+            notes += unreadable
         else:
-            paths = self.files()
+            listing = list_inbox(self.inbox)
+            paths = listing.files
+            notes += [entry.message for entry in listing.refused]
         for path in paths:
             try:
-                data = path.read_bytes()
-            except OSError as exc:
-                rejected.append(RejectedRecord(f"{path.name} could not be read: {exc.strerror}",
-                                               "", request.partition_key))
+                data = read_export(path)
+            except UnreadableExport as exc:
+                notes.append(exc.reason if exc.kind else f"chase_file: {exc.reason}")
+                if exc.kind is None:  # too large: a regular file, refused as a whole
+                    self.rejected_files.append(RejectedFile(path, exc.reason))
+                    rejected.append(RejectedRecord(exc.reason, "", None))
                 continue
+            except FileNotFoundError:
+                notes.append(f"chase_file: {path.name!r} is no longer in the inbox; nothing "
+                             "to import")
+                continue
+            except OSError as exc:
+                notes.append(f"chase_file: {path.name!r} could not be read: {exc.strerror}")
+                continue
+            # The file's own partition key (the one its sensor registers for these bytes),
+            # not the run's: a run over many files, or none, quarantines a bad line under
+            # the same key as the file's own run, so a re-import lands on the same
+            # ``ops.quarantine`` rows instead of adding new ones.
+            own_key = file_partition_key(path.name, data)
             parsed = parse_chase_csv(data, path.name, provider=self.provider_label)
             if parsed.file_error:
                 self.rejected_files.append(RejectedFile(path, parsed.file_error))
-                rejected.append(RejectedRecord(parsed.file_error, file_preview(data),
-                                               request.partition_key))
-                notes.append(f"chase_file: rejected {path.name}")
+                rejected.append(RejectedRecord(parsed.file_error, file_preview(data), own_key))
+                notes.append(f"chase_file: rejected {path.name!r}")
                 continue
             rows += parsed.rows
-            rejected += [RejectedRecord(r.reason, r.record, request.partition_key)
-                         for r in parsed.rejected]
-            notes.append(f"chase_file: {path.name} ({parsed.layout}): {len(parsed.rows)} rows"
+            rejected += [RejectedRecord(r.reason, r.record, own_key) for r in parsed.rejected]
+            notes.append(f"chase_file: {path.name!r} ({parsed.layout}): {len(parsed.rows)} rows"
                          + (f", {len(parsed.rejected)} lines rejected" if parsed.rejected
                             else ""))
         return FetchResult(_dedupe(transactions_frame(rows)), rejected, notes)
@@ -405,13 +671,13 @@ class ChaseFileClient:
                 f"could not move {source.name} to {self.quarantine_dir}: {exc.strerror}",
                 retryable=True,
             ) from None
-        target.with_name(target.name + ".reason.txt").write_text(reason + "\n")
+        _write_new_text(target.with_name(target.name + ".reason.txt"), reason + "\n")
         return target
 
     def quarantine_rejected(self) -> list[Path]:
         """Quarantine every file the last fetch refused; returns where they went."""
         moved = [self.quarantine_file(f.path, f.reason) for f in self.rejected_files
-                 if f.path.exists()]
+                 if f.path.is_file() and not f.path.is_symlink()]
         self.rejected_files = []
         return moved
 
@@ -423,6 +689,15 @@ class ChaseFileClient:
 
     def close(self) -> None:
         """Nothing to release (for symmetry with the HTTP clients)."""
+
+
+def _write_new_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` without following a symlink planted there (a
+    ``.reason.txt`` must never overwrite the file a link points to)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as handle:
+        handle.write(text)
 
 
 def _dedupe(frame: pd.DataFrame) -> pd.DataFrame:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 import pyarrow as pa_arrow
+from pandas.api.types import is_float_dtype
 from pandera.engines import pandas_engine
 
 from dashtam_pipeline.schemas.distinct import broadcast, evaluate_per_distinct, factorize_exact
@@ -66,12 +67,32 @@ class CalendarDate(pandas_engine.Date):
 
 
 class ContractModel(pa.DataFrameModel):
-    """Base config: coerce to the contract's types, drop columns the contract doesn't name."""
+    """Base config: coerce to the contract's types, drop columns the contract doesn't name;
+    and no DOUBLE column of any dataset holds an infinity (``finite``).
+
+    Why a check of its own: ``1e400`` in a JSON body or a CSV parses to ``inf``, which
+    passes ``gt=0`` and would land as a price. NaN is pandas' null in a float column, so it
+    stays the column's own nullability rule (refused where the column is not nullable);
+    an infinity is never a value, nullable column or not.
+    """
 
     class Config:
         coerce = True
         strict = "filter"
         ordered = False
+
+    # named like its check: pandera reports an inherited check by its function's name
+    @pa.check(".*", regex=True, name="finite")
+    def finite(cls, s: pd.Series) -> pd.Series:
+        return finite_or_null(s)
+
+
+def finite_or_null(series: pd.Series) -> pd.Series:
+    """Element check: a float value is finite or null (NaN); other columns always pass
+    (their types cannot hold an infinity)."""
+    if not is_float_dtype(series.dtype):
+        return pd.Series(True, index=series.index, dtype=bool)
+    return ~series.isin([np.inf, -np.inf])
 
 
 def _field_kind(dtype: object) -> str:

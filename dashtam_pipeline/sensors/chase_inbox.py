@@ -8,9 +8,17 @@ export its own run, its own row in the UI and its own retry.
 
 What a tick does (``scan_inbox``):
 
+* only regular files are looked at (``clients.chase_file.list_inbox``): a symlink, FIFO,
+  device, socket or folder is never opened; it is named in the log (once, when it first
+  appears) and in the skip reason, and left where it is;
 * a file modified in the last ``SETTLE_SECONDS``, or whose size changed since the last
   tick, is still being written: it waits for the next tick;
-* a settled file gets the key ``<name>@<sha256 prefix>`` (``assets.partitions``); a new
+* a file whose last line is cut off (no line ending, not its layout's shape: a copy
+  caught half-way, mtime preserved) waits too, up to ``PARTIAL_GRACE_SECONDS`` after its
+  last change; after that it is imported and the cut line is quarantined with its reason,
+  so a stalled copy is reported instead of waiting forever;
+* a settled file gets the key ``<name>@<sha256 prefix>`` (``assets.partitions``; a name
+  with ``...``, control characters or ``%`` is percent-encoded in the key); a new
   key is added to the ``chase_file_inbox`` partitions with one run requested for it, whose
   run key is the partition key, so Dagster never launches a file's import twice;
 * a file whose bytes are already a partition (the same export dropped again under another
@@ -52,7 +60,13 @@ from dashtam_pipeline.assets.partitions import (
     file_partition_key,
     inbox_partitions,
 )
-from dashtam_pipeline.clients.chase_file import inbox_files
+from dashtam_pipeline.clients.chase_file import (
+    RefusedEntry,
+    UnreadableExport,
+    list_inbox,
+    parse_chase_csv,
+    read_export,
+)
 from dashtam_pipeline.registry import Partitioning, ProviderSlug
 from dashtam_pipeline.settings import load_settings
 
@@ -60,6 +74,11 @@ SENSOR_NAME = "chase_inbox_sensor"
 MINIMUM_INTERVAL_SECONDS = 30
 #: A file modified more recently than this is assumed to be still being written.
 SETTLE_SECONDS = 5.0
+#: How long a file whose last line is cut off may still be waited on after its last change
+#: (a slow or stalled copy); after that it is imported and the cut line quarantined.
+PARTIAL_GRACE_SECONDS = 120.0
+#: ``Sighting.size`` of an entry that is not a regular file (a real size is never negative).
+REFUSED_SIZE = -1
 PARTITIONS = inbox_partitions(ProviderSlug.CHASE_FILE.value)
 
 
@@ -76,7 +95,9 @@ def chase_asset_key() -> AssetKey:
 
 @dataclass(frozen=True)
 class Sighting:
-    """A file as one tick saw it; ``key`` is empty while it is still being written."""
+    """A file as one tick saw it; ``key`` is empty while it is still being written. An
+    entry that is not a regular file has size ``REFUSED_SIZE`` and its kind as ``key``, so
+    the next tick knows it was reported already."""
 
     size: int
     mtime_ns: int
@@ -91,8 +112,14 @@ class InboxScan:
     #: file name → key of the registered partition holding the same bytes
     duplicates: dict[str, str] = field(default_factory=dict)
     waiting: list[str] = field(default_factory=list)
-    #: names Dagster cannot use in a partition key (``...``, control characters)
+    #: files waiting because their last line is cut off (a subset of ``waiting``)
+    cut_off: list[str] = field(default_factory=list)
+    #: names whose key Dagster would refuse (cannot happen: keys are encoded; kept loud)
     unusable: list[str] = field(default_factory=list)
+    #: entries that are not regular files: never opened
+    refused: list[RefusedEntry] = field(default_factory=list)
+    #: the refused entries this tick sees for the first time (logged once)
+    newly_refused: list[RefusedEntry] = field(default_factory=list)
     sightings: dict[str, Sighting] = field(default_factory=dict)
 
 
@@ -103,26 +130,34 @@ def scan_inbox(
     *,
     now: float,
     settle_seconds: float,
+    partial_grace_seconds: float = 0.0,
 ) -> InboxScan:
-    """Compare the inbox with the ``registered`` partition keys (see the module doc)."""
+    """Compare the inbox with the ``registered`` partition keys (see the module doc).
+    ``partial_grace_seconds`` (0: never) is how long a file with a cut-off last line
+    waits after its last change."""
     known = set(registered)
     key_by_digest = {digest_of(key): key for key in registered}
     scan = InboxScan()
-    for path in inbox_files(inbox):
+    listing = list_inbox(inbox)
+    for entry in listing.refused:
+        scan.refused.append(entry)
+        seen = previous.get(entry.name)
+        if seen is None or seen.size != REFUSED_SIZE or seen.key != entry.kind:
+            scan.newly_refused.append(entry)
+        scan.sightings[entry.name] = Sighting(REFUSED_SIZE, 0, entry.kind)
+    for path in listing.files:
         name = path.name
         try:
-            stat = path.stat()
+            stat = path.lstat()
         except FileNotFoundError:  # moved away between the listing and now
             continue
         seen = previous.get(name)
         sighting = Sighting(stat.st_size, stat.st_mtime_ns)
-        recent = settle_seconds > 0 and stat.st_mtime_ns / 1e9 > now - settle_seconds
+        age = now - stat.st_mtime_ns / 1e9
+        recent = settle_seconds > 0 and age < settle_seconds
         if recent or (seen is not None and seen.size != sighting.size):
             scan.waiting.append(name)
             scan.sightings[name] = sighting
-            continue
-        if not can_be_partition_key(name):
-            scan.unusable.append(name)
             continue
         unchanged = seen is not None and (seen.size, seen.mtime_ns) == (
             sighting.size, sighting.mtime_ns)
@@ -130,9 +165,29 @@ def scan_inbox(
             key = seen.key  # settled and already handled: no need to hash it again
         else:
             try:
-                key = file_partition_key(name, path.read_bytes())
+                data = read_export(path)
             except FileNotFoundError:
                 continue
+            except UnreadableExport as exc:
+                if exc.kind is not None:  # swapped for a link/FIFO since the listing
+                    entry = RefusedEntry(name, exc.kind)
+                    scan.refused.append(entry)
+                    scan.newly_refused.append(entry)
+                    scan.sightings[name] = Sighting(REFUSED_SIZE, 0, exc.kind)
+                    continue
+                # too large to read: its import refuses and quarantines it; the key's
+                # digest is of its size and mtime (its bytes are never read whole)
+                data = f"too large: {stat.st_size} bytes, mtime {stat.st_mtime_ns}".encode()
+            else:
+                if age < partial_grace_seconds and _cut_off(data, name):
+                    scan.waiting.append(name)
+                    scan.cut_off.append(name)
+                    scan.sightings[name] = sighting
+                    continue
+            key = file_partition_key(name, data)
+        if not can_be_partition_key(key):
+            scan.unusable.append(name)
+            continue
         scan.sightings[name] = Sighting(sighting.size, sighting.mtime_ns, key)
         if key in known:
             continue
@@ -144,6 +199,11 @@ def scan_inbox(
         known.add(key)
         key_by_digest[digest_of(key)] = key
     return scan
+
+
+def _cut_off(data: bytes, name: str) -> bool:
+    """Whether the file's last line is cut off mid-write (see ``ParsedFile.cut_line``)."""
+    return parse_chase_csv(data, name).cut_line is not None
 
 
 def read_cursor(cursor: str | None) -> dict[str, Sighting]:
@@ -179,12 +239,31 @@ def register_configured_inbox(instance: DagsterInstance) -> list[str]:
 
 
 def _tick_log(context: SensorEvaluationContext, scan: InboxScan) -> None:
+    for entry in scan.newly_refused:
+        context.log.warning(entry.message)
     for name, key in scan.duplicates.items():
-        context.log.info(f"{name}: same bytes as partition {key}, already imported; skipped")
+        context.log.info(f"{name!r}: same bytes as partition {key!r}, already imported; "
+                         "skipped")
     for name in scan.waiting:
-        context.log.info(f"{name}: still being written; next tick")
+        what = ("its last line is cut off; waiting for the rest" if name in scan.cut_off
+                else "still being written")
+        context.log.info(f"{name!r}: {what}; next tick")
     for name in scan.unusable:
-        context.log.warning(f"{name}: rename it (no '...' or control characters) to import it")
+        context.log.warning(f"{name!r}: Dagster refuses its partition key; rename it to "
+                            "import it")
+
+
+def _skip_reason(scan: InboxScan) -> str:
+    """Why a tick requested nothing, naming what was not imported and why."""
+    text = (f"no new file ({len(scan.waiting)} still being written, "
+            f"{len(scan.duplicates)} already imported under another name)")
+    if scan.refused:
+        names = ", ".join(repr(e.name) for e in scan.refused[:5])
+        more = f" and {len(scan.refused) - 5} more" if len(scan.refused) > 5 else ""
+        text += (f"; not regular files, never read, left in place: {names}{more}")
+    if scan.unusable:
+        text += f"; cannot be partition keys: {', '.join(map(repr, scan.unusable))}"
+    return text
 
 
 def build_chase_inbox_sensor(clock: Callable[[], float] = time.time) -> SensorDefinition:
@@ -207,6 +286,7 @@ def build_chase_inbox_sensor(clock: Callable[[], float] = time.time) -> SensorDe
             read_cursor(context.cursor),
             now=clock(),
             settle_seconds=SETTLE_SECONDS,
+            partial_grace_seconds=PARTIAL_GRACE_SECONDS,
         )
         _tick_log(context, scan)
         return SensorResult(
@@ -219,10 +299,7 @@ def build_chase_inbox_sensor(clock: Callable[[], float] = time.time) -> SensorDe
                 [PARTITIONS.build_add_request(scan.new_keys)] if scan.new_keys else []
             ),
             cursor=write_cursor(scan.sightings),
-            skip_reason=None if scan.new_keys else SkipReason(
-                f"no new file ({len(scan.waiting)} still being written, "
-                f"{len(scan.duplicates)} already imported under another name)"
-            ),
+            skip_reason=None if scan.new_keys else SkipReason(_skip_reason(scan)),
         )
 
     return chase_inbox_sensor
