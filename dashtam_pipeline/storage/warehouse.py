@@ -27,6 +27,7 @@ import pandas as pd
 import pyarrow as pa_arrow
 
 from dashtam_pipeline.errors import PipelineError
+from dashtam_pipeline.private_files import make_private, make_private_dirs
 from dashtam_pipeline.registry import Domain
 from dashtam_pipeline.schemas.base import duckdb_columns
 from dashtam_pipeline.storage.lake import TABLE_LAYOUTS, Lake, TableLayout
@@ -169,6 +170,7 @@ class Warehouse:
         busy (logged as a warning; the data is in the lake, the views follow next time).
         Never raises for a busy file: an analyst's open session must not fail a run.
         """
+        make_private_dirs(self.path.parent)  # the data dir, when this is the first to make it
         for layout in TABLE_LAYOUTS.values():
             self.lake.ensure_table(layout)
         return self._apply(view_definitions(self.lake))
@@ -268,6 +270,7 @@ class Warehouse:
         file (DuckDB allows one writer process, or many readers)."""
         deadline = time.monotonic() + patience
         while True:
+            fresh = not read_only and not self.path.exists()
             try:
                 con = duckdb.connect(str(self.path), read_only=read_only, config=config or {})
             except duckdb.Error as exc:
@@ -277,10 +280,16 @@ class Warehouse:
                     raise _Busy(str(exc).splitlines()[0]) from exc
                 time.sleep(_RETRY_PAUSE)
                 continue
+            if fresh:
+                # DuckDB creates the file with the umask's mode (and cannot start from an
+                # empty file made 0600 beforehand): make it private as soon as it exists
+                make_private(self.path)
             try:
                 return work(con)
             finally:
                 con.close()
+                if not read_only:
+                    make_private(self.path.with_name(f"{self.path.name}.wal"))
 
     def _read(self, work: Callable[[duckdb.DuckDBPyConnection], _T]) -> _T:
         """Run ``work`` on a read-only connection closed in to the warehouse and the lake
