@@ -54,9 +54,10 @@ READ_ONLY = (
 )
 #: Kinds refused with a sentence of their own (they are not writes to the warehouse).
 _REFUSALS = {
-    "LOAD": "dashtam query does not install or load DuckDB extensions",
-    "ATTACH": "dashtam query reads only the warehouse, so ATTACH of another database is refused",
-    "DETACH": "dashtam query reads only the warehouse, so DETACH is refused",
+    "LOAD": "DuckDB extensions are never installed or loaded for a query; the ones built "
+    "in are all there is",
+    "ATTACH": "only the warehouse can be queried, so ATTACH of another database is refused",
+    "DETACH": "only the warehouse can be queried, so DETACH is refused",
     "EXPORT": "the warehouse is read-only through dashtam query: EXPORT statements are "
     "refused, it writes no files",
     "COPY": "the warehouse is read-only through dashtam query: COPY statements are refused, "
@@ -67,6 +68,8 @@ _REFUSALS = {
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 _CANNOT_ACCESS = re.compile(r'Cannot access (?:file|directory) "([^"]*)"')
+#: A quoted path in FROM that DuckDB did not turn into a file scan (no known extension).
+_NO_SUCH_PATH = re.compile(r"Table with name ([^ ]*[/~][^ ]*) does not exist")
 _LOCKED_OPTION = re.compile(r'Cannot change configuration option "([^"]*)"')
 
 
@@ -171,20 +174,28 @@ def describe_error(exc: duckdb.Error) -> str:
         if "extension" in text.lower():
             return _REFUSALS["LOAD"]
         where = _CANNOT_ACCESS.search(text)
-        target = f'"{where[1]}"' if where else "that file or address"
-        return (
-            f"dashtam query reads only the warehouse and its lake, so {target} is out of "
-            "reach (no other files, no network)"
-        )
+        return _out_of_reach(where[1] if where else None)
+    if isinstance(exc, duckdb.CatalogException):
+        path = _NO_SUCH_PATH.search(text)
+        if path:
+            return _out_of_reach(path[1])
     locked = _LOCKED_OPTION.search(text)
     if locked:
         return (
-            f'dashtam query runs with fixed settings, so "{locked[1]}" cannot be changed '
-            "(SET, RESET and setting PRAGMAs are refused)"
+            f'settings are fixed for a query, so "{locked[1]}" cannot be changed (SET, RESET '
+            "and the PRAGMAs that change a setting are refused)"
         )
     if "read-only mode" in text:
         return f"the warehouse is read-only through dashtam query: {text}"
     return text
+
+
+def _out_of_reach(target: str | None) -> str:
+    what = f'"{target}"' if target else "that file or address"
+    return (
+        f"only the warehouse and its lake can be read, so {what} is out of reach (no other "
+        "files, no network)"
+    )
 
 
 def csv_cell(value: Any) -> Any:
