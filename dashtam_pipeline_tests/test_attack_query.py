@@ -320,6 +320,8 @@ def test_ctes_windows_joins_and_catalog_queries_work(
     assert [r["recent"] for r in rows] == [1, 2, 3]
     for sql in (
         "DESCRIBE market.quotes",
+        "EXPLAIN select * from macro.fred_latest",
+        "CALL pragma_version()",
         "PRAGMA table_info('brokerage.transactions')",
         "SHOW ALL TABLES",
         "SUMMARIZE brokerage.transactions",
