@@ -92,7 +92,7 @@ def refusal(sql: str) -> str | None:
         try:
             kind = statement.type.name
         except ValueError:  # a kind this DuckDB knows but its Python enum does not (2.0.1)
-            return READ_ONLY.format(kind="this kind of")
+            return READ_ONLY.format(kind="UPDATE EXTENSIONS and other unlisted")
         if kind in _REFUSALS:
             return _REFUSALS[kind]
         if kind not in RUNNABLE_KINDS:
