@@ -8,7 +8,6 @@ a bare traceback.
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import json
 import os
@@ -167,7 +166,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # --- query ------------------------------------------------------------------------------
 def cmd_query(args: argparse.Namespace) -> int:
+    """Run the analyst's SQL on the isolated warehouse connection (it reads the warehouse
+    and its lake, nothing else: see ``storage.query``). CSV output neutralises cells that a
+    spreadsheet would run as formulas; the table shows control characters as escapes."""
     from dashtam_pipeline.settings import load_settings
+    from dashtam_pipeline.storage.query import printable, write_csv
     from dashtam_pipeline.storage.warehouse import Warehouse
 
     settings = load_settings()
@@ -176,12 +179,10 @@ def cmd_query(args: argparse.Namespace) -> int:
         print(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str))
     elif args.format == "csv":
         buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(columns)
-        writer.writerows(rows)
+        write_csv(columns, rows, buffer)
         print(buffer.getvalue(), end="")
     else:
-        _print_table(columns, rows)
+        _print_table([printable(c) for c in columns], [[printable(v) for v in r] for r in rows])
         print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
     return EXIT_OK
 

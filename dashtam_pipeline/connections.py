@@ -47,6 +47,7 @@ from dashtam_pipeline.domain.provider_connection import (
     provider_id_for,
 )
 from dashtam_pipeline.errors import ErrorKind, PipelineError, ProviderError
+from dashtam_pipeline.private_files import PRIVATE_FILE_MODE, make_private_dirs
 from dashtam_pipeline.registry import (
     PROVIDER_REGISTRY,
     ProviderAuthType,
@@ -77,8 +78,8 @@ def load_cipher(settings: Settings) -> MultiFernet:
     else:
         path = settings.data_dir / ".secret_key"
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            make_private_dirs(path.parent)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(Fernet.generate_key())
         raw = [path.read_text().strip()]

@@ -17,6 +17,7 @@ import httpx
 from dashtam_pipeline.clients.base import sandboxed
 from dashtam_pipeline.connections import connect_oauth_provider, token_source_for
 from dashtam_pipeline.errors import ProviderError
+from dashtam_pipeline.private_files import make_private_dirs
 from dashtam_pipeline.registry import ProviderSlug
 from dashtam_pipeline.settings import Settings, load_settings
 from dashtam_pipeline.storage.warehouse import Warehouse
@@ -92,7 +93,7 @@ def market_day_note(now: dt.datetime | None = None) -> str:
 
 def prepare_demo() -> None:
     settings = load_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(settings.data_dir)
     copied = drop_sample_chase_files(settings)
     if copied:
         print(f"demo: dropped {len(copied)} sample Chase export(s) into {settings.chase_inbox}")

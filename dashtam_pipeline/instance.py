@@ -13,6 +13,7 @@ from pathlib import Path
 
 from dagster import DagsterInstance
 
+from dashtam_pipeline.private_files import make_private_dirs
 from dashtam_pipeline.registry import PROVIDER_REGISTRY
 from dashtam_pipeline.settings import Settings
 
@@ -40,7 +41,7 @@ concurrency:
 def ensure_dagster_home(settings: Settings) -> Path:
     """Create ``DAGSTER_HOME`` (with a default ``dagster.yaml``) and export it."""
     home = Path(os.environ.get("DAGSTER_HOME") or settings.dagster_home_dir).resolve()
-    home.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(home)  # the run history; and, when made here, the data dir too
     config = home / "dagster.yaml"
     if not config.exists():
         config.write_text(DEFAULT_DAGSTER_YAML)

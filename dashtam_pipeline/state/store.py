@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from urllib.parse import urlparse
 
 from dashtam_pipeline.errors import PipelineError
+from dashtam_pipeline.private_files import create_private_file, make_private_dirs
 from dashtam_pipeline.settings import Settings
 
 Row = tuple[Any, ...]
@@ -54,7 +55,7 @@ class StateStore:
         if parsed.scheme == "sqlite":
             self.dialect = "sqlite"
             self.path = Path(url.removeprefix("sqlite:///")).expanduser()
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(self.path.parent)
         elif parsed.scheme in ("postgresql", "postgres"):
             self.dialect = "postgresql"
             self.path = None
@@ -73,6 +74,10 @@ class StateStore:
     # -- connections -------------------------------------------------------------------
     def _connect(self) -> Any:
         if self.dialect == "sqlite":
+            # created 0600 before SQLite opens it: the file holds the encrypted credentials,
+            # the DLQ and the call audit, and SQLite gives its -wal and -shm files the
+            # database file's mode, so they are private too
+            create_private_file(self.path)
             con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             con.execute("PRAGMA journal_mode=WAL")
             con.execute("PRAGMA busy_timeout=30000")

@@ -27,10 +27,18 @@ import pandas as pd
 import pyarrow as pa_arrow
 
 from dashtam_pipeline.errors import PipelineError
+from dashtam_pipeline.private_files import make_private, make_private_dirs
 from dashtam_pipeline.registry import Domain
 from dashtam_pipeline.schemas.base import duckdb_columns
 from dashtam_pipeline.storage.lake import TABLE_LAYOUTS, Lake, TableLayout
 from dashtam_pipeline.storage.locks import LockTimeout, exclusive_lock
+from dashtam_pipeline.storage.query import (
+    CONNECT_CONFIG,
+    QueryIsolationError,
+    describe_error,
+    isolate,
+    refusal,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +51,6 @@ READ_RETRY_SECONDS = 10.0
 #: How long ``ensure_views`` waits for readers before leaving the views for next time.
 WRITE_RETRY_SECONDS = 5.0
 _RETRY_PAUSE = 0.1
-#: Statement types a read-only query may run; anything else is a write attempt.
-_READ_STATEMENTS = frozenset({"SELECT", "EXPLAIN", "PRAGMA", "CALL", "SET", "VARIABLE_SET"})
 _T = TypeVar("_T")
 
 
@@ -164,6 +170,7 @@ class Warehouse:
         busy (logged as a warning; the data is in the lake, the views follow next time).
         Never raises for a busy file: an analyst's open session must not fail a run.
         """
+        make_private_dirs(self.path.parent)  # the data dir, when this is the first to make it
         for layout in TABLE_LAYOUTS.values():
             self.lake.ensure_table(layout)
         return self._apply(view_definitions(self.lake))
@@ -257,13 +264,15 @@ class Warehouse:
         *,
         read_only: bool,
         patience: float,
+        config: dict[str, str | bool | int | float | list[str]] | None = None,
     ) -> _T:
         """Run ``work`` on a fresh connection, retrying while another process holds the
         file (DuckDB allows one writer process, or many readers)."""
         deadline = time.monotonic() + patience
         while True:
+            fresh = not read_only and not self.path.exists()
             try:
-                con = duckdb.connect(str(self.path), read_only=read_only)
+                con = duckdb.connect(str(self.path), read_only=read_only, config=config or {})
             except duckdb.Error as exc:
                 if not _is_lock_conflict(exc):
                     raise WarehouseError(f"cannot open the warehouse {self.path}: {exc}") from exc
@@ -271,19 +280,41 @@ class Warehouse:
                     raise _Busy(str(exc).splitlines()[0]) from exc
                 time.sleep(_RETRY_PAUSE)
                 continue
+            if fresh:
+                # DuckDB creates the file with the umask's mode (and cannot start from an
+                # empty file made 0600 beforehand): make it private as soon as it exists
+                make_private(self.path)
             try:
                 return work(con)
             finally:
                 con.close()
+                if not read_only:
+                    make_private(self.path.with_name(f"{self.path.name}.wal"))
 
     def _read(self, work: Callable[[duckdb.DuckDBPyConnection], _T]) -> _T:
+        """Run ``work`` on a read-only connection closed in to the warehouse and the lake
+        (see ``storage.query``): every query goes through here, the analyst's and the
+        pipeline's own, so there is one way of reading and it is the isolated one."""
         if not self.path.exists():
             raise WarehouseError(
                 f"there is no warehouse at {self.path} yet: run `make demo` or "
                 "`dashtam materialize` first"
             )
+
+        def isolated(con: duckdb.DuckDBPyConnection) -> _T:
+            try:
+                isolate(con, [self.lake.root])
+            except (duckdb.Error, QueryIsolationError) as exc:
+                raise WarehouseError(
+                    f"the warehouse query was not run: the connection could not be "
+                    f"restricted to the warehouse and its lake ({str(exc).splitlines()[0]})"
+                ) from exc
+            return work(con)
+
         try:
-            return self._with_retry(work, read_only=True, patience=READ_RETRY_SECONDS)
+            return self._with_retry(
+                isolated, read_only=True, patience=READ_RETRY_SECONDS, config=CONNECT_CONFIG
+            )
         except _Busy as exc:
             raise WarehouseError(
                 f"the warehouse {self.path} stayed locked by a writer for "
@@ -297,15 +328,15 @@ class Warehouse:
         """Run read-only SQL; returns the column names and the rows.
 
         Works while pipeline runs write the lake. A write statement raises
-        ``WarehouseError`` ("the warehouse is read-only through dashtam query: ...");
-        bad SQL raises ``WarehouseError`` with DuckDB's message.
+        ``WarehouseError`` ("the warehouse is read-only through dashtam query: ..."), and
+        so does anything reaching past the warehouse and its lake (other files, the
+        network, extensions, settings; see ``storage.query``); bad SQL raises
+        ``WarehouseError`` with DuckDB's message.
         """
         _refuse_writes(sql)
 
         def run(con: duckdb.DuckDBPyConnection) -> tuple[list[str], list[tuple[Any, ...]]]:
-            cursor = _execute(con, sql, params)
-            columns = [d[0] for d in cursor.description or []]
-            return columns, cursor.fetchall() if cursor.description else []
+            return _execute(con, sql, params, _columns_and_rows)
 
         return self._read(run)
 
@@ -314,7 +345,7 @@ class Warehouse:
     ) -> pd.DataFrame:
         """``query`` as a DataFrame (same read-only rules)."""
         _refuse_writes(sql)
-        return self._read(lambda con: _execute(con, sql, params).df())
+        return self._read(lambda con: _execute(con, sql, params, lambda cur: cur.df()))
 
     def row_counts(self) -> dict[str, int]:
         """Rows per warehouse relation: every contract table, ``macro.fred_latest`` and
@@ -348,33 +379,37 @@ class _Busy(Exception):
 
 
 def _refuse_writes(sql: str) -> None:
+    """Refuse, with a sentence, a statement kind a query may not run (a write, ATTACH,
+    COPY, LOAD...). The isolated connection would refuse most of them too; this says why
+    in words a user can act on, and it is what keeps ``COPY ... TO`` out of the lake."""
     try:
-        statements = duckdb.extract_statements(sql)
+        reason = refusal(sql)
     except duckdb.Error as exc:
         raise WarehouseError(str(exc)) from exc
-    if not statements:
-        raise WarehouseError("no SQL statement to run")
-    for statement in statements:
-        kind = statement.type.name
-        if kind not in _READ_STATEMENTS:
-            raise WarehouseError(
-                f"the warehouse is read-only through dashtam query: {kind} statements are "
-                "refused; the pipeline writes the data (dashtam materialize)"
-            )
+    if reason is not None:
+        raise WarehouseError(reason)
+
+
+def _columns_and_rows(
+    cursor: duckdb.DuckDBPyConnection,
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """A result as names and rows; a statement without a result (``SET VARIABLE``) has
+    neither, rather than failing on ``fetchall``."""
+    columns = [d[0] for d in cursor.description or []]
+    return columns, cursor.fetchall() if cursor.description else []
 
 
 def _execute(
     con: duckdb.DuckDBPyConnection,
     sql: str,
     params: Sequence[Any] | dict[str, Any] | None,
-) -> duckdb.DuckDBPyConnection:
+    fetch: Callable[[duckdb.DuckDBPyConnection], _T],
+) -> _T:
+    """Run ``sql`` on an isolated connection (``_read``; its time zone is already UTC) and
+    ``fetch`` the result, DuckDB's refusals turned into sentences by ``describe_error``:
+    fetching is inside too, since DuckDB may only open a file when the rows are pulled."""
     try:
-        con.execute("SET TimeZone = 'UTC'")
-        return con.execute(sql, params) if params is not None else con.execute(sql)
+        cursor = con.execute(sql, params) if params is not None else con.execute(sql)
+        return fetch(cursor)
     except duckdb.Error as exc:
-        text = str(exc)
-        if "read-only mode" in text:
-            raise WarehouseError(
-                f"the warehouse is read-only through dashtam query: {text}"
-            ) from exc
-        raise WarehouseError(text) from exc
+        raise WarehouseError(describe_error(exc)) from exc
