@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 DASHTAM_DATA_DIR ?= $(CURDIR)/data
 export DASHTAM_DATA_DIR
 
-.PHONY: demo test ui lint clean-data
+.PHONY: demo test test-dates test-at ui lint clean-data
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,31 @@ $(INSTALLED): pyproject.toml | $(BIN)/python
 demo: $(INSTALLED)
 	$(BIN)/dashtam demo
 
+# The whole suite on two workers, then the date-sensitive tier (tests marked `dates`) at
+# each of the instants in dashtam_pipeline_tests/at_date.py: a weekend, a market holiday,
+# the day after one, a year end that is already the next day in UTC, New York's spring
+# daylight-saving jump, and a date years ahead. A test that only passes this week fails here.
 test: $(INSTALLED)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
+	@$(MAKE) --no-print-directory test-dates
+
+DATES ?= weekend holiday after_holiday year_end dst_spring years_ahead
+# The frozen-date tier needs libfaketime (Debian: apt-get install faketime); without it
+# the tier is skipped with a notice, except in CI (CI=true), where that is a failure.
+test-dates: $(INSTALLED)
+	@if ! $(BIN)/python -c 'import sys; from dashtam_pipeline_tests.at_date import libfaketime; sys.exit(libfaketime() is None)'; then \
+	  if [ "$$CI" = "true" ]; then echo "test-dates: libfaketime is missing (apt-get install faketime)" >&2; exit 1; fi; \
+	  echo "test-dates: skipped, libfaketime is not installed (apt-get install faketime)"; exit 0; \
+	fi; \
+	for when in $(DATES); do \
+	  $(BIN)/python -m dashtam_pipeline_tests.at_date $$when -- \
+	    $(BIN)/python -m pytest -q -n 2 -m dates -p no:cacheprovider || exit 1; \
+	done
+
+# The whole suite at one instant, e.g. `make test-at AT=2030-02-28T23:30:00Z` (or a name
+# from at_date.FROZEN_DATES such as AT=holiday).
+test-at: $(INSTALLED)
+	$(BIN)/python -m dashtam_pipeline_tests.at_date "$(AT)" -- $(BIN)/python -m pytest -q -n 2 -p no:cacheprovider
 
 ui: $(INSTALLED)
 	DAGSTER_HOME="$$($(BIN)/python -m dashtam_pipeline.instance)" \

@@ -25,11 +25,19 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     yield root
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """Under pytest-xdist the payloads are read in the workers: gather what each read."""
+    USED.update(getattr(node, "workeroutput", {}).get("payloads_used", ()))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """When the whole suite ran, fail if a payload file was never read by a test."""
-    if exitstatus != 0 or session.config.option.keyword or session.config.option.markexpr:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: hand its reads to the controller
+        workeroutput["payloads_used"] = sorted(USED)
         return
-    if getattr(session.config, "workerinput", None) is not None:
+    if exitstatus != 0 or session.config.option.keyword or session.config.option.markexpr:
         return
     args = [Path(a).resolve() for a in session.config.args]
     suite = Path(__file__).parent.resolve()
