@@ -30,6 +30,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, NoReturn
 
 import httpx
@@ -77,10 +78,7 @@ def load_cipher(settings: Settings) -> MultiFernet:
     else:
         path = settings.data_dir / ".secret_key"
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(Fernet.generate_key())
+            _write_new_key(path)
         raw = [path.read_text().strip()]
     try:
         return MultiFernet([Fernet(k.encode()) for k in raw if k])
@@ -90,6 +88,26 @@ def load_cipher(settings: Settings) -> MultiFernet:
             "generate one with: python -c 'from cryptography.fernet import Fernet; "
             "print(Fernet.generate_key().decode())'"
         ) from None
+
+
+def _write_new_key(path: Path) -> None:
+    """Generate the key file, atomically: the key is written (mode 0600) to a private
+    temporary file that is then hard-linked into place. Two first runs started together
+    on an empty data dir must end up with one key, and neither may read a half-written
+    file; the loser of the ``link`` race simply uses the winner's key."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(Fernet.generate_key())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(partial, path)
+    except FileExistsError:
+        pass
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def seal(
