@@ -297,10 +297,18 @@ def cmd_connect(args: argparse.Namespace) -> int:
         print(f"Connected {args.provider} ({connection.status.value}): its keys will be used "
               "again by the next run.")
         return EXIT_OK
-    connection = connections.connect_oauth_provider(
-        args.provider, settings, code=args.code, redirect_url=args.redirect_url,
-        alias=args.alias,
-    )
+    try:
+        connection = connections.connect_oauth_provider(
+            args.provider, settings, code=args.code, redirect_url=args.redirect_url,
+            alias=args.alias,
+        )
+    except EOFError:
+        # without --code/--redirect-url the flow reads the redirected URL from stdin; a
+        # closed stdin (cron, CI, `< /dev/null`) ends that read before anything was typed
+        print()  # end the prompt's line
+        raise PipelineError(
+            "no terminal to paste the redirect URL into: pass --code or --redirect-url"
+        ) from None
     creds = connection.credentials
     print(
         f"Connected {args.provider} ({connection.status.value}): access token valid until "

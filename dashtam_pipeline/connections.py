@@ -249,6 +249,13 @@ class StoredTokenSource:
             self.settings, self.provider, now=self.clock(), transport=self.transport,
         ).access_token
 
+    def refresh(self) -> str:
+        """A new access token now, whatever the stored one's expiry: for the client when a
+        data endpoint refused the current one (the contract's "refreshes it once")."""
+        return refresh_oauth_connection(
+            self.settings, self.provider, now=self.clock(), transport=self.transport,
+        ).access_token
+
 
 def refresh_oauth_connection(
     settings: Settings,
@@ -498,6 +505,12 @@ def mark_auth_failure(
     accepted), PENDING → FAILED (they never were). The reason is kept for
     ``dashtam connections`` and the skip message; it must not contain a secret."""
     meta = get_provider_metadata(slug)
+    if meta.is_oauth:
+        # An OAuth connection's status is decided by its token endpoint alone (a refused
+        # refresh token: EXPIRED, in ``refresh_oauth_connection``); a data endpoint's 401
+        # after the one refresh is reported by the run, and the login is left as it is.
+        return Failure(f"{meta.slug.value}: a data endpoint's 401 does not change an OAuth "
+                       "connection's status")
     now = now or utcnow()
     repo = ConnectionRepository.from_settings(settings)
     connection = _existing_or_api_key_connection(repo, settings, meta, now)
