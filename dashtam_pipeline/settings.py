@@ -316,9 +316,9 @@ class Settings(BaseSettings):
                 has_host = False
             if has_host:
                 return text
-            raise ValueError("DASHTAM_STATE_URL must be postgresql://USER:PASSWORD@HOST[:PORT]"
-                             "/DATABASE with a host and a numeric port (the value is not "
-                             "shown: it may hold a password)")
+            raise ValueError("DASHTAM_STATE_URL must be a postgresql:// URL with a host and "
+                             "a numeric port, e.g. postgresql://dashtam@db:5432/dashtam (the "
+                             "value is not shown: it may hold a password)")
         raise ValueError(
             "DASHTAM_STATE_URL must be a sqlite:///PATH or postgresql://... URL, got one "
             f"{'with scheme ' + shown(scheme) if scheme else 'without a scheme'} (the rest "
