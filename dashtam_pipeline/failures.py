@@ -28,6 +28,8 @@ _WRAPPERS = frozenset({
     "DagsterExecutionInterruptedError",
     "RetryError",
 })
+#: Errors raised on purpose whose message is already a sentence for the operator.
+_SENTENCES = frozenset({"Failure"})
 MAX_SENTENCE = 500
 
 
@@ -95,7 +97,9 @@ def _info_message(info: Any) -> str:
     cls_name = str(getattr(info, "cls_name", "") or "")
     message = str(getattr(info, "message", "") or "").strip()
     # Dagster stores "module.ClassName: message"; keep the message alone for our errors
+    # and for ``dagster.Failure`` (raised on purpose by asset code, with a sentence)
     head, sep, rest = message.partition(": ")
     if sep and head.split(".")[-1] == cls_name:
-        message = rest if head.startswith("dashtam_pipeline.") else f"{cls_name}: {rest}"
+        ours = head.startswith("dashtam_pipeline.") or cls_name in _SENTENCES
+        message = rest if ours else f"{cls_name}: {rest}"
     return one_line(message or cls_name or "the step failed")
