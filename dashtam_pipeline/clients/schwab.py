@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -430,6 +431,8 @@ def _position_row(
         raise ValueError("position has no instrument.symbol")
     long_qty = optional_float(item.get("longQuantity"), "longQuantity") or 0.0
     short_qty = optional_float(item.get("shortQuantity"), "shortQuantity") or 0.0
+    if not math.isfinite(long_qty - short_qty):  # 1e308 - (-1e308) overflows to inf
+        raise ValueError("longQuantity - shortQuantity is too large to store")
     return {
         "provider": provider, "account_id": account_id,
         "symbol": to_canonical(symbol, ProviderSlug.SCHWAB),
