@@ -15,7 +15,8 @@ as ``ingest.land`` does; the rows it keeps must hold no infinity (NaN is the fra
 the schemas decide where NULL is allowed).
 
 Deterministic for CI: ``derandomize=True`` and no example database, so every run tries
-the same examples; a few hundred examples in all, a few seconds.
+the same examples; about 700 parser calls in all, some 15 s of CPU (the parsers build
+pandas frames), with validation run only on frames that hold an infinity.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ AS_OF = dt.date(2024, 5, 17)
 #: Longest list kept from a recorded body before mutating (keeps examples small and fast).
 KEEP = 4
 FUZZ = settings(
-    max_examples=25,
+    max_examples=15,
     derandomize=True,
     database=None,
     deadline=None,
@@ -292,12 +293,15 @@ def attack(target: Target, body: Any) -> None:
         return
     if target.dataset is None:
         return
-    spec = get_dataset_spec(target.dataset)
     for frame in frames_of(output):
+        if not infinities(frame):
+            continue  # validation only removes rows: nothing infinite can land
         dataset = _dataset_of(frame, target.dataset)
-        table = get_dataset_spec(dataset).table if dataset is not target.dataset else spec.table
+        table = get_dataset_spec(dataset).table
         result = validate(SCHEMAS[dataset], frame, provider="fuzz", table=table)
-        assert_finite(result.valid, f"{target.name} → {table}")
+        found = infinities(result.valid)
+        if found:
+            pytest.fail(f"{target.name} → {table}: would land {found}")
 
 
 def _dataset_of(frame: pd.DataFrame, default: Dataset) -> Dataset:
@@ -307,11 +311,17 @@ def _dataset_of(frame: pd.DataFrame, default: Dataset) -> Dataset:
     return default
 
 
-def assert_finite(frame: pd.DataFrame, where: str) -> None:
+def infinities(frame: pd.DataFrame) -> list[tuple[str, Any]]:
+    """``(column, value)`` of every infinity in the frame (numeric or object columns)."""
+    found: list[tuple[str, Any]] = []
     for column in frame.columns:
-        for value in frame[column].tolist():
-            if isinstance(value, float) and math.isinf(value):
-                pytest.fail(f"{where}: column {column} would land {value!r}")
+        values = frame[column]
+        if pd.api.types.is_float_dtype(values.dtype):
+            found += [(column, v) for v in values[values.isin([math.inf, -math.inf])]]
+        elif values.dtype == object:
+            found += [(column, v) for v in values
+                      if isinstance(v, float) and math.isinf(v)]
+    return found
 
 
 # -- the tests -----------------------------------------------------------------------------
@@ -330,7 +340,7 @@ def test_mutated_real_payloads(target: Target) -> None:
 def test_whole_bodies_of_garbage(target: Target) -> None:
     keys = sorted({k for seed in target.seeds for k in keys_of(shrink(seed_body(seed)))})
 
-    @settings(FUZZ, max_examples=15)
+    @settings(FUZZ, max_examples=10)
     @given(body=garbage(keys))
     def run(body: Any) -> None:
         attack(target, body)
@@ -341,7 +351,7 @@ def test_whole_bodies_of_garbage(target: Target) -> None:
 @pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
 def test_every_field_set_to_infinity_never_lands(target: Target) -> None:
     """Deterministic and exhaustive over one record: each numeric-looking field of the
-    first record, in turn, becomes ``inf`` (what ``1e400`` decodes to), ``"1e400"`` and
+    first record, in turn, becomes ``inf`` (what ``1e400`` decodes to), ``"-1e400"`` and
     ``nan``."""
     base = shrink(seed_body(target.seeds[0]), keep=1)
     for path in paths(base):
@@ -358,5 +368,5 @@ def test_every_field_set_to_infinity_never_lands(target: Target) -> None:
                 float(current)
             except ValueError:
                 continue
-        for hostile in (math.inf, -math.inf, "1e400", "-Infinity", math.nan):
+        for hostile in (math.inf, "-1e400", math.nan):
             attack(target, apply(copy.deepcopy(base), path, "replace", hostile))
