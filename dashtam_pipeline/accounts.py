@@ -12,6 +12,7 @@ column order and dtypes of each table (taken from the pandera models).
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
@@ -123,8 +124,13 @@ def decimal_value(value: Any, field: str) -> Decimal:
 
 
 def float_value(value: Any, field: str) -> float:
-    """``decimal_value`` as a float (what the warehouse stores)."""
-    return float(decimal_value(value, field))
+    """``decimal_value`` as a float (what the warehouse stores). ``Decimal("1e400")`` is
+    finite but its float is ``inf``: such a value is refused like a non-number, so an
+    infinity never lands."""
+    result = float(decimal_value(value, field))
+    if math.isinf(result):
+        raise ValueError(f"{field} is too large to store: {str(value)[:40]!r}")
+    return result
 
 
 def optional_float(value: Any, field: str) -> float | None:

@@ -3,21 +3,42 @@
 Every command prints human output to the terminal, ``--json`` output as one JSON document
 on stdout, and errors as one actionable sentence on stderr with a non-zero exit — never
 a bare traceback.
+
+Exit codes, the same for every command:
+
+* ``0``: done (for ``materialize``/``demo``/``dlq replay``: every asset landed or was
+  skipped with its reason, and every blocking check passed);
+* ``1``: the command ran and something failed: a step, a provider, the state store, a
+  stored credential; stderr names the asset or provider and the root cause in one line;
+* ``2``: nothing ran because the command line or a setting is wrong (argparse's usage
+  errors, and every ``ConfigurationError``: "FMP_TIMEOUT_SECONDS must be a number of
+  seconds greater than 0, got -1");
+* ``130``: interrupted.
+
+While Dagster executes runs, its console output (DEBUG lines, the stack traces of failed
+steps, which Dagster prints from every step process) goes to ``$DASHTAM_DATA_DIR/logs/
+dagster.log`` instead of the terminal: the same events, traces included, are in each run's
+event log in the UI, and the terminal gets the progress bar and one line per failure.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import io
 import json
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
 
 from pydantic import ValidationError
 
-from dashtam_pipeline.errors import PipelineError
+from dashtam_pipeline.errors import ConfigurationError, PipelineError
+from dashtam_pipeline.failures import exception_sentence, one_line
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -90,6 +111,60 @@ def cmd_providers(args: argparse.Namespace) -> int:
 
 
 # --- materialize / demo -----------------------------------------------------------------
+def _log_dir() -> Path:
+    """``$DASHTAM_DATA_DIR/logs`` (read from the environment: it must work even when the
+    settings are what failed)."""
+    return Path(os.environ.get("DASHTAM_DATA_DIR") or "data").expanduser().resolve() / "logs"
+
+
+@contextmanager
+def dagster_console_to_log(what: str) -> Iterator[TextIO]:
+    """Send Dagster's console output to ``logs/dagster.log`` while runs execute; yield the
+    stream the command's own progress and failure lines go to (the terminal).
+
+    Dagster's step processes log to the inherited stderr *file descriptor* (the multiprocess
+    executor's "STEP_WORKER_STARTED" at DEBUG, whatever the run's logger config says, and
+    every failed step's stack trace at ERROR), so swapping ``sys.stderr`` is not enough:
+    descriptor 2 itself points at the log file until the runs are over. Under a test's
+    ``capsys`` (no real descriptor behind ``sys.stderr``) the command's lines keep going
+    to ``sys.stderr``.
+    """
+    terminal: TextIO = sys.stderr
+    log_path = _log_dir() / "dagster.log"
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(log_path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+    except OSError:
+        yield terminal  # no writable data dir: Dagster's output stays on the terminal
+        return
+    log.write(f"\n=== {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M:%S} UTC  dashtam {what} "
+              f"(pid {os.getpid()})\n")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        stderr_fd = sys.stderr.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        stderr_fd = None
+    saved = os.dup(2)
+    own: TextIO | None = None
+    if stderr_fd == 2:
+        own = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
+        terminal = own
+    original = sys.stderr
+    os.dup2(log.fileno(), 2)
+    sys.stderr = log
+    try:
+        yield terminal
+    finally:
+        sys.stderr = original
+        log.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        if own is not None:
+            own.close()
+        log.close()
+
+
 def _materialize(
     selection: str | None,
     partition: str | None,
@@ -111,14 +186,17 @@ def _materialize(
     total_parts = sum(len(p.partitions) or 1 for p in plans)
     done = 0
 
-    def progress(index: int, total: int, plan: Any) -> None:
-        nonlocal done
-        print(progress_bar(done, total_parts, f"run {index}/{total}: {plan.label}"),
-              file=sys.stderr, flush=True)
-        done += len(plan.partitions) or 1
+    with dagster_console_to_log("materialize") as terminal:
 
-    report = execute_plans(instance, plans, on_progress=progress)
-    print(progress_bar(done, total_parts, f"{len(plans)} run(s) finished"), file=sys.stderr)
+        def progress(index: int, total: int, plan: Any) -> None:
+            nonlocal done
+            print(progress_bar(done, total_parts, f"run {index}/{total}: {plan.label}"),
+                  file=terminal, flush=True)
+            done += len(plan.partitions) or 1
+
+        report = execute_plans(instance, plans, on_progress=progress)
+        print(progress_bar(done, total_parts, f"{len(plans)} run(s) finished"), file=terminal,
+              flush=True)
     print()
     for name in sorted(report.assets):
         entry = report.assets[name]
@@ -133,9 +211,15 @@ def _materialize(
         print(f"FAIL  blocking check {check} failed")
     failed = [n for n, a in report.assets.items() if a.status not in ("materialized", "skipped")]
     if failed or report.failed_checks:
+        print(file=sys.stderr)
+        for name in sorted(failed):
+            detail = report.assets[name].detail or report.assets[name].status
+            print(f"materialize: {name} failed: {one_line(detail)}", file=sys.stderr)
+        for check in report.failed_checks:
+            print(f"materialize: blocking check {check} failed", file=sys.stderr)
         names = ", ".join(failed + report.failed_checks)
-        print(f"\nmaterialize failed: {names}. See the runs in the Dagster UI "
-              f"(`make ui`): {', '.join(report.runs)}", file=sys.stderr)
+        print(f"materialize failed: {names}. The runs' event logs (stack traces included) "
+              f"are in the Dagster UI (`make ui`): {', '.join(report.runs)}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 
@@ -214,10 +298,18 @@ def cmd_connect(args: argparse.Namespace) -> int:
         print(f"Connected {args.provider} ({connection.status.value}): its keys will be used "
               "again by the next run.")
         return EXIT_OK
-    connection = connections.connect_oauth_provider(
-        args.provider, settings, code=args.code, redirect_url=args.redirect_url,
-        alias=args.alias,
-    )
+    try:
+        connection = connections.connect_oauth_provider(
+            args.provider, settings, code=args.code, redirect_url=args.redirect_url,
+            alias=args.alias,
+        )
+    except EOFError:
+        # without --code/--redirect-url the flow reads the redirected URL from stdin; a
+        # closed stdin (cron, CI, `< /dev/null`) ends that read before anything was typed
+        print()  # end the prompt's line
+        raise PipelineError(
+            "no terminal to paste the redirect URL into: pass --code or --redirect-url"
+        ) from None
     creds = connection.credentials
     print(
         f"Connected {args.provider} ({connection.status.value}): access token valid until "
@@ -286,7 +378,9 @@ def cmd_dlq_replay(args: argparse.Namespace) -> int:
     from dashtam_pipeline.resilience.replay import replay
     from dashtam_pipeline.settings import load_settings
 
-    report = replay(load_settings(), args.ids or None)
+    settings = load_settings()
+    with dagster_console_to_log("dlq replay"):
+        report = replay(settings, args.ids or None)
     if not report.outcomes:
         print("Nothing to replay: no pending dead-letter entries.")
         return EXIT_OK
@@ -396,14 +490,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or EXIT_OK)
+    except ConfigurationError as error:
+        print(f"dashtam {args.command}: {one_line(str(error), 2000)}", file=sys.stderr)
+        return EXIT_USAGE
     except PipelineError as error:
-        print(f"dashtam {args.command}: {error}", file=sys.stderr)
+        print(f"dashtam {args.command}: {exception_sentence(error)}", file=sys.stderr)
         return EXIT_FAILED
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in error.errors()
-        )
-        print(f"dashtam {args.command}: invalid setting: {problems}", file=sys.stderr)
+    except ValidationError as error:  # a Settings() built outside load_settings
+        from dashtam_pipeline.settings import settings_error_sentence
+
+        print(f"dashtam {args.command}: {settings_error_sentence(error)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -413,6 +509,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
+    except Exception as error:
+        where = _save_traceback(args.command, error)
+        print(f"dashtam {args.command}: unexpected error: {exception_sentence(error)}"
+              f"{f' (traceback in {where})' if where else ''}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _save_traceback(command: str, error: BaseException) -> Path | None:
+    """Append an unexpected error's traceback to ``logs/errors.log`` (for a bug report),
+    with URL passwords redacted; None when the data dir is not writable."""
+    from dashtam_pipeline.failures import redact_url_passwords
+
+    path = _log_dir() / "errors.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(f"\n=== {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M:%S} UTC  "
+                         f"dashtam {command}\n")
+            handle.write(redact_url_passwords("".join(traceback.format_exception(error))))
+    except OSError:
+        return None
+    return path
 
 
 if __name__ == "__main__":

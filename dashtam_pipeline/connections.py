@@ -30,6 +30,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, NoReturn
 
 import httpx
@@ -78,10 +79,7 @@ def load_cipher(settings: Settings) -> MultiFernet:
     else:
         path = settings.data_dir / ".secret_key"
         if not path.exists():
-            make_private_dirs(path.parent)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(Fernet.generate_key())
+            _write_new_key(path)
         raw = [path.read_text().strip()]
     try:
         return MultiFernet([Fernet(k.encode()) for k in raw if k])
@@ -91,6 +89,26 @@ def load_cipher(settings: Settings) -> MultiFernet:
             "generate one with: python -c 'from cryptography.fernet import Fernet; "
             "print(Fernet.generate_key().decode())'"
         ) from None
+
+
+def _write_new_key(path: Path) -> None:
+    """Generate the key file, atomically: the key is written (mode 0600) to a private
+    temporary file that is then hard-linked into place. Two first runs started together
+    on an empty data dir must end up with one key, and neither may read a half-written
+    file; the loser of the ``link`` race simply uses the winner's key."""
+    make_private_dirs(path.parent)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(Fernet.generate_key())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(partial, path)
+    except FileExistsError:
+        pass
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def seal(
@@ -228,6 +246,13 @@ class StoredTokenSource:
             tokens = StoredTokens.unseal(self.cipher, connection.credentials,
                                          self.provider.value)
             return tokens.access_token
+        return refresh_oauth_connection(
+            self.settings, self.provider, now=self.clock(), transport=self.transport,
+        ).access_token
+
+    def refresh(self) -> str:
+        """A new access token now, whatever the stored one's expiry: for the client when a
+        data endpoint refused the current one (the contract's "refreshes it once")."""
         return refresh_oauth_connection(
             self.settings, self.provider, now=self.clock(), transport=self.transport,
         ).access_token
@@ -481,6 +506,12 @@ def mark_auth_failure(
     accepted), PENDING → FAILED (they never were). The reason is kept for
     ``dashtam connections`` and the skip message; it must not contain a secret."""
     meta = get_provider_metadata(slug)
+    if meta.is_oauth:
+        # An OAuth connection's status is decided by its token endpoint alone (a refused
+        # refresh token: EXPIRED, in ``refresh_oauth_connection``); a data endpoint's 401
+        # after the one refresh is reported by the run, and the login is left as it is.
+        return Failure(f"{meta.slug.value}: a data endpoint's 401 does not change an OAuth "
+                       "connection's status")
     now = now or utcnow()
     repo = ConnectionRepository.from_settings(settings)
     connection = _existing_or_api_key_connection(repo, settings, meta, now)

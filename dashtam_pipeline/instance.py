@@ -4,11 +4,21 @@ This is the one place instance configuration lives. By default ``DAGSTER_HOME`` 
 ``$DASHTAM_DATA_DIR/dagster_home`` with SQLite storage; ``ensure_dagster_home`` writes a
 ``dagster.yaml`` there only when none exists, so a production ``dagster.yaml`` (PostgreSQL
 storage, see the README) replaces it without any code change.
+
+Creating the instance is serialised across processes (``instance_init_lock``): on an empty
+``DAGSTER_HOME``, Dagster's SQLite storages run their schema migrations when first opened,
+and two ``dashtam materialize``/``demo`` started together would both migrate (alembic's
+"expected to match one row") and both insert the provider pools
+(``UNIQUE constraint failed: concurrency_limits.concurrency_key``). Under the lock the
+first process creates everything and the others find it done.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from dagster import DagsterInstance
@@ -38,13 +48,41 @@ concurrency:
 """
 
 
+LOCK_FILE = ".dashtam-init.lock"
+
+
+@contextmanager
+def instance_init_lock(home: Path) -> Iterator[None]:
+    """An exclusive inter-process lock (``flock`` on a file in ``DAGSTER_HOME``) held while
+    the instance's storages are created and migrated. The kernel drops it when the
+    holder exits, so a killed process never leaves it stuck."""
+    home.mkdir(parents=True, exist_ok=True)
+    fd = os.open(home / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
 def ensure_dagster_home(settings: Settings) -> Path:
-    """Create ``DAGSTER_HOME`` (with a default ``dagster.yaml``) and export it."""
+    """Create ``DAGSTER_HOME`` (with a default ``dagster.yaml``) and export it.
+
+    The default ``dagster.yaml`` is written to a temporary file and renamed into place, so a
+    concurrent reader sees either no file or the whole file, never half of one."""
     home = Path(os.environ.get("DAGSTER_HOME") or settings.dagster_home_dir).resolve()
     make_private_dirs(home)  # the run history; and, when made here, the data dir too
     config = home / "dagster.yaml"
     if not config.exists():
-        config.write_text(DEFAULT_DAGSTER_YAML)
+        partial = home / f".dagster.yaml.{os.getpid()}.tmp"
+        partial.write_text(DEFAULT_DAGSTER_YAML)
+        try:
+            os.link(partial, config)  # fails if another process got there first: keep theirs
+        except FileExistsError:
+            pass
+        finally:
+            partial.unlink(missing_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -54,9 +92,13 @@ def get_instance(settings: Settings) -> DagsterInstance:
 
     Pool limits come from the registry the first time a pool is seen; an operator's own
     limit (``dagster instance concurrency set provider_fmp 4``) is never overwritten.
+    Opening (and on first use, migrating) the storages happens under
+    ``instance_init_lock``, so concurrent first runs on an empty data dir all succeed.
     """
-    instance = DagsterInstance.from_config(str(ensure_dagster_home(settings)))
-    ensure_provider_pools(instance)
+    home = ensure_dagster_home(settings)
+    with instance_init_lock(home):
+        instance = DagsterInstance.from_config(str(home))
+        ensure_provider_pools(instance)
     return instance
 
 

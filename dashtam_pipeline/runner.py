@@ -34,6 +34,7 @@ from dashtam_pipeline.assets.partitions import (
     previous_trading_day,
 )
 from dashtam_pipeline.errors import PipelineError
+from dashtam_pipeline.failures import error_info_sentence
 from dashtam_pipeline.jobs import PARTITION_RANGE_END, PARTITION_RANGE_START
 from dashtam_pipeline.registry import Domain
 from dashtam_pipeline.sensors import INBOX_REGISTRARS
@@ -326,11 +327,11 @@ def _collect(report: MaterializeReport, plan: RunPlan, result) -> None:  # type:
             report.assets[name].status = "skipped"
             report.assets[name].detail = str(skipped.value)
     for event in result.get_step_failure_events():
-        error = event.event_specific_data.error
-        message = error.message.strip() if error else "step failed"
+        # the root cause's own sentence, not Dagster's "Error occurred while executing op"
+        message = error_info_sentence(event.event_specific_data.error)
         for key in _step_asset_keys(plan, event.step_key):
             report.assets[key].status = "failed"
-            report.assets[key].detail = message.splitlines()[-1][:500]
+            report.assets[key].detail = message
     for evaluation in result.get_asset_check_evaluations():
         name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
         if not evaluation.passed:

@@ -5,16 +5,34 @@ Secrets are ``SecretStr`` so they never print in a repr, a log line or the Dagst
 Per-provider knobs follow the contract's ``<P>_`` prefix from the registry
 (``ProviderMetadata.env_prefix``); ``ProviderSettings`` collects them for one provider, so
 clients and resources never read the environment themselves.
+
+Every value is checked when the settings are read, not when a run first uses it: a
+timeout of ``-1`` or ``nan``, a breaker threshold of 0, an ``ftp://`` base URL or an empty
+symbol list would otherwise surface minutes later, deep inside a run, as an httpx or
+pandas traceback. ``load_settings`` turns a refusal into one ``ConfigurationError`` whose
+message is one sentence per bad variable, naming it and what is wrong with the value
+(never pydantic's multi-line dump, and never the value of a secret).
 """
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from dashtam_pipeline.errors import ConfigurationError
@@ -26,12 +44,61 @@ DEFAULT_FRED_SERIES = (
     "GDP", "CPIAUCSL", "UNRATE", "FEDFUNDS", "DGS10", "T10Y2Y", "PAYEMS", "INDPRO",
 )
 RIGHTS_PROFILES = ("basic", "pro")
+#: Provider prefixes of the per-provider knobs (``<P>_TIMEOUT_SECONDS``...).
+PROVIDER_PREFIXES = ("fmp", "polygon", "fred", "news", "alpaca", "schwab")
+#: A canonical equity symbol: a letter, up to 9 more letters/digits, and an optional share
+#: class after a dot (``BRK.B``); ``to_canonical`` has already turned ``BRK-B``/``BRK/B``
+#: into that. Anything else (``AAPL;DROP``, ``../x``, spaces) would reach URLs and file names.
+SYMBOL_PATTERN = re.compile(r"^[A-Z][A-Z0-9]{0,9}(\.[A-Z0-9]{1,4})?$")
+#: A FRED series id as FRED spells them (upper-cased here): letters, digits, underscores.
+FRED_SERIES_PATTERN = re.compile(r"^[A-Z0-9_]{1,30}$")
+#: NewsAPI refuses a ``q`` longer than 500 characters.
+MAX_NEWS_QUERY_LENGTH = 500
+_TIMEOUT_FIELDS = tuple(f"{p}_timeout_seconds" for p in PROVIDER_PREFIXES)
+_BREAKER_TIMEOUT_FIELDS = tuple(f"{p}_circuit_breaker_timeout" for p in PROVIDER_PREFIXES)
+_THRESHOLD_FIELDS = tuple(f"{p}_circuit_breaker_threshold" for p in PROVIDER_PREFIXES)
+_LIMIT_FIELDS = tuple(
+    f"{p}_requests_per_{unit}" for p in PROVIDER_PREFIXES for unit in ("minute", "day")
+)
+_URL_FIELDS = (*(f"{p}_base_url" for p in PROVIDER_PREFIXES), "schwab_callback_url")
 
 
 def _split_csv(value: object) -> object:
     if isinstance(value, str):
         return tuple(part.strip() for part in value.split(",") if part.strip())
     return value
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """How a refused value is quoted in a sentence: bare when it is one printable word
+    (``got -1``), quoted otherwise (``got ''``, ``got 'a b'``), cut at ``limit``."""
+    text = str(value)
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    if not text or any(c.isspace() or not c.isprintable() or c in "'\"" for c in text):
+        return repr(text)
+    return text
+
+
+def _variable(info: ValidationInfo) -> str:
+    return (info.field_name or "").upper()
+
+
+def _number(value: object, name: str, what: str, *, integer: bool) -> float | int:
+    """Parse one numeric knob (from the environment it is a string) or say why not."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be {what}, got {shown(value)}")
+    try:
+        number = float(str(value).strip()) if isinstance(value, str) else float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be {what}, got {shown(value)}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be {what}, got {shown(value)}")
+    if integer:
+        if number != int(number):
+            raise ValueError(f"{name} must be {what}, got {shown(value)}")
+        return int(number)
+    return number
 
 
 class Settings(BaseSettings):
@@ -126,26 +193,199 @@ class Settings(BaseSettings):
         "dashtam_symbols", "dashtam_fred_series", "dashtam_news_queries", mode="before"
     )(_split_csv)
 
+    # --- validation: each refusal is one sentence naming the variable -------------------
     @field_validator("dashtam_symbols", mode="after")
     @classmethod
     def _canonical_symbols(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(to_canonical(v) for v in value))
+        if not value:
+            raise ValueError(
+                "DASHTAM_SYMBOLS must list at least one symbol (comma-separated, e.g. "
+                "AAPL,MSFT,BRK.B), got none"
+            )
+        symbols = tuple(dict.fromkeys(to_canonical(v) for v in value))
+        for symbol in symbols:
+            if not SYMBOL_PATTERN.match(symbol):
+                raise ValueError(
+                    f"DASHTAM_SYMBOLS must be comma-separated ticker symbols such as AAPL or "
+                    f"BRK.B (a letter, then letters or digits, an optional .CLASS), got "
+                    f"{shown(symbol)}"
+                )
+        return symbols
 
     @field_validator("dashtam_fred_series", mode="after")
     @classmethod
     def _upper(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(v.upper() for v in value))
-
-    @field_validator("dashtam_rights_profile", mode="after")
-    @classmethod
-    def _known_profile(cls, value: str) -> str:
-        value = value.strip().lower()
-        if value not in RIGHTS_PROFILES:
+        if not value:
             raise ValueError(
-                f"DASHTAM_RIGHTS_PROFILE={value!r} is not a known profile; use one of "
-                f"{', '.join(RIGHTS_PROFILES)}"
+                "DASHTAM_FRED_SERIES must list at least one FRED series id (comma-separated, "
+                "e.g. GDP,UNRATE), got none"
+            )
+        series = tuple(dict.fromkeys(v.upper() for v in value))
+        for series_id in series:
+            if not FRED_SERIES_PATTERN.match(series_id):
+                raise ValueError(
+                    "DASHTAM_FRED_SERIES must be comma-separated FRED series ids (letters, "
+                    f"digits and underscores, at most 30), got {shown(series_id)}"
+                )
+        return series
+
+    @field_validator("dashtam_news_queries", mode="after")
+    @classmethod
+    def _plain_queries(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for query in value:
+            if len(query) > MAX_NEWS_QUERY_LENGTH or not query.isprintable():
+                raise ValueError(
+                    "DASHTAM_NEWS_QUERIES must be comma-separated queries of printable text, "
+                    f"each at most {MAX_NEWS_QUERY_LENGTH} characters, got {shown(query)}"
+                )
+        return tuple(dict.fromkeys(value))
+
+    @field_validator("dashtam_rights_profile", mode="before")
+    @classmethod
+    def _known_profile(cls, value: object) -> str:
+        text = str(value).strip().lower() if isinstance(value, str) else value
+        if text not in RIGHTS_PROFILES:
+            raise ValueError(
+                f"DASHTAM_RIGHTS_PROFILE must be one of {', '.join(RIGHTS_PROFILES)}, got "
+                f"{shown(value)}"
+            )
+        return str(text)
+
+    @field_validator(*_TIMEOUT_FIELDS, *_BREAKER_TIMEOUT_FIELDS, mode="before")
+    @classmethod
+    def _positive_seconds(cls, value: object, info: ValidationInfo) -> float:
+        name = _variable(info)
+        what = "a number of seconds greater than 0"
+        seconds = _number(value, name, what, integer=False)
+        if seconds <= 0:
+            raise ValueError(f"{name} must be {what}, got {shown(value)}")
+        return float(seconds)
+
+    @field_validator(*_THRESHOLD_FIELDS, mode="before")
+    @classmethod
+    def _threshold(cls, value: object, info: ValidationInfo) -> int:
+        name = _variable(info)
+        what = "a whole number of failures, at least 1"
+        count = _number(value, name, what, integer=True)
+        if count < 1:
+            raise ValueError(f"{name} must be {what}, got {shown(value)}")
+        return int(count)
+
+    @field_validator(*_LIMIT_FIELDS, "dashtam_dlq_max_replays", mode="before")
+    @classmethod
+    def _at_least_one(cls, value: object, info: ValidationInfo) -> int | None:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if info.field_name == "dashtam_dlq_max_replays":
+                raise ValueError("DASHTAM_DLQ_MAX_REPLAYS must be a whole number, at least 1, "
+                                 "got an empty value")
+            return None  # unset: the tier's published limit applies
+        name = _variable(info)
+        what = "a whole number, at least 1"
+        count = _number(value, name, what, integer=True)
+        if count < 1:
+            raise ValueError(f"{name} must be {what}, got {shown(value)}")
+        return int(count)
+
+    @field_validator(*_URL_FIELDS, mode="before")
+    @classmethod
+    def _http_url(cls, value: object, info: ValidationInfo) -> str:
+        name = _variable(info)
+        text = str(value).strip() if isinstance(value, str) else ""
+        problem = _http_url_problem(text) if isinstance(value, str) else "it is not text"
+        if problem:
+            raise ValueError(f"{name} must be an http:// or https:// URL with a host, got "
+                             f"{shown(value)} ({problem})")
+        return text
+
+    @field_validator("dashtam_state_url", mode="before")
+    @classmethod
+    def _state_url(cls, value: object) -> str | None:
+        # The URL may carry a password: only its scheme is ever quoted back.
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        text = str(value).strip()
+        parts = urlsplit(text)
+        scheme = parts.scheme.lower()
+        if scheme == "sqlite" and text.startswith("sqlite:///") and len(text) > 10:
+            return text
+        if scheme in ("postgresql", "postgres"):
+            try:
+                has_host = bool(parts.hostname)
+                parts.port  # noqa: B018 - raises on a port that is not a number
+            except ValueError:
+                has_host = False
+            if has_host:
+                return text
+            raise ValueError("DASHTAM_STATE_URL must be a postgresql:// URL with a host and "
+                             "a numeric port, e.g. postgresql://dashtam@db:5432/dashtam (the "
+                             "value is not shown: it may hold a password)")
+        raise ValueError(
+            "DASHTAM_STATE_URL must be a sqlite:///PATH or postgresql://... URL, got one "
+            f"{'with scheme ' + shown(scheme) if scheme else 'without a scheme'} (the rest "
+            "is not shown: it may hold a password)"
+        )
+
+    @field_validator("dashtam_secret_key", mode="after")
+    @classmethod
+    def _fernet_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        # Checked here so a typo fails every command at once, not a run's Schwab step;
+        # the value is a secret and is never quoted.
+        if value is None:
+            return None
+        from cryptography.fernet import Fernet
+
+        keys = [k.strip() for k in value.get_secret_value().split(",") if k.strip()]
+        try:
+            for key in keys:
+                Fernet(key.encode())
+        except (ValueError, TypeError):
+            keys = []
+        if not keys:
+            raise ValueError(
+                "DASHTAM_SECRET_KEY must be one or more comma-separated Fernet keys (32 "
+                "url-safe base64 bytes; generate one with: python -c 'from "
+                "cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'), "
+                "got a value that is not one (not shown: it is a secret)"
             )
         return value
+
+    @field_validator("dashtam_sandbox", mode="before")
+    @classmethod
+    def _flag(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("", "0", "false", "no", "off"):
+                return False
+            raise ValueError(f"DASHTAM_SANDBOX must be true or false, got {shown(value)}")
+        return value
+
+    @field_validator("sandbox_data_seed", mode="before")
+    @classmethod
+    def _seed(cls, value: object) -> int:
+        what = "a whole number from 0 to 4294967295"
+        seed = _number(value, "DASHTAM_SANDBOX_SEED", what, integer=True)
+        if not 0 <= seed <= 0xFFFFFFFF:
+            raise ValueError(f"DASHTAM_SANDBOX_SEED must be {what}, got {shown(value)}")
+        return int(seed)
+
+    @model_validator(mode="after")
+    def _known_tiers(self) -> Settings:
+        """A ``<P>_LICENSE_TIER`` must name a tier of that provider in the registry: the
+        tier picks the rate limits, so a typo would silently run without any."""
+        from dashtam_pipeline.registry import PROVIDER_REGISTRY
+
+        for meta in PROVIDER_REGISTRY:
+            prefix = (meta.env_prefix or "").lower()
+            tier = getattr(self, f"{prefix}_license_tier", None) if prefix else None
+            if tier and meta.rate_limits and tier not in meta.rate_limits:
+                raise ValueError(
+                    f"{meta.env_prefix}_LICENSE_TIER must be one of "
+                    f"{', '.join(meta.rate_limits)} ({meta.display_name}'s tiers), got "
+                    f"{shown(tier)}"
+                )
+        return self
 
     # --- derived paths -----------------------------------------------------------------
     @cached_property
@@ -258,6 +498,57 @@ class ProviderSettings:
         return [v.get_secret_value() for v in self.secrets.values() if v.get_secret_value()]
 
 
+def _http_url_problem(text: str) -> str:
+    """What is wrong with a base or callback URL, or "" when it is usable."""
+    if not text:
+        return "it is empty"
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as exc:
+        return f"it cannot be parsed: {exc}"
+    if parts.scheme.lower() not in ("http", "https"):
+        return f"the scheme is {parts.scheme or 'missing'}"
+    if not parts.hostname:
+        return "it has no host"
+    if any(c.isspace() or not c.isprintable() for c in text):
+        return "it contains spaces or control characters"
+    if parts.query or parts.fragment:
+        return "a base URL takes no ?query or #fragment"
+    return ""
+
+
+def settings_error_sentence(error: ValidationError) -> str:
+    """A pydantic ``ValidationError`` over ``Settings`` → one sentence per bad variable.
+
+    Our own validators already wrote the sentence (``ctx['error']``); pydantic's own type
+    errors (a ``bool`` that is neither, an unknown field type) get a generic one that
+    names the variable and the input, except for secrets, whose values are never quoted.
+    """
+    sentences: list[str] = []
+    for item in error.errors():
+        name = ".".join(str(part) for part in item.get("loc", ())).upper() or "a setting"
+        cause = (item.get("ctx") or {}).get("error")
+        if isinstance(cause, ValueError) and str(cause):
+            sentence = str(cause)
+        else:
+            field = Settings.model_fields.get(name.lower())
+            secret = field is not None and "SecretStr" in str(field.annotation)
+            value = "a value that is not shown" if secret else shown(item.get("input"))
+            sentence = f"{name} has an unusable value: {item.get('msg', 'invalid')}, got {value}"
+        if sentence not in sentences:
+            sentences.append(sentence)
+    return "; ".join(sentences) or "the settings are invalid"
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Read settings now (environment and ``.env``); overrides win, for tests."""
-    return Settings(**overrides)  # type: ignore[arg-type]
+    """Read settings now (environment and ``.env``); overrides win, for tests.
+
+    Raises ``ConfigurationError`` (one sentence per bad variable) instead of pydantic's
+    ``ValidationError``: every command, sensor and code-location load reads settings
+    here, so every one of them refuses a bad value the same way.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise ConfigurationError(settings_error_sentence(error)) from None

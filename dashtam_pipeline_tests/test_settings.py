@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
+from dashtam_pipeline.errors import ConfigurationError
 from dashtam_pipeline.settings import DEFAULT_FRED_SERIES, DEFAULT_SYMBOLS, Settings, load_settings
 
 CONTRACT = Path(__file__).parents[2] / "shared" / "CONTRACT.md"
@@ -45,7 +45,9 @@ def test_environment_and_dotenv(
 
 
 def test_bad_rights_profile_is_a_clear_error(data_dir: Path) -> None:
-    with pytest.raises(ValidationError, match="not a known profile"):
+    with pytest.raises(
+        ConfigurationError, match="DASHTAM_RIGHTS_PROFILE must be one of basic, pro, got gold"
+    ):
         load_settings(dashtam_rights_profile="gold")
 
 

@@ -12,6 +12,7 @@ items with an ``account_id`` per item; ``parse_activities`` reads both.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -218,13 +219,16 @@ def _fill_fields(item: Mapping[str, Any]) -> dict[str, Any]:
     moment = parse_utc(item.get("transaction_time"), "transaction_time")
     is_buy = side == "buy"
     cash = quantity * price
+    numbers = {"quantity": float(quantity), "price": float(price),
+               "amount": float(-cash if is_buy else cash)}
+    if not all(math.isfinite(v) for v in numbers.values()):  # Decimal("1e400") → inf
+        raise ValueError(f"fill {item.get('id')}: qty, price or qty * price is too large "
+                         "to store")
     return {
         "type": (TransactionType.BUY if is_buy else TransactionType.SELL).value,
         "occurred_at": moment,
         "trade_date": market_date(moment),
-        "quantity": float(quantity),
-        "price": float(price),
-        "amount": float(-cash if is_buy else cash),
+        **numbers,
         "description": f"{side} {quantity.normalize():f} {item.get('symbol', '').strip()} @ "
         f"{price.normalize():f} ({item.get('type') or 'fill'})",
     }

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -94,6 +95,11 @@ def parse_series(body: Any) -> pd.DataFrame:
             ProviderSlug.FRED.value, ErrorKind.MALFORMED,
             "series response has no 'seriess' array", endpoint="/series",
         )
+    if not all(isinstance(item, dict) for item in body["seriess"]):
+        raise ProviderError(
+            ProviderSlug.FRED.value, ErrorKind.MALFORMED,
+            "series response has an entry that is not an object", endpoint="/series",
+        )
     rows = [
         {
             "series_id": item.get("id"),
@@ -110,9 +116,16 @@ def parse_series(body: Any) -> pd.DataFrame:
     ]
     frame = pd.DataFrame(rows, columns=SERIES_COLUMNS)
     # FRED writes "2024-12-19 07:55:01-06" (US Central with an hour-only offset)
-    frame["last_updated"] = pd.to_datetime(
-        frame["last_updated"], utc=True, format="ISO8601"
-    ).dt.as_unit("us")
+    try:
+        frame["last_updated"] = pd.to_datetime(
+            frame["last_updated"], utc=True, format="ISO8601"
+        ).dt.as_unit("us")
+    except (ValueError, TypeError, OverflowError) as exc:  # OutOfBoundsDatetime is a ValueError
+        raise ProviderError(
+            ProviderSlug.FRED.value, ErrorKind.MALFORMED,
+            f"series response has an unreadable last_updated ({type(exc).__name__})",
+            endpoint="/series",
+        ) from None
     return frame
 
 
@@ -128,26 +141,23 @@ def parse_observations(body: Any, series_id: str) -> FetchResult:
     fast = _arrow_frame(observations, series_id)
     if fast is not None:
         return FetchResult(fast)
-    raw = pd.DataFrame.from_records(observations, columns=list(_OBSERVATION_FIELDS))
-    frame = pd.DataFrame({"series_id": series_id}, index=raw.index)
-    bad = pd.Series("", index=raw.index, dtype=object)
-
+    # the row-reasoning path: each observation read on its own, so nested garbage, a
+    # value that is not a number, "nan"/"inf"/1e400 or a date that does not parse rejects
+    # that observation with its reason, never the whole series
+    rows: list[dict[str, Any]] = []
+    rejected: list[RejectedRecord] = []
+    dates: dict[str, dt.date | None] = {}
+    for observation in observations:
+        reason, row = _observation_row(observation, series_id, dates)
+        if reason:
+            rejected.append(RejectedRecord(reason=f"FRED {series_id}: {reason}",
+                                           record=observation))
+        else:
+            rows.append(row)
+    frame = pd.DataFrame(rows, columns=OBSERVATION_COLUMNS)
     for column in ("date", "realtime_start", "realtime_end"):
-        frame[column] = _parse_dates(raw[column])
-        bad = bad.where(frame[column].notna(), f"unparseable {column}")
-
-    text = raw["value"].astype(object)
-    missing = text.isna() | (text == MISSING_VALUE)
-    values = pd.to_numeric(text.where(~missing), errors="coerce")
-    bad = bad.where(missing | values.notna(), "value is neither a number nor '.'")
-    frame["value"] = values.astype("float64")
-
-    rejected_mask = bad != ""
-    rejected = [
-        RejectedRecord(reason=f"FRED {series_id}: {bad[i]}", record=observations[i])
-        for i in raw.index[rejected_mask]
-    ]
-    frame = frame.loc[~rejected_mask, OBSERVATION_COLUMNS].reset_index(drop=True)
+        frame[column] = frame[column].astype(object)
+    frame["value"] = frame["value"].astype("float64")
     notes = [f"{series_id}: rejected {len(rejected)} observation(s)"] if rejected else []
     return FetchResult(frame, rejected, notes)
 
@@ -170,7 +180,10 @@ def _arrow_frame(observations: list[dict[str, Any]], series_id: str) -> pd.DataF
         text = table["value"]
         missing = pc.or_kleene(pc.is_null(text), pc.equal(text, MISSING_VALUE))
         values = pc.cast(pc.if_else(missing, None, text), pa_arrow.float64())
-    except (pa_arrow.ArrowInvalid, pa_arrow.ArrowTypeError, pa_arrow.ArrowNotImplementedError):
+        if pc.any(pc.or_kleene(pc.is_inf(values), pc.is_nan(values))).as_py():
+            return None  # "nan"/"inf"/"1e400": the row path below rejects them by name
+    except (pa_arrow.ArrowInvalid, pa_arrow.ArrowTypeError, pa_arrow.ArrowNotImplementedError,
+            TypeError, AttributeError, ValueError, KeyError):  # not a list of string fields
         return None
     frame = pd.DataFrame({"series_id": series_id}, index=pd.RangeIndex(table.num_rows))
     for name in ("date", "realtime_start", "realtime_end"):
@@ -187,7 +200,14 @@ def parse_vintage_dates(body: Any) -> list[dt.date]:
             "vintagedates response has no 'vintage_dates' array",
             endpoint="/series/vintagedates",
         )
-    return [dt.date.fromisoformat(value) for value in body["vintage_dates"]]
+    try:
+        return [dt.date.fromisoformat(value) for value in body["vintage_dates"]]
+    except (TypeError, ValueError):
+        raise ProviderError(
+            ProviderSlug.FRED.value, ErrorKind.MALFORMED,
+            "vintagedates response has a vintage date that is not YYYY-MM-DD",
+            endpoint="/series/vintagedates",
+        ) from None
 
 
 def classify_fred_error(response: httpx.Response, body: Any) -> ProviderError | None:
@@ -243,11 +263,38 @@ def _date_or_none(value: Any) -> dt.date | None:
         return None
 
 
-def _parse_dates(values: pd.Series) -> pd.Series:
-    """ISO dates → ``datetime.date`` (None where unparseable), parsing each distinct string
-    once: a vintage history repeats a few hundred dates across thousands of rows."""
-    lookup = {text: _date_or_none(text) for text in values.dropna().unique()}
-    return values.map(lookup).astype(object)
+def _observation_row(
+    observation: Any, series_id: str, dates: dict[str, dt.date | None]
+) -> tuple[str, dict[str, Any]]:
+    """``(reason, row)``: the reason is empty when the observation is usable. ``dates``
+    caches parsed date strings (a vintage history repeats a few hundred dates)."""
+    if not isinstance(observation, Mapping):
+        return f"observation is a {type(observation).__name__}, not an object", {}
+    row: dict[str, Any] = {"series_id": series_id}
+    for column in ("date", "realtime_start", "realtime_end"):
+        text = observation.get(column)
+        if not isinstance(text, str):
+            return f"unparseable {column}", {}
+        if text not in dates:
+            dates[text] = _date_or_none(text)
+        if dates[text] is None:
+            return f"unparseable {column}", {}
+        row[column] = dates[text]
+    value = observation.get("value")
+    if value is None or value == MISSING_VALUE:
+        row["value"] = math.nan  # FRED's "." : NULL
+        return "", row
+    try:
+        number = float(value) if isinstance(value, (str, int, float)) and not isinstance(
+            value, bool) else None
+    except (ValueError, OverflowError):
+        number = None
+    if number is None or math.isnan(number):
+        return "value is neither a number nor '.'", {}
+    if math.isinf(number):
+        return "value is not a finite number", {}
+    row["value"] = number
+    return "", row
 
 
 def _iso(value: dt.date | str | None) -> str | None:

@@ -32,6 +32,10 @@ def number(record: Record | None, *keys: str) -> float | None:
     when absent, empty or NaN. A value that is not a number raises ``ValueError`` naming
     the field."""
     record = record or {}
+    if not isinstance(record, Mapping):
+        # nested garbage: ``"greeks": 1`` where an object of numbers belongs
+        raise ValueError(f"field {keys[0]!r} is inside a {type(record).__name__}, not an "
+                         "object")
     for key in keys:
         value = record.get(key)
         if value is None or value == "":
@@ -40,10 +44,19 @@ def number(record: Record | None, *keys: str) -> float | None:
             raise ValueError(f"field {key!r}: {value!r} is not a number")
         try:
             result = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"field {key!r}: {value!r} is not a number") from None
+        except (TypeError, ValueError, OverflowError):  # OverflowError: a 400-digit integer
+            raise ValueError(f"field {key!r}: {_shown(value)} is not a number") from None
+        if math.isinf(result):
+            # ``1e400`` decodes to inf, and "inf"/"Infinity" strings parse to it: the row is
+            # rejected with its reason; an infinity must never land in a table
+            raise ValueError(f"field {key!r}: {_shown(value)} is not a finite number")
         return None if math.isnan(result) else result
     return None
+
+
+def _shown(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def required(value: Any, name: str) -> Any:
@@ -71,6 +84,13 @@ def build_rows(
         except ValueError as exc:
             if rejected is not None:
                 rejected.append(RejectedRecord(f"{label}: {exc}", record))
+        except (TypeError, AttributeError, KeyError, IndexError, OverflowError) as exc:
+            # a field of the wrong JSON type somewhere inside the record (a list where a
+            # string belongs, a number where an object does): that record is malformed,
+            # not the whole response
+            if rejected is not None:
+                rejected.append(RejectedRecord(
+                    f"{label}: malformed record ({type(exc).__name__}: {exc})", record))
     return built
 
 

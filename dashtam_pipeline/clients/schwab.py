@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -314,36 +315,61 @@ def oauth_error_fields(body: Any) -> tuple[str, str]:
     return error, description
 
 
+def is_token_endpoint(response: httpx.Response) -> bool:
+    """Whether ``response`` answers the OAuth token endpoint (``/v1/oauth/token``, under
+    whatever base URL prefix). A response built without a request (tests) counts as one
+    only if it carries an OAuth ``error`` body; see ``classify_schwab_error``."""
+    try:
+        path = response.request.url.path
+    except RuntimeError:  # no request attached
+        return False
+    return path.rstrip("/").endswith(TOKEN_PATH)
+
+
 def classify_schwab_error(response: httpx.Response, body: Any) -> ProviderError | None:
-    """Schwab's errors → typed errors with what to do. A refused refresh token (Schwab sends
-    400 ``refresh_token_authentication_error`` once the 7 days are over) and a refused app
-    (401 ``invalid_client``) are AUTH and not retryable."""
+    """Schwab's errors → typed errors with what to do.
+
+    The transient statuses come first, on every endpoint: a 5xx, 429 or 408 is
+    ``UNAVAILABLE``/``RATE_LIMITED`` (retried, counted by the breaker) whatever its body
+    says. Gateways and proxies answer 5xx with bodies such as ``{"error": "Internal
+    Server Error"}``; read as an OAuth error that would be a permanent "token endpoint
+    refused the request" and never be retried.
+
+    Only the token endpoint's own answers say something about the login: a refused grant
+    (400 ``invalid_grant`` / ``refresh_token_authentication_error``, once the 7 days are
+    over) and a refused app (401 ``invalid_client``) are AUTH and not retryable; the
+    connection store turns the first into EXPIRED. On a data endpoint a 401 means the
+    access token was refused; other 4xx keep the shared layer's reading of the status.
+    """
     status = response.status_code
     if status < 400:
         return None
+    if status >= 500 or status in (408, 425, 429):
+        return None  # the shared layer: UNAVAILABLE / RATE_LIMITED, retried
     error, description = oauth_error_fields(body)
-    if error in _EXPIRED_GRANT_ERRORS:
-        return ProviderError(
-            _PROVIDER, ErrorKind.AUTH,
-            f"Schwab refused the authorization ({error}); refresh tokens expire 7 days after "
-            f"connecting: {RECONNECT}", status_code=status, retryable=False,
-        )
-    if error in _APP_ERRORS:
-        return ProviderError(
-            _PROVIDER, ErrorKind.AUTH,
-            f"Schwab rejected the app credentials ({error}: {description.strip()}): check "
-            "SCHWAB_APP_KEY / SCHWAB_APP_SECRET and that the app is approved",
-            status_code=status, retryable=False,
-        )
-    if error:
+    token_call = is_token_endpoint(response)
+    if error and token_call:
+        if error in _EXPIRED_GRANT_ERRORS:
+            return ProviderError(
+                _PROVIDER, ErrorKind.AUTH,
+                f"Schwab refused the authorization ({error}); refresh tokens expire 7 days "
+                f"after connecting: {RECONNECT}", status_code=status, retryable=False,
+            )
+        if error in _APP_ERRORS:
+            return ProviderError(
+                _PROVIDER, ErrorKind.AUTH,
+                f"Schwab rejected the app credentials ({error}: {description.strip()}): check "
+                "SCHWAB_APP_KEY / SCHWAB_APP_SECRET and that the app is approved",
+                status_code=status, retryable=False,
+            )
         return ProviderError(_PROVIDER, ErrorKind.BAD_REQUEST,
                              f"token endpoint refused the request ({error}: {description})",
                              status_code=status, retryable=False)
     if status == 401:
         return ProviderError(
             _PROVIDER, ErrorKind.AUTH,
-            f"Schwab refused the access token ({_message(body) or 'unauthorized'}): if this "
-            f"persists, {RECONNECT}", status_code=status, retryable=False,
+            f"Schwab refused the access token ({_message(body) or error or 'unauthorized'}): "
+            f"if this persists, {RECONNECT}", status_code=status, retryable=False,
         )
     return None  # the shared layer's reading of the status is right for the rest
 
@@ -405,6 +431,8 @@ def _position_row(
         raise ValueError("position has no instrument.symbol")
     long_qty = optional_float(item.get("longQuantity"), "longQuantity") or 0.0
     short_qty = optional_float(item.get("shortQuantity"), "shortQuantity") or 0.0
+    if not math.isfinite(long_qty - short_qty):  # 1e308 - (-1e308) overflows to inf
+        raise ValueError("longQuantity - shortQuantity is too large to store")
     return {
         "provider": provider, "account_id": account_id,
         "symbol": to_canonical(symbol, ProviderSlug.SCHWAB),
@@ -627,12 +655,29 @@ class SchwabClient(ProviderClient):
                               as_of=request.as_of or market_today())
 
     def _get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        """GET a data endpoint with the bearer. A 401 there means the access token was
+        refused: it is refreshed once (the token endpoint's answer is what decides the
+        connection: a refused refresh token makes it EXPIRED and raises NOT_CONNECTED)
+        and the request is sent again; a second 401 is raised as is."""
         self._authorize()
-        return self.http.get_json(path, params)
+        try:
+            return self.http.get_json(path, params)
+        except ProviderError as error:
+            refresh = getattr(self.token_source, "refresh", None)
+            if not (error.kind is ErrorKind.AUTH and error.status_code == 401
+                    and callable(refresh)):
+                raise
+            token = refresh()
+            if not token or token == self._bearer:
+                raise
+            self._use_bearer(token)
+            return self.http.get_json(path, params)
 
     def _authorize(self) -> None:
         """Put a fresh bearer on the HTTP layer (and mark the token as a secret)."""
-        token = self._access_token()
+        self._use_bearer(self._access_token())
+
+    def _use_bearer(self, token: str) -> None:
         if token != self._bearer:
             self.http.add_secret(token)
             self.http.set_auth_header("Authorization", f"Bearer {token}")
