@@ -34,6 +34,12 @@ run_retries:
 concurrency:
   pools:
     default_limit: 4
+# No daemon runs beside `make demo`: runs start when they are submitted (the CLI's runs
+# go through this coordinator too, see runner.launch_runs). deploy/dagster.yaml queues
+# them for dagster-daemon instead.
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: DefaultRunCoordinator
 """
 
 
