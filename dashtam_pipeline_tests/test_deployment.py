@@ -285,7 +285,7 @@ def test_sensors_tick(deployment: Deployment) -> None:
 def test_a_dropped_chase_file_becomes_a_daemon_run_that_succeeds(deployment: Deployment) -> None:
     inbox = deployment.data_dir / "inbox" / "chase"
     inbox.mkdir(parents=True, exist_ok=True)
-    sample = next((ROOT / "dashtam_pipeline" / "sandbox" / "samples").glob("*.csv"))
+    sample = sorted((ROOT / "dashtam_pipeline" / "sandbox" / "samples").glob("*.CSV"))[0]
     shutil.copyfile(sample, inbox / sample.name)
     sensor_tags = {"dagster/sensor_name": "chase_inbox_sensor"}
     (run,) = deployment.wait(
