@@ -133,3 +133,28 @@ def test_every_process_names_the_code_location_dashtam_pipeline() -> None:
     assert generated["python_module"]["module_name"] == entry["python_module"]["module_name"]
     pyproject = tomllib.loads((root / "pyproject.toml").read_text())
     assert pyproject["tool"]["dagster"]["code_location_name"] == CODE_LOCATION_NAME
+
+
+def test_a_pool_full_of_dead_runs_is_named(data_dir: object) -> None:
+    """A run that cannot get a slot because ended runs (killed workers) still hold them:
+    the CLI says which pool, which runs, and how the slots come back."""
+    import uuid
+
+    from dagster import DagsterRun, DagsterRunStatus
+
+    from dashtam_pipeline.instance import get_instance
+    from dashtam_pipeline.runner import dead_pool_holders
+
+    with get_instance(load_settings()) as instance:
+        storage = instance.event_log_storage
+        storage.set_concurrency_slots("provider_fmp", 1)
+        dead = instance.add_run(
+            DagsterRun(job_name="__ASSET_JOB", run_id=str(uuid.uuid4()),
+                       status=DagsterRunStatus.FAILURE)
+        )
+        assert dead_pool_holders(instance) is None  # nothing held yet
+        storage.claim_concurrency_slot("provider_fmp", dead.run_id, "market__quotes")
+        message = dead_pool_holders(instance)
+        assert message is not None
+        assert "pool provider_fmp is full" in message and dead.run_id in message
+        assert "FAILURE" in message and "free_slots_after_run_end_seconds" in message
