@@ -3,7 +3,7 @@
 This is the one place instance configuration lives. By default ``DAGSTER_HOME`` is
 ``$DASHTAM_DATA_DIR/dagster_home`` with SQLite storage; ``ensure_dagster_home`` writes a
 ``dagster.yaml`` there only when none exists, so a production ``dagster.yaml`` (PostgreSQL
-storage, see the README) replaces it without any code change.
+storage: ``deploy/dagster.yaml``, see the README) replaces it without any code change.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dashtam_pipeline.settings import Settings
 DEFAULT_DAGSTER_YAML = """\
 # Written by dashtam_pipeline (instance.py) because no dagster.yaml existed here.
 # SQLite storage under this directory. For production, replace this file with the
-# PostgreSQL configuration shown in the README; nothing else needs to change.
+# PostgreSQL instance in deploy/dagster.yaml (README); nothing else needs to change.
 telemetry:
   enabled: false
 # Run retries re-launch, from failure and at once, a run that died outside the asset code

@@ -4,8 +4,9 @@ either left for replay (transient) or abandoned with their reason (permanent).
 Three mechanisms share failure recovery, each for what it knows best:
 
 * the HTTP layer retries a call inside the step (backoff, ``Retry-After``);
-* Dagster's run retries (``run_retries`` in ``instance.py``) re-launch a run that died
-  outside the asset code (a killed process, a lost worker), from failure;
+* Dagster's run retries (``run_retries`` in ``deploy/dagster.yaml`` and ``instance.py``)
+  re-launch a run that died outside the asset code (a killed process, a lost worker),
+  from failure;
 * this sensor and the DLQ replay sensor handle a step that failed *because of the
   provider*, where the right moment to retry depends on the provider's breaker and quota.
 
