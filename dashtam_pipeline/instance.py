@@ -73,7 +73,13 @@ def ensure_provider_pools(instance: DagsterInstance) -> None:
             storage.set_concurrency_slots(meta.pool, meta.pool_limit)
 
 
-if __name__ == "__main__":  # `python -m dashtam_pipeline.instance` prints DAGSTER_HOME (make ui)
+if __name__ == "__main__":
+    # `python -m dashtam_pipeline.instance` prints DAGSTER_HOME (make ui) after setting the
+    # provider pools' limits, which a fresh production instance needs before the daemon
+    # launches anything (README, "Running in production").
     from dashtam_pipeline.settings import load_settings
 
-    print(ensure_dagster_home(load_settings()))
+    _settings = load_settings()
+    with get_instance(_settings):
+        pass
+    print(ensure_dagster_home(_settings))

@@ -51,6 +51,7 @@ T = TypeVar("T")
 # The README's production commands, word for word (the webserver on a free port here).
 COPY_YAML = 'mkdir -p "$DAGSTER_HOME" && cp deploy/dagster.yaml "$DAGSTER_HOME/dagster.yaml"'
 MIGRATE = "dagster instance migrate"
+POOLS = "python -m dashtam_pipeline.instance"
 DAEMON = "dagster-daemon run -w workspace.yaml"
 WEBSERVER = "dagster-webserver -w workspace.yaml -h 127.0.0.1 -p 3000"
 
@@ -219,14 +220,13 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
                 ROOT / "deploy" / "dagster.yaml"
             ).read_bytes()
             _shell(MIGRATE, env)
-            # the operator's first `dashtam` command sets the provider pools; the demo's
-            # Schwab login and Chase samples give the nightly runs and the inbox work
+            _shell(POOLS, env)
+            # the demo's sandbox Schwab login gives the nightly snapshot run positions
             prepared = subprocess.run(
                 [sys.executable, "-c",
                  "from dashtam_pipeline.demo import connect_sandbox_schwab;"
-                 "from dashtam_pipeline.instance import get_instance;"
                  "from dashtam_pipeline.settings import load_settings;"
-                 "s = load_settings(); get_instance(s).dispose(); connect_sandbox_schwab(s)"],
+                 "connect_sandbox_schwab(load_settings())"],
                 env=env, cwd=data_dir, capture_output=True, text=True, timeout=300,
             )
             assert prepared.returncode == 0, prepared.stderr
@@ -241,7 +241,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
 
 def test_the_readme_runs_production_with_these_commands() -> None:
     section = readme_production_section()
-    for command in (COPY_YAML, MIGRATE, DAEMON, WEBSERVER):
+    for command in (COPY_YAML, MIGRATE, POOLS, DAEMON, WEBSERVER):
         assert command in section, command
     for variable in ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER",
                      "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB", "DAGSTER_HOME"):
