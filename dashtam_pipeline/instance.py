@@ -3,7 +3,7 @@
 This is the one place instance configuration lives. By default ``DAGSTER_HOME`` is
 ``$DASHTAM_DATA_DIR/dagster_home`` with SQLite storage; ``ensure_dagster_home`` writes a
 ``dagster.yaml`` there only when none exists, so a production ``dagster.yaml`` (PostgreSQL
-storage, see the README) replaces it without any code change.
+storage: ``deploy/dagster.yaml``, see the README) replaces it without any code change.
 
 Creating the instance is serialised across processes (``instance_init_lock``): on an empty
 ``DAGSTER_HOME``, Dagster's SQLite storages run their schema migrations when first opened,
@@ -30,7 +30,7 @@ from dashtam_pipeline.settings import Settings
 DEFAULT_DAGSTER_YAML = """\
 # Written by dashtam_pipeline (instance.py) because no dagster.yaml existed here.
 # SQLite storage under this directory. For production, replace this file with the
-# PostgreSQL configuration shown in the README; nothing else needs to change.
+# PostgreSQL instance in deploy/dagster.yaml (README); nothing else needs to change.
 telemetry:
   enabled: false
 # Run retries re-launch, from failure and at once, a run that died outside the asset code
@@ -45,6 +45,12 @@ run_retries:
 concurrency:
   pools:
     default_limit: 4
+# No daemon runs beside `make demo`: runs start when they are submitted (the CLI's runs
+# go through this coordinator too, see runner.launch_runs). deploy/dagster.yaml queues
+# them for dagster-daemon instead.
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: DefaultRunCoordinator
 """
 
 
@@ -110,7 +116,13 @@ def ensure_provider_pools(instance: DagsterInstance) -> None:
             storage.set_concurrency_slots(meta.pool, meta.pool_limit)
 
 
-if __name__ == "__main__":  # `python -m dashtam_pipeline.instance` prints DAGSTER_HOME (make ui)
+if __name__ == "__main__":
+    # `python -m dashtam_pipeline.instance` prints DAGSTER_HOME (make ui) after setting the
+    # provider pools' limits, which a fresh production instance needs before the daemon
+    # launches anything (README, "Running in production").
     from dashtam_pipeline.settings import load_settings
 
-    print(ensure_dagster_home(load_settings()))
+    _settings = load_settings()
+    with get_instance(_settings):
+        pass
+    print(ensure_dagster_home(_settings))

@@ -2,8 +2,9 @@
 
 The nightly schedules (02:00 America/New_York) ask for every ingestion asset: daily
 assets for the previous trading day, FRED for every configured series in one run, the
-rest unpartitioned. Marts follow their upstreams through an eager automation condition,
-so they are rebuilt once new data lands instead of racing the ingestion runs.
+rest unpartitioned. Marts follow their upstreams through an automation condition
+(``assets/marts.py``): rebuilt once new data lands and the ingestion runs are over, from
+whatever landed, never waiting for partitions that will not exist.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ from dagster import (
 
 from dashtam_pipeline.assets.factory import ingestion_asset_specs
 from dashtam_pipeline.assets.partitions import MARKET_TZ, previous_trading_day
+from dashtam_pipeline.dagster_names import PARTITION_RANGE_END, PARTITION_RANGE_START
 from dashtam_pipeline.registry import Domain, Partitioning
+
+__all__ = ["PARTITION_RANGE_END", "PARTITION_RANGE_START"]
 
 NIGHTLY_CRON = "0 2 * * *"
 #: The nightly schedule of each partitioning. File imports have none: their inbox
@@ -36,8 +40,6 @@ NIGHTLY_NAMES = {
     Partitioning.FRED_SERIES: "fred",
     Partitioning.NONE: "snapshots",
 }
-PARTITION_RANGE_START = "dagster/asset_partition_range_start"
-PARTITION_RANGE_END = "dagster/asset_partition_range_end"
 
 
 def domain_jobs() -> list[Any]:

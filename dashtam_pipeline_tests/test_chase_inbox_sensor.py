@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance, SensorDefinition, build_sensor_context
-from dagster._core.definitions.sensor_definition import SensorExecutionData
 
 from dashtam_pipeline.assets.partitions import file_name_of, file_partition_key
 from dashtam_pipeline.clients.chase_file import parse_chase_csv
@@ -27,6 +26,7 @@ from dashtam_pipeline.sensors.chase_inbox import (
 from dashtam_pipeline.settings import load_settings
 from dashtam_pipeline.storage.warehouse import Warehouse
 from dashtam_pipeline_tests.payloads import all_payloads, payload_path
+from dashtam_pipeline_tests.sensor_ticks import SensorTick
 
 PROVIDER = "sandbox:chase_file"
 NOT_CHASE = "bank_of_elsewhere.csv"
@@ -75,7 +75,7 @@ def first_name_per_content(dropped: dict[str, bytes]) -> dict[str, bytes]:
 
 def tick(
     instance: DagsterInstance, cursor: str | None, sensor: SensorDefinition = chase_inbox_sensor
-) -> SensorExecutionData:
+) -> SensorTick:
     """One evaluation, then what the daemon does with it: add the requested partitions."""
     # the daemon's context carries the instance's ref too: partition keys are checked
     # against the instance (with this tick's additions) only when it does

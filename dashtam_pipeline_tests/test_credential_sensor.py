@@ -21,7 +21,6 @@ from dagster import (
     RepositoryDefinition,
     build_sensor_context,
 )
-from dagster._core.definitions.sensor_definition import SensorExecutionData
 
 from dashtam_pipeline import connections
 from dashtam_pipeline.assets.partitions import MARKET_TZ
@@ -50,6 +49,7 @@ from dashtam_pipeline.settings import Settings, load_settings
 from dashtam_pipeline.state.connection_repository import ConnectionRepository
 from dashtam_pipeline_tests.clocks import FakeClock
 from dashtam_pipeline_tests.loopback import configured_sandbox, materialize
+from dashtam_pipeline_tests.sensor_ticks import SensorTick
 
 SCHWAB = ProviderSlug.SCHWAB
 SCHWAB_ASSETS = [
@@ -70,7 +70,7 @@ class Sensors:
         self.repository: RepositoryDefinition = self.defs.get_repository_def()
         self.cursors: dict[str, str | None] = {}
 
-    def tick(self, name: str) -> SensorExecutionData:
+    def tick(self, name: str) -> SensorTick:
         with get_instance(load_settings()) as instance:
             context = build_sensor_context(
                 instance=instance,
@@ -81,13 +81,13 @@ class Sensors:
         self.cursors[name] = result.cursor
         return result
 
-    def expiry(self) -> SensorExecutionData:
+    def expiry(self) -> SensorTick:
         return self.tick(EXPIRY_SENSOR_NAME)
 
-    def catch_up(self) -> SensorExecutionData:
+    def catch_up(self) -> SensorTick:
         return self.tick(CATCH_UP_SENSOR_NAME)
 
-    def run_refresh(self, tick: SensorExecutionData) -> tuple[bool, str]:
+    def run_refresh(self, tick: SensorTick) -> tuple[bool, str]:
         """Execute the tick's one refresh request; (success, failure description)."""
         (request,) = tick.run_requests or []
         job = self.repository.get_job(REFRESH_JOB_NAME)

@@ -10,13 +10,12 @@ partition no longer exists fails its replay instead of breaking the tick.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dagster import DagsterRunStatus, RunRequest, build_sensor_context
-from dagster._core.definitions.sensor_definition import SensorExecutionData
-from dagster._core.test_utils import create_run_for_test
+from dagster import DagsterRun, DagsterRunStatus, RunRequest, build_sensor_context
 
 from dashtam_pipeline.definitions import build_definitions
 from dashtam_pipeline.errors import ErrorKind, ProviderError
@@ -42,6 +41,7 @@ from dashtam_pipeline.sensors.health import (
 from dashtam_pipeline.settings import load_settings
 from dashtam_pipeline.state.store import state_store
 from dashtam_pipeline_tests.clocks import FakeClock
+from dashtam_pipeline_tests.sensor_ticks import SensorTick
 
 T0 = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.UTC)
 TIMEOUT = 60.0
@@ -63,7 +63,7 @@ class Sensor:
         self.repository = build_definitions(load_settings()).get_repository_def()
         self.cursor: str | None = None
 
-    def tick(self) -> SensorExecutionData:
+    def tick(self) -> SensorTick:
         with get_instance(load_settings()) as instance:
             context = build_sensor_context(
                 instance=instance, cursor=self.cursor, repository_def=self.repository
@@ -206,7 +206,14 @@ def test_a_replay_run_that_ended_without_landing_counts_as_a_failed_replay(
     (first,) = sensor.tick().run_requests or []
     # the replay ran and succeeded, but the asset was skipped: the entry is still pending
     with get_instance(load_settings()) as instance:
-        run = create_run_for_test(instance, tags=dict(first.tags), status=DagsterRunStatus.SUCCESS)
+        run = instance.add_run(
+            DagsterRun(
+                job_name="__ASSET_JOB",
+                run_id=str(uuid.uuid4()),
+                tags=dict(first.tags),
+                status=DagsterRunStatus.SUCCESS,
+            )
+        )
 
     (second,) = sensor.tick().run_requests or []
     (counted,) = queue().get([entry.id])

@@ -21,13 +21,12 @@ import pytest
 from dagster import (
     DagsterEventType,
     DagsterInstance,
+    RepositoryDefinition,
     RunRequest,
     SensorDefinition,
     build_run_status_sensor_context,
     build_sensor_context,
 )
-from dagster._core.definitions.repository_definition import RepositoryDefinition
-from dagster._core.definitions.sensor_definition import SensorExecutionData
 
 from dashtam_pipeline.definitions import build_definitions
 from dashtam_pipeline.errors import ErrorKind, ProviderError
@@ -53,6 +52,7 @@ from dashtam_pipeline.settings import load_settings
 from dashtam_pipeline.state.store import StateStore, state_store
 from dashtam_pipeline_tests.clocks import FakeClock
 from dashtam_pipeline_tests.loopback import KEYS, configured_sandbox, materialize, query
+from dashtam_pipeline_tests.sensor_ticks import SensorTick
 
 pytestmark = pytest.mark.integration
 
@@ -106,7 +106,7 @@ class Recovery:
             )
             assert self.run_failure(context) is None  # it acts on the queue and the run
 
-    def tick(self) -> SensorExecutionData:
+    def tick(self) -> SensorTick:
         """One evaluation of the DLQ replay sensor, keeping its cursor like the daemon."""
         with self.instance() as instance:
             context = build_sensor_context(

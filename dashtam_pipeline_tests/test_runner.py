@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from dagster import AssetKey
 
 from dashtam_pipeline import runner
 from dashtam_pipeline.assets.partitions import OBSERVATION_END_TAG, OBSERVATION_START_TAG
@@ -95,3 +96,65 @@ def test_a_backfill_of_many_series_runs_25_series_per_run(data_dir, monkeypatch)
     plans = plan_runs(defs, resolve_selection(defs, "group:macro"))
     assert [(p.tags[PARTITION_RANGE_START], p.tags[PARTITION_RANGE_END]) for p in plans] == [
         ("GDP_1", "GDP_25"), ("GDP_26", "GDP_50"), ("GDP_51", "GDP_60")]
+
+
+def test_the_launch_mutation_is_valid_against_dagsters_graphql_schema() -> None:
+    """CLI runs are created with this GraphQL document (``runner.launch_runs``): a Dagster
+    upgrade that changes the mutation fails here, not in production."""
+    from dagster_graphql.schema import create_schema
+    from graphql import parse, validate
+
+    from dashtam_pipeline.runner import RunPlan, launch_document, launch_variables
+
+    schema = create_schema().graphql_schema
+    assert validate(schema, parse(launch_document(3))) == []
+    plan = RunPlan([AssetKey(["market", "quotes"])], {"dagster/partition": "2026-11-20"}, "q")
+    variables = launch_variables(plan)
+    assert variables["selector"]["repositoryLocationName"] == "dashtam_pipeline"
+    assert variables["selector"]["assetSelection"] == [{"path": ["market", "quotes"]}]
+    assert {"key": "dagster/partition", "value": "2026-11-20"} in (
+        variables["executionMetadata"]["tags"]
+    )
+
+
+def test_every_process_names_the_code_location_dashtam_pipeline() -> None:
+    import tomllib
+    from pathlib import Path
+
+    import yaml
+
+    from dashtam_pipeline.runner import CODE_LOCATION_NAME, WORKSPACE_YAML
+
+    root = Path(__file__).resolve().parents[1]
+    (entry,) = yaml.safe_load((root / "workspace.yaml").read_text())["load_from"]
+    (generated,) = yaml.safe_load(WORKSPACE_YAML)["load_from"]
+    assert entry["python_module"]["location_name"] == CODE_LOCATION_NAME == "dashtam_pipeline"
+    assert generated["python_module"]["location_name"] == CODE_LOCATION_NAME
+    assert generated["python_module"]["module_name"] == entry["python_module"]["module_name"]
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+    assert pyproject["tool"]["dagster"]["code_location_name"] == CODE_LOCATION_NAME
+
+
+def test_a_pool_full_of_dead_runs_is_named(data_dir: object) -> None:
+    """A run that cannot get a slot because ended runs (killed workers) still hold them:
+    the CLI says which pool, which runs, and how the slots come back."""
+    import uuid
+
+    from dagster import DagsterRun, DagsterRunStatus
+
+    from dashtam_pipeline.instance import get_instance
+    from dashtam_pipeline.runner import dead_pool_holders
+
+    with get_instance(load_settings()) as instance:
+        storage = instance.event_log_storage
+        storage.set_concurrency_slots("provider_fmp", 1)
+        dead = instance.add_run(
+            DagsterRun(job_name="__ASSET_JOB", run_id=str(uuid.uuid4()),
+                       status=DagsterRunStatus.FAILURE)
+        )
+        assert dead_pool_holders(instance) is None  # nothing held yet
+        storage.claim_concurrency_slot("provider_fmp", dead.run_id, "market__quotes")
+        message = dead_pool_holders(instance)
+        assert message is not None
+        assert "pool provider_fmp is full" in message and dead.run_id in message
+        assert "FAILURE" in message and "free_slots_after_run_end_seconds" in message

@@ -9,7 +9,6 @@ import datetime as dt
 
 import pytest
 from dagster import AssetKey, build_sensor_context
-from dagster._core.definitions.sensor_definition import SensorExecutionData
 
 from dashtam_pipeline.connections import StoredTokens, current_connection, load_cipher
 from dashtam_pipeline.definitions import build_definitions
@@ -28,6 +27,7 @@ from dashtam_pipeline.settings import load_settings
 from dashtam_pipeline.state.connection_repository import ConnectionRepository
 from dashtam_pipeline_tests.clocks import FakeClock
 from dashtam_pipeline_tests.loopback import connect_schwab_with_cli
+from dashtam_pipeline_tests.sensor_ticks import SensorTick
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +52,7 @@ def test_connect_refresh_expire_reconnect_catch_up(
     repository = defs.get_repository_def()
     cursors: dict[str, str | None] = {}
 
-    def tick(name: str) -> SensorExecutionData:
+    def tick(name: str) -> SensorTick:
         with get_instance(load_settings()) as instance:
             context = build_sensor_context(
                 instance=instance, cursor=cursors.get(name), repository_def=repository
@@ -61,7 +61,7 @@ def test_connect_refresh_expire_reconnect_catch_up(
         cursors[name] = result.cursor
         return result
 
-    def both() -> tuple[SensorExecutionData, SensorExecutionData]:
+    def both() -> tuple[SensorTick, SensorTick]:
         return tick(EXPIRY_SENSOR_NAME), tick(CATCH_UP_SENSOR_NAME)
 
     # connect

@@ -137,6 +137,27 @@ MARTS: tuple[MartSpec, ...] = (
 )
 
 
+def mart_automation_condition() -> AutomationCondition:
+    """Rebuild a mart once any upstream has new data, from whatever has landed.
+
+    Not ``AutomationCondition.eager()``: eager also waits until no upstream partition is
+    missing, and a mart reads *every* partition of its daily upstreams (the portfolio
+    value reads ``market/daily_bars`` since 2023), so it would wait for thousands of days
+    no nightly run will ever fetch and never build. A mart is SQL over what is in the
+    lake, correct for any subset of days: it needs only that some upstream has landed
+    something (so a fresh deployment does not build empty marts), that nothing upstream is
+    still running (so the nightly runs finish first), and that it is not running itself.
+    """
+    return (
+        (
+            AutomationCondition.newly_missing() | AutomationCondition.any_deps_updated()
+        ).since_last_handled()
+        & AutomationCondition.any_deps_match(~AutomationCondition.missing())
+        & ~AutomationCondition.any_deps_in_progress()
+        & ~AutomationCondition.in_progress()
+    ).with_label("rebuild from what landed")
+
+
 def _upstream_keys(mart: MartSpec) -> list[AssetKey]:
     keys = [s.key for s in ingestion_asset_specs() if s.dataset.dataset in mart.datasets]
     return keys + [AssetKey([Domain.MARTS.value, name]) for name in mart.mart_deps]
@@ -152,7 +173,7 @@ def build_mart_asset(mart: MartSpec) -> AssetsDefinition:
         owners=OWNERS,
         kinds={"duckdb", "parquet", "sql"},
         tags={"dashtam/mart": mart.name},
-        automation_condition=AutomationCondition.eager(),
+        automation_condition=mart_automation_condition(),
         metadata={"dagster/table_name": f"warehouse.marts.{mart.name}"},
     )
     def _mart(context: AssetExecutionContext) -> MaterializeResult:

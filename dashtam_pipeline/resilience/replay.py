@@ -1,8 +1,12 @@
 """Replay dead letters: re-materialize exactly the failed partitions, then settle each entry.
 
-A replay goes through the Dagster instance like any materialization (so it shows in the
-UI and lands through the same idempotent upserts: replaying twice never duplicates a
-row). Entries are grouped by partition key, and each partition is one run of the assets
+A replay goes through the Dagster instance like any materialization: the same launch
+path as ``dashtam materialize`` (``runner.launch_runs``: a run of the code location
+``dashtam_pipeline``, queued for the daemon in production), so it shows in the UI, can be
+retried and re-executed, and lands through the same idempotent upserts (replaying twice
+never duplicates a row).
+
+Entries are grouped by partition key, and each partition is one run of the assets
 that failed for it. An entry is ``replayed`` only when its asset materialized in that
 run; a failure *or a skip* (the provider was not configured, say) did not land the data,
 so it counts as a failed replay, and the ``DASHTAM_DLQ_MAX_REPLAYS``-th one abandons it.

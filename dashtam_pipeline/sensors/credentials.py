@@ -54,10 +54,10 @@ from dagster import (
     partition_loading_context,
     sensor,
 )
-from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
 
 from dashtam_pipeline import connections
 from dashtam_pipeline.assets.factory import ingestion_asset_specs
+from dashtam_pipeline.dagster_names import AssetGraph
 from dashtam_pipeline.domain.provider_connection import ConnectionStatus, ProviderConnection
 from dashtam_pipeline.errors import ErrorKind, ProviderError
 from dashtam_pipeline.jobs import PARTITION_RANGE_END, PARTITION_RANGE_START
@@ -423,7 +423,7 @@ class _Group:
 
 def catch_up_requests(
     instance: DagsterInstance,
-    asset_graph: BaseAssetGraph,
+    asset_graph: AssetGraph,
     connection: ProviderConnection,
     seen: SeenStatus,
     now: dt.datetime,
@@ -517,7 +517,7 @@ def _catch_up_request(
 
 def plan_catch_ups(
     instance: DagsterInstance,
-    asset_graph: BaseAssetGraph,
+    asset_graph: AssetGraph,
     settings: Settings,
     cursor: str | None,
     now: dt.datetime,

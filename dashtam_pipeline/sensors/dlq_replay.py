@@ -52,10 +52,9 @@ from dagster import (
     partition_loading_context,
     sensor,
 )
-from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
-from dagster._core.storage.tags import WILL_RETRY_TAG
 
 from dashtam_pipeline.assets.factory import ingestion_asset_specs
+from dashtam_pipeline.dagster_names import WILL_RETRY_TAG, AssetGraph
 from dashtam_pipeline.errors import TRANSIENT_KINDS
 from dashtam_pipeline.resilience.breaker import Clock, utc_now
 from dashtam_pipeline.resilience.dlq import (
@@ -120,7 +119,7 @@ def parse_cursor(cursor: str | None) -> dict[int, str]:
 
 def plan_replays(
     instance: DagsterInstance,
-    asset_graph: BaseAssetGraph,
+    asset_graph: AssetGraph,
     settings: Settings,
     cursor: str | None,
     *,
@@ -199,7 +198,7 @@ def _replayable(
 
 def _groups(
     instance: DagsterInstance,
-    asset_graph: BaseAssetGraph,
+    asset_graph: AssetGraph,
     ingestion_keys: frozenset[AssetKey],
     queue: DeadLetterQueue,
     settings: Settings,
@@ -221,7 +220,7 @@ def _groups(
 
 def _target_problem(
     instance: DagsterInstance,
-    asset_graph: BaseAssetGraph,
+    asset_graph: AssetGraph,
     ingestion_keys: frozenset[AssetKey],
     entry: DeadLetter,
 ) -> tuple[str | None, PartitionsDefinition | None]:
@@ -317,7 +316,7 @@ def replayable_asset_keys() -> frozenset[AssetKey]:
 
 def asset_graph_of(
     context: SensorEvaluationContext | RunStatusSensorContext, settings: Settings
-) -> BaseAssetGraph:
+) -> AssetGraph:
     """The code location's asset graph (the daemon always passes it; a test may not)."""
     if context.repository_def is not None:
         return context.repository_def.asset_graph

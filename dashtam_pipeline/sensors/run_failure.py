@@ -4,8 +4,9 @@ either left for replay (transient) or abandoned with their reason (permanent).
 Three mechanisms share failure recovery, each for what it knows best:
 
 * the HTTP layer retries a call inside the step (backoff, ``Retry-After``);
-* Dagster's run retries (``run_retries`` in ``instance.py``) re-launch a run that died
-  outside the asset code (a killed process, a lost worker), from failure;
+* Dagster's run retries (``run_retries`` in ``deploy/dagster.yaml`` and ``instance.py``)
+  re-launch a run that died outside the asset code (a killed process, a lost worker),
+  from failure;
 * this sensor and the DLQ replay sensor handle a step that failed *because of the
   provider*, where the right moment to retry depends on the provider's breaker and quota.
 
@@ -36,11 +37,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from dagster import (
     AssetKey,
     DagsterEventType,
     DagsterInstance,
+    DagsterRun,
     DefaultSensorStatus,
     PartitionKeyRange,
     PartitionsDefinition,
@@ -49,12 +52,14 @@ from dagster import (
     partition_loading_context,
     run_failure_sensor,
 )
-from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
-from dagster._core.execution.plan.objects import StepFailureData
-from dagster._core.storage.dagster_run import DagsterRun
-from dagster._core.storage.tags import PARTITION_NAME_TAG, WILL_RETRY_TAG
 
-from dashtam_pipeline.jobs import PARTITION_RANGE_END, PARTITION_RANGE_START
+from dashtam_pipeline.dagster_names import (
+    PARTITION_RANGE_END,
+    PARTITION_RANGE_START,
+    PARTITION_TAG,
+    WILL_RETRY_TAG,
+    AssetGraph,
+)
 from dashtam_pipeline.resilience.breaker import Clock, utc_now
 from dashtam_pipeline.resilience.dlq import (
     ABANDONED,
@@ -115,7 +120,7 @@ class FailureHandling:
 
 
 def handle_failed_run(
-    instance: DagsterInstance, run: DagsterRun, asset_graph: BaseAssetGraph, settings: Settings
+    instance: DagsterInstance, run: DagsterRun, asset_graph: AssetGraph, settings: Settings
 ) -> FailureHandling:
     """Classify a failed run and settle its dead letters (see the module docstring)."""
     handling = FailureHandling(run.run_id)
@@ -148,7 +153,7 @@ def handle_failed_run(
 
 
 def read_step_failures(
-    instance: DagsterInstance, run: DagsterRun, asset_graph: BaseAssetGraph
+    instance: DagsterInstance, run: DagsterRun, asset_graph: AssetGraph
 ) -> list[StepFailure]:
     """Each failed step with its assets, provider, error kind and reason."""
     records = instance.get_records_for_run(
@@ -159,8 +164,7 @@ def read_step_failures(
         event = record.event_log_entry.dagster_event
         if event is None or event.step_key is None:
             continue
-        data = event.event_specific_data
-        assert isinstance(data, StepFailureData)
+        data = event.step_failure_data
         keys = _step_asset_keys(asset_graph, event.step_key)
         user = data.user_failure_data
         metadata = user.metadata if user is not None else {}
@@ -174,7 +178,7 @@ def _settle_step(
     instance: DagsterInstance,
     queue: DeadLetterQueue,
     run: DagsterRun,
-    asset_graph: BaseAssetGraph,
+    asset_graph: AssetGraph,
     step: StepFailure,
     handling: FailureHandling,
 ) -> None:
@@ -243,7 +247,7 @@ def _record_entries(
     instance: DagsterInstance,
     queue: DeadLetterQueue,
     run: DagsterRun,
-    asset_graph: BaseAssetGraph,
+    asset_graph: AssetGraph,
     step: StepFailure,
 ) -> list[DeadLetter]:
     """Dead letters for a step that failed before the factory could record any: one per
@@ -273,8 +277,8 @@ def run_partitions(
     """The partitions a run covered, from its tags (``[None]`` for unpartitioned assets)."""
     if partitions_def is None:
         return [None]
-    if run.tags.get(PARTITION_NAME_TAG):
-        return [run.tags[PARTITION_NAME_TAG]]
+    if run.tags.get(PARTITION_TAG):
+        return [run.tags[PARTITION_TAG]]
     start, end = run.tags.get(PARTITION_RANGE_START), run.tags.get(PARTITION_RANGE_END)
     if not (start and end):
         return []
@@ -282,14 +286,14 @@ def run_partitions(
         return list(partitions_def.get_partition_keys_in_range(PartitionKeyRange(start, end)))
 
 
-def _step_asset_keys(asset_graph: BaseAssetGraph, step_key: str) -> tuple[AssetKey, ...]:
+def _step_asset_keys(asset_graph: AssetGraph, step_key: str) -> tuple[AssetKey, ...]:
     for assets_def in getattr(asset_graph, "assets_defs", ()):
         if assets_def.is_executable and assets_def.node_def.name == step_key:
             return tuple(sorted(assets_def.keys, key=lambda k: k.to_user_string()))
     return ()
 
 
-def _provider_tag(asset_graph: BaseAssetGraph, keys: Sequence[AssetKey]) -> str | None:
+def _provider_tag(asset_graph: AssetGraph, keys: Sequence[AssetKey]) -> str | None:
     for key in keys:
         provider = asset_graph.get(key).tags.get(PROVIDER_TAG)
         if provider:
@@ -302,7 +306,9 @@ def _text(value: object) -> str | None:
     return str(raw) if raw not in (None, "") else None
 
 
-def _reason(data: StepFailureData) -> str:
+def _reason(data: Any) -> str:
+    """The sentence of a step failure (``DagsterEvent.step_failure_data``, whose class
+    Dagster does not export)."""
     user = data.user_failure_data
     if user is not None and user.description:
         return user.description.strip()

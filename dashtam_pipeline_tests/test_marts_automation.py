@@ -1,0 +1,43 @@
+"""marts_automation builds the marts from what landed: one day of daily bars is enough for
+the portfolio value, which reads every day since 2023 and so, under
+``AutomationCondition.eager()``, waited forever for days no nightly run fetches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dagster import (
+    AssetKey,
+    AssetMaterialization,
+    DagsterInstance,
+    evaluate_automation_conditions,
+)
+
+from dashtam_pipeline.definitions import build_definitions
+
+MARTS = {"marts/holdings", "marts/daily_portfolio_value", "marts/macro_monthly_panel"}
+LANDED = [
+    ("market/daily_bars", "2026-11-20"),
+    ("brokerage/schwab_positions", None),
+    ("macro/fred_series", "GDP"),
+    ("macro/fred_observations", "GDP"),
+]
+
+
+def requested(result: object) -> set[str]:
+    return {
+        r.key.to_user_string() for r in result.results if r.true_subset.size  # type: ignore[attr-defined]
+    }
+
+
+def test_marts_build_from_what_landed_and_not_before(data_dir: Path) -> None:
+    defs = build_definitions()
+    with DagsterInstance.ephemeral() as instance:
+        first = evaluate_automation_conditions(defs=defs, instance=instance)
+        assert requested(first) == set()  # nothing landed: no empty marts
+        for key, partition in LANDED:
+            instance.report_runless_asset_event(
+                AssetMaterialization(AssetKey.from_user_string(key), partition=partition)
+            )
+        second = evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+        assert requested(second) == MARTS
