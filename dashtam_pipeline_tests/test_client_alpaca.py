@@ -29,6 +29,10 @@ from dashtam_pipeline_tests.client_helpers import (
 )
 from dashtam_pipeline_tests.payloads import load_json
 
+#: Outcome depends on the clock (sessions, expiries, "today"): also run at each frozen
+#: instant of at_date (`make test-dates`).
+pytestmark = pytest.mark.dates
+
 KEY_ID = "PKTESTKEYID0001"
 SECRET = "test-secret-key-0002"
 BASE = "https://paper-api.alpaca.markets"

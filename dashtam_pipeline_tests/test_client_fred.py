@@ -34,6 +34,10 @@ from dashtam_pipeline.schemas.macro import FredObservationSchema, FredSeriesSche
 from dashtam_pipeline_tests.client_helpers import Handler, Recorder, mock_client, offline_settings
 from dashtam_pipeline_tests.payloads import load_json
 
+#: Outcome depends on the clock (sessions, expiries, "today"): also run at each frozen
+#: instant of at_date (`make test-dates`).
+pytestmark = pytest.mark.dates
+
 KEY = "test-key-123"
 BASE = "https://api.stlouisfed.org/fred"
 CURRENT = "fred/series_observations_GDP.json"

@@ -41,6 +41,10 @@ from dashtam_pipeline_tests.client_helpers import (
 )
 from dashtam_pipeline_tests.payloads import load_json
 
+#: Outcome depends on the clock (sessions, expiries, "today"): also run at each frozen
+#: instant of at_date (`make test-dates`).
+pytestmark = pytest.mark.dates
+
 APP_KEY = "app-key-0123456789"
 APP_SECRET = "app-secret-9876543210"
 ACCESS = "access-token-abcdef123456"

@@ -37,6 +37,10 @@ from dashtam_pipeline.settings import Settings, load_settings
 from dashtam_pipeline.state.connection_repository import ConnectionRepository
 from dashtam_pipeline_tests.clocks import FakeClock
 
+#: Outcome depends on the clock (sessions, expiries, "today"): also run at each frozen
+#: instant of at_date (`make test-dates`).
+pytestmark = pytest.mark.dates
+
 START = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 SCHWAB = ProviderSlug.SCHWAB
 KEY = Fernet.generate_key().decode()

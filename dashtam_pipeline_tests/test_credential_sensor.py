@@ -51,6 +51,10 @@ from dashtam_pipeline_tests.clocks import FakeClock
 from dashtam_pipeline_tests.loopback import configured_sandbox, materialize
 from dashtam_pipeline_tests.sensor_ticks import SensorTick
 
+#: Outcome depends on the clock (sessions, expiries, "today"): also run at each frozen
+#: instant of at_date (`make test-dates`).
+pytestmark = pytest.mark.dates
+
 SCHWAB = ProviderSlug.SCHWAB
 SCHWAB_ASSETS = [
     "brokerage/schwab_accounts",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+import pytest
 from dagster import AssetKey, build_schedule_context
 
 from dashtam_pipeline.assets.factory import ingestion_asset_specs
@@ -12,6 +13,10 @@ from dashtam_pipeline.definitions import build_definitions
 from dashtam_pipeline.jobs import PARTITION_RANGE_END, PARTITION_RANGE_START
 from dashtam_pipeline.registry import Domain, Partitioning
 from dashtam_pipeline.settings import load_settings
+
+#: Outcome depends on the clock (sessions, expiries, "today"): also run at each frozen
+#: instant of at_date (`make test-dates`).
+pytestmark = pytest.mark.dates
 
 NY = ZoneInfo("America/New_York")
 

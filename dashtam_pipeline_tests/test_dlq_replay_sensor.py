@@ -43,6 +43,10 @@ from dashtam_pipeline.state.store import state_store
 from dashtam_pipeline_tests.clocks import FakeClock
 from dashtam_pipeline_tests.sensor_ticks import SensorTick
 
+#: Outcome depends on the clock (sessions, expiries, "today"): also run at each frozen
+#: instant of at_date (`make test-dates`).
+pytestmark = pytest.mark.dates
+
 T0 = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.UTC)
 TIMEOUT = 60.0
 

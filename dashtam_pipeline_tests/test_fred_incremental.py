@@ -32,6 +32,10 @@ from dashtam_pipeline_tests.client_helpers import NO_WAIT
 from dashtam_pipeline_tests.clocks import FakeClock
 from dashtam_pipeline_tests.loopback import configured_sandbox
 
+#: Outcome depends on the clock (sessions, expiries, "today"): also run at each frozen
+#: instant of at_date (`make test-dates`).
+pytestmark = pytest.mark.dates
+
 SPEC = get_dataset_spec(Dataset.FRED_OBSERVATIONS)
 SERIES_PATH = "fred /fred/series"
 OBSERVATIONS_PATH = "fred /fred/series/observations"

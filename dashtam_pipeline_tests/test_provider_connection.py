@@ -20,6 +20,10 @@ from dashtam_pipeline.domain import (
     provider_id_for,
 )
 
+#: Outcome depends on the clock (sessions, expiries, "today"): also run at each frozen
+#: instant of at_date (`make test-dates`).
+pytestmark = pytest.mark.dates
+
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 S = ConnectionStatus
 

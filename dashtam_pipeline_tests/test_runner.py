@@ -14,6 +14,10 @@ from dashtam_pipeline.jobs import PARTITION_RANGE_END, PARTITION_RANGE_START
 from dashtam_pipeline.runner import SelectionError, plan_runs, resolve_selection
 from dashtam_pipeline.settings import load_settings
 
+#: Outcome depends on the clock (sessions, expiries, "today"): also run at each frozen
+#: instant of at_date (`make test-dates`).
+pytestmark = pytest.mark.dates
+
 
 @pytest.fixture
 def defs(data_dir):  # type: ignore[no-untyped-def]

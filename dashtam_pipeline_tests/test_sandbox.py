@@ -22,6 +22,10 @@ from dashtam_pipeline.sandbox.server import environment_lines, serve
 from dashtam_pipeline_tests.clocks import FakeClock
 from dashtam_pipeline_tests.payloads import PAYLOAD_DIR, load_bytes, load_json
 
+#: Outcome depends on the clock (sessions, expiries, "today"): also run at each frozen
+#: instant of at_date (`make test-dates`).
+pytestmark = pytest.mark.dates
+
 #: a Wednesday afternoon in New York: the last completed session is Tuesday 2025-03-11
 NOW = dt.datetime(2025, 3, 12, 15, 0, tzinfo=dt.UTC)
 LAST_SESSION = dt.date(2025, 3, 11)

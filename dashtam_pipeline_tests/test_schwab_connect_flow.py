@@ -29,7 +29,9 @@ from dashtam_pipeline_tests.loopback import (
     materialize,
 )
 
-pytestmark = pytest.mark.integration
+#: Outcome depends on the clock (sessions, expiries, "today"): also run at each frozen
+#: instant of at_date (`make test-dates`).
+pytestmark = [pytest.mark.integration, pytest.mark.dates]
 
 SCHWAB = ProviderSlug.SCHWAB
 

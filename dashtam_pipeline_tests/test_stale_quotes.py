@@ -15,7 +15,9 @@ from dashtam_pipeline.sandbox.app import SandboxApp
 from dashtam_pipeline.sandbox.server import SandboxServer
 from dashtam_pipeline_tests.loopback import configured_sandbox, materialize, query
 
-pytestmark = pytest.mark.integration
+#: Outcome depends on the clock (sessions, expiries, "today"): also run at each frozen
+#: instant of at_date (`make test-dates`).
+pytestmark = [pytest.mark.integration, pytest.mark.dates]
 
 #: The sandbox's "now": Wednesday 2026-11-18, so its quotes are Tuesday's close.
 NOW = dt.datetime(2026, 11, 18, 15, 0, tzinfo=dt.UTC)

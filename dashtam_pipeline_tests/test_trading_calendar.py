@@ -16,6 +16,10 @@ from dashtam_pipeline.trading_calendar import (
     why_no_session,
 )
 
+#: Outcome depends on the clock (sessions, expiries, "today"): also run at each frozen
+#: instant of at_date (`make test-dates`).
+pytestmark = pytest.mark.dates
+
 UTC = dt.UTC
 
 

@@ -8,6 +8,7 @@ import datetime as dt
 import json
 
 import pandas as pd
+import pytest
 
 from dashtam_pipeline.registry import Dataset
 from dashtam_pipeline.schemas.base import column_names
@@ -15,6 +16,10 @@ from dashtam_pipeline.schemas.brokerage import TransactionSchema
 from dashtam_pipeline.schemas.market import QuoteSchema
 from dashtam_pipeline.validation import QuarantineRecord, validate
 from dashtam_pipeline_tests.test_lake import JAN, bars_frame
+
+#: Outcome depends on the clock (sessions, expiries, "today"): also run at each frozen
+#: instant of at_date (`make test-dates`).
+pytestmark = pytest.mark.dates
 
 
 def raw_quotes(**overrides: list[object]) -> pd.DataFrame:
