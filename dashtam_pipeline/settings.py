@@ -101,6 +101,16 @@ def _number(value: object, name: str, what: str, *, integer: bool) -> float | in
     return number
 
 
+
+def _whole_number_at_least_one(value: object, info: ValidationInfo, what: str) -> int:
+    """A count setting (a breaker threshold, a request limit): a whole number >= 1, or one
+    sentence naming the variable."""
+    name = _variable(info)
+    count = _number(value, name, what, integer=True)
+    if count < 1:
+        raise ValueError(f"{name} must be {what}, got {shown(value)}")
+    return int(count)
+
 class Settings(BaseSettings):
     """Every variable of the contract's Environment table, with its default."""
 
@@ -264,12 +274,7 @@ class Settings(BaseSettings):
     @field_validator(*_THRESHOLD_FIELDS, mode="before")
     @classmethod
     def _threshold(cls, value: object, info: ValidationInfo) -> int:
-        name = _variable(info)
-        what = "a whole number of failures, at least 1"
-        count = _number(value, name, what, integer=True)
-        if count < 1:
-            raise ValueError(f"{name} must be {what}, got {shown(value)}")
-        return int(count)
+        return _whole_number_at_least_one(value, info, "a whole number of failures, at least 1")
 
     @field_validator(*_LIMIT_FIELDS, "dashtam_dlq_max_replays", mode="before")
     @classmethod
@@ -279,12 +284,7 @@ class Settings(BaseSettings):
                 raise ValueError("DASHTAM_DLQ_MAX_REPLAYS must be a whole number, at least 1, "
                                  "got an empty value")
             return None  # unset: the tier's published limit applies
-        name = _variable(info)
-        what = "a whole number, at least 1"
-        count = _number(value, name, what, integer=True)
-        if count < 1:
-            raise ValueError(f"{name} must be {what}, got {shown(value)}")
-        return int(count)
+        return _whole_number_at_least_one(value, info, "a whole number, at least 1")
 
     @field_validator(*_URL_FIELDS, mode="before")
     @classmethod
