@@ -10,7 +10,6 @@ bad rows go to ``ops.quarantine`` while good rows land, and nothing is half-writ
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +37,12 @@ from dashtam_pipeline.rights import check_rights
 from dashtam_pipeline.schemas import SCHEMAS
 from dashtam_pipeline.settings import Settings
 from dashtam_pipeline.storage.lake import Lake, WriteResult
-from dashtam_pipeline.validation import QuarantineRecord, ValidationResult, validate
+from dashtam_pipeline.validation import (
+    QuarantineRecord,
+    ValidationResult,
+    record_json,
+    validate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +300,7 @@ def rejected_to_quarantine(
 ) -> QuarantineRecord:
     record = rejected.record
     if not isinstance(record, str):
-        record = json.dumps(record, default=str, sort_keys=True)
+        record = record_json(record)
     return QuarantineRecord(
         provider=provider,
         dataset=table,

@@ -210,20 +210,23 @@ def _show(value: object) -> str:
 
 
 def _row_json(row: pd.Series) -> str:
-    return json.dumps(
-        {str(k): _jsonable(v) for k, v in row.items()},
-        default=str,
-        ensure_ascii=False,
-        sort_keys=True,
-    )
+    return record_json(dict(row.items()))
+
+
+def record_json(record: Any) -> str:
+    """A quarantined record (a frame row, or a raw provider object a parser rejected) as
+    strict JSON, readable by any JSON reader: see ``_jsonable``."""
+    return json.dumps(_jsonable(record), default=str, ensure_ascii=False, sort_keys=True)
 
 
 def _jsonable(value: Any) -> Any:
     """A raw cell as JSON: NaN/NaT as null, an infinity as the text ``"inf"``/``"-inf"``
     (JSON has no infinity; ``Infinity`` would make the record unreadable as JSON), numpy
     scalars as Python, the rest as text."""
-    if isinstance(value, (list, dict, tuple)):
-        return value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
     if isinstance(value, (float, np.floating)) and math.isinf(value):
         return "inf" if value > 0 else "-inf"
     try:

@@ -12,6 +12,7 @@ import pytest
 
 from dashtam_pipeline.clients.chase_file import parse_amount, parse_chase_csv
 from dashtam_pipeline.clients.fmp import parse_quotes
+from dashtam_pipeline.ingest import rejected_to_quarantine
 from dashtam_pipeline.schemas import SCHEMAS
 from dashtam_pipeline.schemas.base import duckdb_columns
 from dashtam_pipeline.validation import validate
@@ -129,12 +130,24 @@ def fmp_quote(**fields: object) -> list[dict[str, object]]:
 def test_an_infinite_quote_is_quarantined_with_the_reason(
     fields: dict[str, str], column: str,
 ) -> None:
-    frame = parse_quotes(fmp_quote(**fields), "fmp", rejected=[])
-    result = validate("quotes", frame, provider="fmp", table="market.quotes")
+    # the parser refuses the record first, naming the provider's field ...
+    rejected: list = []
+    frame = parse_quotes(fmp_quote(**fields), "fmp", rejected=rejected)
+    assert frame.empty
+    [refused] = rejected
+    [field] = fields
+    assert f"field '{field}'" in refused.reason and "not a finite number" in refused.reason
+    row = rejected_to_quarantine(refused, provider="fmp", table="market.quotes",
+                                 partition_key="2026-11-20")
+    assert json.loads(row.record)[field] in ("inf", "-inf")  # strict JSON, no Infinity
+    # ... and a frame that bypassed it is still stopped by the schema's finite check
+    good = parse_quotes(fmp_quote(), "fmp", rejected=[])
+    result = validate("quotes", good.assign(**{column: math.inf}), provider="fmp",
+                      table="market.quotes")
     assert result.valid.empty
     [record] = result.quarantined
     assert f"{column}: finite failed" in record.reason
-    assert json.loads(record.record)[column] in ("inf", "-inf")  # the record is JSON
+    assert json.loads(record.record)[column] == "inf"  # the record is JSON
 
 
 def test_nan_in_a_nullable_column_is_null_and_in_a_required_one_is_refused() -> None:
