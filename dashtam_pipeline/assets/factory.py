@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from dagster import (
     AssetCheckResult,
@@ -26,12 +27,19 @@ from dagster import (
     Failure,
     MaterializeResult,
     MetadataValue,
-    TableColumn,
-    TableColumnConstraints,
     TableSchema,
     multi_asset,
 )
 
+from dashtam_pipeline.assets.metadata import (
+    PartitionNumbers,
+    call_metadata,
+    frame_partition_counts,
+    model_column_schema,
+    partition_expression,
+    partition_value,
+    quarantined_per_partition,
+)
 from dashtam_pipeline.assets.partitions import (
     OBSERVATION_END_TAG,
     OBSERVATION_START_TAG,
@@ -43,7 +51,7 @@ from dashtam_pipeline.assets.partitions import (
 from dashtam_pipeline.clients.base import FetchRequest
 from dashtam_pipeline.errors import ProviderError
 from dashtam_pipeline.ingest import IngestionOutcome, ingest_dataset
-from dashtam_pipeline.quality import duplicate_key_count, row_count
+from dashtam_pipeline.quality import duplicate_key_count, partition_row_counts, row_count
 from dashtam_pipeline.registry import (
     DATASETS,
     DatasetSpec,
@@ -56,7 +64,6 @@ from dashtam_pipeline.resilience.dlq import DeadLetterQueue
 from dashtam_pipeline.resilience.hooks import provider_health
 from dashtam_pipeline.resources import StorageResource, provider_resource_key
 from dashtam_pipeline.schemas import SCHEMAS
-from dashtam_pipeline.schemas.base import duckdb_columns
 from dashtam_pipeline.settings import Settings, load_settings
 
 OWNERS = ["team:data-platform"]
@@ -65,6 +72,9 @@ LOOKBACK_DAYS = 90
 VALID_ROWS_CHECK = "valid_rows"
 UNIQUE_KEYS_CHECK = "unique_keys"
 NOT_STALE_CHECK = "not_stale"
+#: Run tags of a run in which assets were skipped (see ``_record_skip``).
+SKIPPED_TAG = "dashtam/skipped"
+OUTCOME_TAG = "dashtam/outcome"
 
 
 @dataclass(frozen=True)
@@ -113,29 +123,9 @@ def ingestion_asset_specs() -> list[IngestionAssetSpec]:
 
 
 def column_schema(dataset: DatasetSpec) -> TableSchema:
-    """The contract columns and key, from the pandera model, for the UI's schema tab."""
-    model = SCHEMAS[dataset.dataset]
-    schema = model.to_schema()
-    return TableSchema(
-        columns=[
-            TableColumn(
-                name=name,
-                type=kind,
-                description=" ".join(filter(None, [
-                    "key column." if name in dataset.key else "",
-                    (column.description or ""),
-                ])) or None,
-                constraints=TableColumnConstraints(
-                    nullable=column.nullable,
-                    unique=False,
-                    other=[str(check) for check in column.checks],
-                ),
-            )
-            for (name, kind), column in zip(
-                duckdb_columns(model).items(), schema.columns.values(), strict=True
-            )
-        ],
-    )
+    """The contract columns and key, from the pandera model, for the UI's schema tab:
+    DuckDB types, analyst descriptions and readable constraints (``assets.metadata``)."""
+    return model_column_schema(SCHEMAS[dataset.dataset], dataset.key)
 
 
 def _description(asset_spec: IngestionAssetSpec) -> str:
@@ -229,7 +219,11 @@ def _materialize_result(
     outcome: IngestionOutcome,
     storage: StorageResource,
     settings: Settings,
+    context: AssetExecutionContext,
 ) -> MaterializeResult:
+    """The asset's materialization: run-wide metadata on the result, and each partition's
+    own numbers added per partition (``context.add_asset_metadata``), so a partition of a
+    25-series or 31-day run shows its own row count, not the run's."""
     dataset = asset_spec.dataset
     lake_root = storage.lake().root
     duplicates = duplicate_key_count(lake_root, dataset.table, dataset.key)
@@ -237,15 +231,17 @@ def _materialize_result(
     validation = outcome.validation
     failures = dict(validation.failures_by_check) if validation else {}
     calls = outcome.calls.summary()
-    metadata = {
+    table_rows = row_count(lake_root, dataset.table, provider=owned_by)
+    partitions = [p for p in _partition_keys(context) if p is not None]
+    metadata: dict[str, Any] = {
         "table": MetadataValue.text(dataset.table),
-        "dagster/row_count": MetadataValue.int(
-            row_count(lake_root, dataset.table, provider=owned_by)
-        ),
+        "table_row_count": MetadataValue.int(table_rows),
         "dagster/column_schema": column_schema(dataset),
-        "rows_written": MetadataValue.int(outcome.rows_landed),
-        "rows_inserted": MetadataValue.int(outcome.write.rows_inserted if outcome.write else 0),
-        "rows_quarantined": MetadataValue.int(outcome.quarantined),
+        "run_rows_written": MetadataValue.int(outcome.rows_landed),
+        "run_rows_inserted": MetadataValue.int(
+            outcome.write.rows_inserted if outcome.write else 0
+        ),
+        "run_rows_quarantined": MetadataValue.int(outcome.quarantined),
         "duplicates_dropped": MetadataValue.int(
             validation.duplicates_dropped if validation else 0
         ),
@@ -255,9 +251,19 @@ def _materialize_result(
             [{"provider": a.provider, "outcome": a.outcome, "detail": a.detail}
              for a in outcome.attempts]
         ),
-        **{k: MetadataValue.float(float(v)) if "latency" in k else MetadataValue.int(int(v))
-           for k, v in calls.items()},
+        **call_metadata(calls, prefix="run_"),
     }
+    if partitions:
+        metadata["run_partitions"] = MetadataValue.int(len(partitions))
+        _add_partition_metadata(
+            context, asset_spec, outcome, lake_root, partitions, owned_by,
+            calls if len(partitions) == 1 else None,
+        )
+    else:  # the asset is the whole table: its own numbers are the run's
+        metadata.update(
+            PartitionNumbers(table_rows, outcome.rows_landed, outcome.quarantined)
+            .metadata(calls)
+        )
     for meta in asset_spec.providers:
         if meta.default_base_url is not None:  # file imports make no calls
             metadata[f"provider_{meta.slug.value}"] = MetadataValue.json(
@@ -306,6 +312,40 @@ def _materialize_result(
             ),
         ],
     )
+
+
+def _add_partition_metadata(
+    context: AssetExecutionContext,
+    asset_spec: IngestionAssetSpec,
+    outcome: IngestionOutcome,
+    lake_root: Any,
+    partitions: list[str],
+    owned_by: str | None,
+    calls: Mapping[str, Any] | None,
+) -> None:
+    """Each partition's own row count (its rows in the table), rows written and rows
+    quarantined by this run; its calls only when the run's calls were all its own."""
+    dataset = asset_spec.dataset
+    expression = partition_expression(dataset, asset_spec.partitioning)
+    if expression is None:
+        return
+    in_table = partition_row_counts(lake_root, dataset.table, expression, provider=owned_by)
+    valid = outcome.validation.valid if outcome.validation else None
+    written = frame_partition_counts(valid, expression) if valid is not None else {}
+    records = outcome.validation.quarantined if outcome.validation else []
+    quarantined, _unattributed = quarantined_per_partition(records, partitions, expression)
+    if len(partitions) == 1:  # rejected responses/files of a one-partition run are its own
+        quarantined[partitions[0]] = outcome.quarantined
+    for key in partitions:
+        value = partition_value(asset_spec.partitioning, key)
+        numbers = PartitionNumbers(
+            row_count=in_table.get(value, 0),
+            rows_written=written.get(value, 0),
+            rows_quarantined=quarantined.get(key, 0),
+        )
+        context.add_asset_metadata(
+            numbers.metadata(calls), asset_key=asset_spec.key, partition_key=key
+        )
 
 
 def check_specs_for(asset_spec: IngestionAssetSpec) -> list[AssetCheckSpec]:
@@ -474,27 +514,80 @@ def _run_ingestion(
     for note in outcome.notes:
         context.log.info(note)
     if outcome.skipped:
-        for member in (lead, *extras):
-            context.log.warning(f"{member.key.to_user_string()} skipped: {outcome.skipped_reason}")
-            context.log_event(
-                AssetObservation(
-                    asset_key=member.key,
-                    partition=request.partition_key if context.has_partition_key else None,
-                    metadata={"skipped": MetadataValue.text(outcome.skipped_reason or "")},
-                )
-            )
+        _record_skip(context, (lead, *extras), outcome.skipped_reason or "skipped")
         return
     storage.warehouse().ensure_views()
     selected_checks = {(c.asset_key, c.name) for c in context.selected_asset_check_keys}
     landed = [(lead, outcome), *((e, outcome.companions[e.dataset.dataset]) for e in extras)]
     for member, member_outcome in landed:
-        result = _materialize_result(member, member_outcome, storage, run_settings)
+        if member is not lead and not member_outcome.calls.records:
+            member_outcome.calls = outcome.calls  # a companion came with the lead's calls
+        result = _materialize_result(member, member_outcome, storage, run_settings, context)
         yield result._replace(
             check_results=[
                 c for c in result.check_results or []
                 if (member.key, c.check_name) in selected_checks
             ]
         )
+
+
+def skip_tag_key(asset_key: AssetKey) -> str:
+    """The run tag that names one skipped asset and its reason (one tag per asset, so the
+    steps of a multi-process run add theirs without overwriting each other's)."""
+    return f"{SKIPPED_TAG}.{asset_key.to_user_string().replace('/', '.')}"
+
+
+def _short(reason: str, limit: int = 200) -> str:
+    return reason if len(reason) <= limit else reason[: limit - 1] + "…"
+
+
+def _record_skip(
+    context: AssetExecutionContext, members: Sequence[IngestionAssetSpec], reason: str
+) -> None:
+    """Say where analysts look first that these assets were skipped, and why.
+
+    No materialization is recorded (the step yields nothing: "skipped" is not "landed").
+    Instead: an ``AssetObservation`` per asset (and partition) whose ``skipped`` metadata
+    the asset's overview shows, and run tags the run list shows: ``dashtam/skipped.<asset>``
+    with the reason, ``dashtam/skipped`` naming every skipped asset of the run, and
+    ``dashtam/outcome`` = ``skipped`` when every selected asset was skipped (else
+    ``partly_skipped``), so a run that did nothing is not a plain green success. The run
+    itself still succeeds: a missing key, login or right is not a failure.
+    """
+    partitions = [p for p in _partition_keys(context) if p is not None] or [None]
+    for member in members:
+        name = member.key.to_user_string()
+        context.log.warning(f"{name} skipped: {reason}")
+        for partition in partitions:
+            context.log_event(
+                AssetObservation(
+                    asset_key=member.key,
+                    partition=partition,
+                    description=f"skipped: {reason}",
+                    metadata={
+                        "skipped": MetadataValue.text(reason),
+                        "dashtam/outcome": MetadataValue.text("skipped"),
+                    },
+                )
+            )
+    instance = context.instance
+    instance.add_run_tags(
+        context.run_id, {skip_tag_key(m.key): _short(reason) for m in members}
+    )
+    # read back after our own write: the last step to skip sees every other step's tags
+    run = instance.get_run_by_id(context.run_id)
+    tags = run.tags if run is not None else {}
+    prefix = f"{SKIPPED_TAG}."
+    skipped = sorted(k[len(prefix):].replace(".", "/", 1) for k in tags if k.startswith(prefix))
+    selected = context.run.asset_selection or frozenset()
+    everything = {k.to_user_string() for k in selected} <= set(skipped) if selected else False
+    instance.add_run_tags(
+        context.run_id,
+        {
+            SKIPPED_TAG: _short(", ".join(skipped)),
+            OUTCOME_TAG: "skipped" if everything else "partly_skipped",
+        },
+    )
 
 
 def build_ingestion_assets(settings: Settings | None = None) -> list[AssetsDefinition]:
