@@ -48,8 +48,14 @@ from dashtam_pipeline.assets.partitions import (
     market_today,
     partitions_for,
 )
+from dashtam_pipeline.assets.sources import (
+    fallback_order_text,
+    provider_asset_key,
+    provider_observation,
+)
 from dashtam_pipeline.clients.base import FetchRequest
 from dashtam_pipeline.errors import ProviderError
+from dashtam_pipeline.http import CallStats
 from dashtam_pipeline.ingest import IngestionOutcome, ingest_dataset
 from dashtam_pipeline.quality import duplicate_key_count, partition_row_counts, row_count
 from dashtam_pipeline.registry import (
@@ -411,10 +417,13 @@ def _asset_spec(asset_spec: IngestionAssetSpec) -> AssetSpec:
     dataset = asset_spec.dataset
     primary = asset_spec.providers[0].slug.value
     tags = {"dashtam/dataset": dataset.dataset.value, "dashtam/provider": primary}
+    order: dict[str, Any] = {}
     if len(asset_spec.providers) > 1:
         tags["dashtam/fallback"] = "-".join(p.slug.value for p in asset_spec.providers[1:])
+        order["fallback_order"] = fallback_order_text(asset_spec.providers)
     return AssetSpec(
         key=asset_spec.key,
+        deps=[provider_asset_key(p.slug.value) for p in asset_spec.providers],
         group_name=dataset.domain.value,
         description=_description(asset_spec),
         owners=OWNERS,
@@ -425,9 +434,18 @@ def _asset_spec(asset_spec: IngestionAssetSpec) -> AssetSpec:
             "key": ", ".join(dataset.key),
             "dagster/column_schema": column_schema(dataset),
             "dagster/table_name": f"warehouse.{dataset.table}",
+            **order,
         },
         skippable=True,
     )
+
+
+def step_name(asset_spec: IngestionAssetSpec, companions: Sequence[IngestionAssetSpec]) -> str:
+    """The step's name says everything it computes: ``market__quotes``, or for a dataset
+    landed with its companions ``macro__fred_observations_and_fred_series`` (so
+    materializing ``macro/fred_series`` alone does not show a step named after the
+    observations only)."""
+    return "__".join(asset_spec.key.path) + "".join(f"_and_{c.name}" for c in companions)
 
 
 def build_ingestion_asset(
@@ -450,7 +468,7 @@ def build_ingestion_asset(
     # step yields nothing, and its checks must then be optional outputs too.
     @multi_asset(
         specs=[_asset_spec(member) for member in members],
-        name="__".join(asset_spec.key.path),
+        name=step_name(asset_spec, companions),
         partitions_def=partitions_for(asset_spec.partitioning, settings, owner=primary),
         backfill_policy=backfill_policy_for(asset_spec.partitioning),
         required_resource_keys=resource_keys,
@@ -493,6 +511,9 @@ def _run_ingestion(
             client_factory=client_factory, companions=[e.dataset for e in extras],
         )
     except ProviderError as error:
+        _observe_providers(
+            context, lead, run_settings, {error.provider: (error.kind.value, str(error))}, None
+        )
         for member in (lead, *extras):  # every asset the step owed a materialization
             _dead_letter(dlq, member, partitions, request, error, context.run_id)
         raise Failure(
@@ -505,6 +526,10 @@ def _run_ingestion(
             },
             allow_retries=error.retryable,
         ) from None
+    _observe_providers(
+        context, lead, run_settings,
+        {a.provider: (a.outcome, a.detail) for a in outcome.attempts}, outcome.calls,
+    )
     if outcome.stale and outcome.failure is not None:
         _dead_letter(dlq, lead, partitions, request, outcome.failure, context.run_id)
     elif not outcome.skipped:
@@ -528,6 +553,34 @@ def _run_ingestion(
                 c for c in result.check_results or []
                 if (member.key, c.check_name) in selected_checks
             ]
+        )
+
+
+def _observe_providers(
+    context: AssetExecutionContext,
+    lead: IngestionAssetSpec,
+    settings: Settings,
+    attempts: Mapping[str, tuple[str, str]],
+    calls: CallStats | None,
+) -> None:
+    """Record each of the step's providers' health on its external asset
+    (``providers/<slug>``): how this step's attempt went, breaker, quota, calls."""
+    for meta in lead.providers:
+        slug = meta.slug.value
+        attempt = attempts.get(slug)
+        mine = [r for r in (calls.records if calls else []) if r.provider.split(":")[-1] == slug]
+        try:
+            health = provider_health(settings, meta.slug) if meta.default_base_url else None
+        except Exception as exc:  # health is a report: never fail the step for it
+            health = {"health_error": str(exc)[:200]}
+        context.log_event(
+            provider_observation(
+                meta,
+                dataset_table=lead.dataset.table,
+                attempt={"outcome": attempt[0], "detail": attempt[1]} if attempt else None,
+                health=health,
+                calls=CallStats(records=mine).summary(),
+            )
         )
 
 
