@@ -36,7 +36,7 @@ from dashtam_pipeline.schemas.base import MIN_DATE, duckdb_columns
 from dashtam_pipeline.validation import QuarantineRecord
 
 #: Column checks defined in our models (not pandera builtins), as an analyst reads them.
-_DATE_RANGE = f"a date from {MIN_DATE.isoformat()} to at most 40 years ahead"
+_DATE_RANGE = f"a date from {MIN_DATE.isoformat()} to 40 years ahead"
 CUSTOM_CHECK_TEXT: dict[str, str] = {
     "finite": "finite (no ±infinity)",
     "dates_in_range": _DATE_RANGE,
@@ -46,7 +46,7 @@ CUSTOM_CHECK_TEXT: dict[str, str] = {
     "quote_date_in_range": _DATE_RANGE,
     "period_end_in_range": _DATE_RANGE,
     "report_date_in_range": _DATE_RANGE,
-    "realtime_end_in_range": f"{_DATE_RANGE}, or 9999-12-31 (still current)",
+    "realtime_end_in_range": f"{_DATE_RANGE} or 9999-12-31",
 }
 #: Row-level (dataframe) checks, shown on the columns they relate.
 DATAFRAME_CHECK_TEXT: dict[str, dict[str, str]] = {
