@@ -86,10 +86,9 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def page(browser: Any, server: Webserver) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=server.url)
-    # Dagster's first-visit "join the community" dialog would cover the page
-    context.add_init_script(
-        "try { localStorage.setItem('dagster.onboarding.community', 'true'); } catch (e) {}"
-    )
+    # Dagster's first-visit "join the community" dialog would cover the page (the webserver
+    # fixture marks it seen on the instance; this is the browser's own flag for it)
+    context.add_init_script("try { localStorage.setItem('communityNux', '1'); } catch (e) {}")
     page = context.new_page()
     page.set_default_timeout(PAGE_TIMEOUT_MS)
     yield page
@@ -106,7 +105,11 @@ def _open(page: Any, path: str, expect: str) -> None:
         skip.first.click()
 
 
-def _shot(page: Any, artifacts: Path, name: str) -> None:
+def _shot(page: Any, artifacts: Path, name: str, focus: Any = None) -> None:
+    """Save the viewport, scrolled to ``focus`` (the fact the test reads) when given."""
+    if focus is not None:
+        focus.scroll_into_view_if_needed()
+        page.wait_for_timeout(300)
     page.screenshot(path=str(artifacts / f"{name}.png"), full_page=False)
 
 
@@ -131,8 +134,9 @@ def test_fred_partition_shows_its_own_row_count(
     )
     total = warehouse_count(demo_dir, "select count(*) from macro.fred_observations")
     _open(page, "/assets/macro/fred_observations?view=partitions&partition=UNRATE", "UNRATE")
-    page.get_by_text("dagster/row_count").first.wait_for()
-    _shot(page, artifacts, "fred_partition_unrate")
+    row_count = page.get_by_text("dagster/row_count").first
+    row_count.wait_for()
+    _shot(page, artifacts, "fred_partition_unrate", row_count)
     text = page.inner_text("body")
     assert f"{expected:,}" in text or str(expected) in text, text[:3000]
     assert "table_row_count" in text and (f"{total:,}" in text or str(total) in text)
@@ -140,15 +144,17 @@ def test_fred_partition_shows_its_own_row_count(
 
 def test_skipped_asset_shows_its_reason_on_its_overview(page: Any, artifacts: Path) -> None:
     _open(page, "/assets/market/options_chain", "options_chain")
-    page.get_by_text("rights profile does not include options_chain").first.wait_for()
-    _shot(page, artifacts, "options_chain_skipped")
+    reason = page.get_by_text("rights profile does not include options_chain").first
+    reason.wait_for()
+    _shot(page, artifacts, "options_chain_skipped", reason)
     assert "DASHTAM_RIGHTS_PROFILE=pro" in page.inner_text("body")
 
 
 def test_quotes_columns_have_descriptions(page: Any, artifacts: Path) -> None:
     _open(page, "/assets/market/quotes", "Columns")
-    page.get_by_text("price - previous_close").first.wait_for()
-    _shot(page, artifacts, "quotes_columns")
+    change = page.get_by_text("price - previous_close").first
+    change.wait_for()
+    _shot(page, artifacts, "quotes_columns", change)
     text = page.inner_text("body")
     assert "Last traded price in USD" in text
     assert "<Check" not in text and "date32" not in text
@@ -156,8 +162,9 @@ def test_quotes_columns_have_descriptions(page: Any, artifacts: Path) -> None:
 
 def test_market_group_is_not_zero_percent_filled(page: Any, artifacts: Path) -> None:
     _open(page, "/locations/dashtam_pipeline.definitions/asset-groups/market", "quotes")
-    page.get_by_text(re.compile(r"\d+% filled")).first.wait_for()
-    _shot(page, artifacts, "market_group")
+    filled_label = page.get_by_text(re.compile(r"\d+% filled")).first
+    filled_label.wait_for()
+    _shot(page, artifacts, "market_group", filled_label)
     text = page.inner_text("body")
     filled = [int(n) for n in re.findall(r"(\d+)% filled", text)]
     assert filled and all(n > 0 for n in filled), filled

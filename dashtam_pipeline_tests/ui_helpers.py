@@ -109,6 +109,8 @@ def webserver(data_dir: Path) -> Iterator[Webserver]:
     server = Webserver(f"http://127.0.0.1:{port}", log)
     try:
         _wait_until_loaded(server, process)
+        # the UI's first-visit "join the community" dialog would cover every page
+        server.graphql("mutation { setNuxSeen }")
         yield server
     finally:
         os.killpg(process.pid, signal.SIGTERM)

@@ -239,7 +239,11 @@ def _materialize_result(
     calls = outcome.calls.summary()
     table_rows = row_count(lake_root, dataset.table, provider=owned_by)
     partitions = [p for p in _partition_keys(context) if p is not None]
+    # A partition's own numbers first: Dagster keeps the result's key order and lets each
+    # partition's values (``_add_partition_metadata``) replace these run-wide ones.
+    own = PartitionNumbers(table_rows, outcome.rows_landed, outcome.quarantined)
     metadata: dict[str, Any] = {
+        **own.metadata(None if partitions else calls),
         "table": MetadataValue.text(dataset.table),
         "table_row_count": MetadataValue.int(table_rows),
         "dagster/column_schema": column_schema(dataset),
@@ -264,11 +268,6 @@ def _materialize_result(
         _add_partition_metadata(
             context, asset_spec, outcome, lake_root, partitions, owned_by,
             calls if len(partitions) == 1 else None,
-        )
-    else:  # the asset is the whole table: its own numbers are the run's
-        metadata.update(
-            PartitionNumbers(table_rows, outcome.rows_landed, outcome.quarantined)
-            .metadata(calls)
         )
     for meta in asset_spec.providers:
         if meta.default_base_url is not None:  # file imports make no calls
