@@ -243,10 +243,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from dashtam_pipeline.demo import prepare_demo, print_row_counts
 
     prepare_demo()
+    history = EXIT_OK
+    if args.select is None:  # a month of daily history first, so the UI shows a filled lineage
+        from dashtam_pipeline.demo import recent_window
+
+        window, first, last = recent_window()
+        print(f"demo: daily history {first}..{last}")
+        history = _materialize(window, None, first, last)
     status = _materialize(args.select, None, None, None)
     print()
     print_row_counts()
-    return status
+    return status if status != EXIT_OK else history
 
 
 # --- query ------------------------------------------------------------------------------

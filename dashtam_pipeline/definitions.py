@@ -14,6 +14,7 @@ from dagster import Definitions
 
 from dashtam_pipeline.assets.factory import build_ingestion_assets
 from dashtam_pipeline.assets.marts import build_mart_assets
+from dashtam_pipeline.assets.sources import provider_source_specs
 from dashtam_pipeline.jobs import build_nightly_schedules, domain_jobs, marts_automation
 from dashtam_pipeline.resources import build_resources
 from dashtam_pipeline.sensors.chase_inbox import chase_inbox_sensor
@@ -31,7 +32,7 @@ def build_definitions(
     settings = settings or load_settings()
     timed = {"clock": clock} if clock is not None else {}
     return Definitions(
-        assets=[*build_ingestion_assets(settings), *build_mart_assets()],
+        assets=[*provider_source_specs(), *build_ingestion_assets(settings), *build_mart_assets()],
         resources=build_resources(),
         jobs=[*domain_jobs(), *build_credential_jobs(**timed)],
         schedules=build_nightly_schedules(settings.dashtam_fred_series),

@@ -91,6 +91,30 @@ def market_day_note(now: dt.datetime | None = None) -> str:
             f"last completed session, {session:%A %Y-%m-%d}")
 
 
+#: Calendar days of daily-partitioned history the demo fills (one backfill run, the daily
+#: assets' ``BackfillPolicy`` size), ending with the last completed session: with only the
+#: latest day filled, a daily asset shows one partition in a thousand ("0% filled") and
+#: the lineage looks broken after a good demo.
+DEMO_WINDOW_DAYS = 31
+
+
+def recent_window(now: dt.datetime | None = None) -> tuple[str, str, str]:
+    """``(selection, first, last)``: the daily-partitioned assets and the window of days
+    the demo fills for them (the last ``DEMO_WINDOW_DAYS`` days up to the last completed
+    session, never before the partitions start)."""
+    from dashtam_pipeline.assets.factory import ingestion_asset_specs
+    from dashtam_pipeline.assets.partitions import DAILY_START
+    from dashtam_pipeline.registry import Partitioning
+
+    last = previous_trading_day(market_today(now))
+    first = max(last - dt.timedelta(days=DEMO_WINDOW_DAYS - 1), dt.date.fromisoformat(DAILY_START))
+    keys = [
+        s.key.to_user_string() for s in ingestion_asset_specs()
+        if s.partitioning is Partitioning.TRADING_DAY
+    ]
+    return " or ".join(f"key:{k}" for k in keys), first.isoformat(), last.isoformat()
+
+
 def prepare_demo() -> None:
     settings = load_settings()
     make_private_dirs(settings.data_dir)

@@ -37,3 +37,19 @@ def row_count(lake_root: Path, table: str, *, provider: str | None = None) -> in
     with lake_connection(lake_root) as con:
         row = con.execute(sql, params).fetchone()
     return int(row[0]) if row else 0
+
+
+def partition_row_counts(
+    lake_root: Path, table: str, expression: str, *, provider: str | None = None
+) -> dict[str, int]:
+    """Rows of a table per partition (``expression`` gives a row's partition key, see
+    ``assets.metadata.partition_expression``), optionally only one provider's rows: what
+    each partition's ``dagster/row_count`` says."""
+    sql = f"SELECT {expression} AS k, count(*) FROM {table}"
+    params: list[object] = []
+    if provider is not None:
+        sql += " WHERE provider = ?"
+        params.append(provider)
+    with lake_connection(lake_root) as con:
+        rows = con.execute(sql + " GROUP BY ALL", params).fetchall()
+    return {str(k): int(n) for k, n in rows if k is not None}

@@ -618,7 +618,9 @@ def _collect(
         name = mat.asset_key.to_user_string()
         entry = report.assets.setdefault(name, AssetReport(name, "not_run"))
         entry.status = "materialized"
-        rows = mat.metadata.get("rows_written") or mat.metadata.get("dagster/row_count")
+        # ``run_rows_written``: the run's rows (``rows_written`` is one partition's own)
+        rows = (mat.metadata.get("run_rows_written") or mat.metadata.get("rows_written")
+                or mat.metadata.get("dagster/row_count"))
         if rows is not None:
             rows_this_run[name] = int(rows.value)
         served = mat.metadata.get("served_by")

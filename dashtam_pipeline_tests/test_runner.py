@@ -73,8 +73,8 @@ def test_dates_backfill_fred_observation_dates_and_daily_days(defs) -> None:
     assert fred.label.endswith("observations 2026-10-01..2026-10-02")
     assert by_label["market/daily_bars"].tags == {
         PARTITION_RANGE_START: "2026-10-01", PARTITION_RANGE_END: "2026-10-02"}
-    assert fred.steps == {"macro/fred_observations": "macro__fred_observations",
-                          "macro/fred_series": "macro__fred_observations"}
+    step = "macro__fred_observations_and_fred_series"
+    assert fred.steps == {"macro/fred_observations": step, "macro/fred_series": step}
 
 
 def test_one_series_over_a_date_range(defs) -> None:

@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from dagster import (
     AssetCheckResult,
@@ -26,12 +27,19 @@ from dagster import (
     Failure,
     MaterializeResult,
     MetadataValue,
-    TableColumn,
-    TableColumnConstraints,
     TableSchema,
     multi_asset,
 )
 
+from dashtam_pipeline.assets.metadata import (
+    PartitionNumbers,
+    call_metadata,
+    frame_partition_counts,
+    model_column_schema,
+    partition_expression,
+    partition_value,
+    quarantined_per_partition,
+)
 from dashtam_pipeline.assets.partitions import (
     OBSERVATION_END_TAG,
     OBSERVATION_START_TAG,
@@ -40,10 +48,16 @@ from dashtam_pipeline.assets.partitions import (
     market_today,
     partitions_for,
 )
+from dashtam_pipeline.assets.sources import (
+    fallback_order_text,
+    provider_asset_key,
+    provider_observation,
+)
 from dashtam_pipeline.clients.base import FetchRequest
 from dashtam_pipeline.errors import ProviderError
+from dashtam_pipeline.http import CallStats
 from dashtam_pipeline.ingest import IngestionOutcome, ingest_dataset
-from dashtam_pipeline.quality import duplicate_key_count, row_count
+from dashtam_pipeline.quality import duplicate_key_count, partition_row_counts, row_count
 from dashtam_pipeline.registry import (
     DATASETS,
     DatasetSpec,
@@ -56,7 +70,6 @@ from dashtam_pipeline.resilience.dlq import DeadLetterQueue
 from dashtam_pipeline.resilience.hooks import provider_health
 from dashtam_pipeline.resources import StorageResource, provider_resource_key
 from dashtam_pipeline.schemas import SCHEMAS
-from dashtam_pipeline.schemas.base import duckdb_columns
 from dashtam_pipeline.settings import Settings, load_settings
 
 OWNERS = ["team:data-platform"]
@@ -65,6 +78,9 @@ LOOKBACK_DAYS = 90
 VALID_ROWS_CHECK = "valid_rows"
 UNIQUE_KEYS_CHECK = "unique_keys"
 NOT_STALE_CHECK = "not_stale"
+#: Run tags of a run in which assets were skipped (see ``_record_skip``).
+SKIPPED_TAG = "dashtam/skipped"
+OUTCOME_TAG = "dashtam/outcome"
 
 
 @dataclass(frozen=True)
@@ -113,29 +129,9 @@ def ingestion_asset_specs() -> list[IngestionAssetSpec]:
 
 
 def column_schema(dataset: DatasetSpec) -> TableSchema:
-    """The contract columns and key, from the pandera model, for the UI's schema tab."""
-    model = SCHEMAS[dataset.dataset]
-    schema = model.to_schema()
-    return TableSchema(
-        columns=[
-            TableColumn(
-                name=name,
-                type=kind,
-                description=" ".join(filter(None, [
-                    "key column." if name in dataset.key else "",
-                    (column.description or ""),
-                ])) or None,
-                constraints=TableColumnConstraints(
-                    nullable=column.nullable,
-                    unique=False,
-                    other=[str(check) for check in column.checks],
-                ),
-            )
-            for (name, kind), column in zip(
-                duckdb_columns(model).items(), schema.columns.values(), strict=True
-            )
-        ],
-    )
+    """The contract columns and key, from the pandera model, for the UI's schema tab:
+    DuckDB types, analyst descriptions and readable constraints (``assets.metadata``)."""
+    return model_column_schema(SCHEMAS[dataset.dataset], dataset.key)
 
 
 def _description(asset_spec: IngestionAssetSpec) -> str:
@@ -229,7 +225,11 @@ def _materialize_result(
     outcome: IngestionOutcome,
     storage: StorageResource,
     settings: Settings,
+    context: AssetExecutionContext,
 ) -> MaterializeResult:
+    """The asset's materialization: run-wide metadata on the result, and each partition's
+    own numbers added per partition (``context.add_asset_metadata``), so a partition of a
+    25-series or 31-day run shows its own row count, not the run's."""
     dataset = asset_spec.dataset
     lake_root = storage.lake().root
     duplicates = duplicate_key_count(lake_root, dataset.table, dataset.key)
@@ -237,15 +237,21 @@ def _materialize_result(
     validation = outcome.validation
     failures = dict(validation.failures_by_check) if validation else {}
     calls = outcome.calls.summary()
-    metadata = {
+    table_rows = row_count(lake_root, dataset.table, provider=owned_by)
+    partitions = [p for p in _partition_keys(context) if p is not None]
+    # A partition's own numbers first: Dagster keeps the result's key order and lets each
+    # partition's values (``_add_partition_metadata``) replace these run-wide ones.
+    own = PartitionNumbers(table_rows, outcome.rows_landed, outcome.quarantined)
+    metadata: dict[str, Any] = {
+        **own.metadata(None if partitions else calls),
         "table": MetadataValue.text(dataset.table),
-        "dagster/row_count": MetadataValue.int(
-            row_count(lake_root, dataset.table, provider=owned_by)
-        ),
+        "table_row_count": MetadataValue.int(table_rows),
         "dagster/column_schema": column_schema(dataset),
-        "rows_written": MetadataValue.int(outcome.rows_landed),
-        "rows_inserted": MetadataValue.int(outcome.write.rows_inserted if outcome.write else 0),
-        "rows_quarantined": MetadataValue.int(outcome.quarantined),
+        "run_rows_written": MetadataValue.int(outcome.rows_landed),
+        "run_rows_inserted": MetadataValue.int(
+            outcome.write.rows_inserted if outcome.write else 0
+        ),
+        "run_rows_quarantined": MetadataValue.int(outcome.quarantined),
         "duplicates_dropped": MetadataValue.int(
             validation.duplicates_dropped if validation else 0
         ),
@@ -255,9 +261,14 @@ def _materialize_result(
             [{"provider": a.provider, "outcome": a.outcome, "detail": a.detail}
              for a in outcome.attempts]
         ),
-        **{k: MetadataValue.float(float(v)) if "latency" in k else MetadataValue.int(int(v))
-           for k, v in calls.items()},
+        **call_metadata(calls, prefix="run_"),
     }
+    if partitions:
+        metadata["run_partitions"] = MetadataValue.int(len(partitions))
+        _add_partition_metadata(
+            context, asset_spec, outcome, lake_root, partitions, owned_by,
+            calls if len(partitions) == 1 else None,
+        )
     for meta in asset_spec.providers:
         if meta.default_base_url is not None:  # file imports make no calls
             metadata[f"provider_{meta.slug.value}"] = MetadataValue.json(
@@ -306,6 +317,40 @@ def _materialize_result(
             ),
         ],
     )
+
+
+def _add_partition_metadata(
+    context: AssetExecutionContext,
+    asset_spec: IngestionAssetSpec,
+    outcome: IngestionOutcome,
+    lake_root: Any,
+    partitions: list[str],
+    owned_by: str | None,
+    calls: Mapping[str, Any] | None,
+) -> None:
+    """Each partition's own row count (its rows in the table), rows written and rows
+    quarantined by this run; its calls only when the run's calls were all its own."""
+    dataset = asset_spec.dataset
+    expression = partition_expression(dataset, asset_spec.partitioning)
+    if expression is None:
+        return
+    in_table = partition_row_counts(lake_root, dataset.table, expression, provider=owned_by)
+    valid = outcome.validation.valid if outcome.validation else None
+    written = frame_partition_counts(valid, expression) if valid is not None else {}
+    records = outcome.validation.quarantined if outcome.validation else []
+    quarantined, _unattributed = quarantined_per_partition(records, partitions, expression)
+    if len(partitions) == 1:  # rejected responses/files of a one-partition run are its own
+        quarantined[partitions[0]] = outcome.quarantined
+    for key in partitions:
+        value = partition_value(asset_spec.partitioning, key)
+        numbers = PartitionNumbers(
+            row_count=in_table.get(value, 0),
+            rows_written=written.get(value, 0),
+            rows_quarantined=quarantined.get(key, 0),
+        )
+        context.add_asset_metadata(
+            numbers.metadata(calls), asset_key=asset_spec.key, partition_key=key
+        )
 
 
 def check_specs_for(asset_spec: IngestionAssetSpec) -> list[AssetCheckSpec]:
@@ -371,10 +416,13 @@ def _asset_spec(asset_spec: IngestionAssetSpec) -> AssetSpec:
     dataset = asset_spec.dataset
     primary = asset_spec.providers[0].slug.value
     tags = {"dashtam/dataset": dataset.dataset.value, "dashtam/provider": primary}
+    order: dict[str, Any] = {}
     if len(asset_spec.providers) > 1:
         tags["dashtam/fallback"] = "-".join(p.slug.value for p in asset_spec.providers[1:])
+        order["fallback_order"] = fallback_order_text(asset_spec.providers)
     return AssetSpec(
         key=asset_spec.key,
+        deps=[provider_asset_key(p.slug.value) for p in asset_spec.providers],
         group_name=dataset.domain.value,
         description=_description(asset_spec),
         owners=OWNERS,
@@ -385,9 +433,18 @@ def _asset_spec(asset_spec: IngestionAssetSpec) -> AssetSpec:
             "key": ", ".join(dataset.key),
             "dagster/column_schema": column_schema(dataset),
             "dagster/table_name": f"warehouse.{dataset.table}",
+            **order,
         },
         skippable=True,
     )
+
+
+def step_name(asset_spec: IngestionAssetSpec, companions: Sequence[IngestionAssetSpec]) -> str:
+    """The step's name says everything it computes: ``market__quotes``, or for a dataset
+    landed with its companions ``macro__fred_observations_and_fred_series`` (so
+    materializing ``macro/fred_series`` alone does not show a step named after the
+    observations only)."""
+    return "__".join(asset_spec.key.path) + "".join(f"_and_{c.name}" for c in companions)
 
 
 def build_ingestion_asset(
@@ -410,7 +467,7 @@ def build_ingestion_asset(
     # step yields nothing, and its checks must then be optional outputs too.
     @multi_asset(
         specs=[_asset_spec(member) for member in members],
-        name="__".join(asset_spec.key.path),
+        name=step_name(asset_spec, companions),
         partitions_def=partitions_for(asset_spec.partitioning, settings, owner=primary),
         backfill_policy=backfill_policy_for(asset_spec.partitioning),
         required_resource_keys=resource_keys,
@@ -453,6 +510,9 @@ def _run_ingestion(
             client_factory=client_factory, companions=[e.dataset for e in extras],
         )
     except ProviderError as error:
+        _observe_providers(
+            context, lead, run_settings, {error.provider: (error.kind.value, str(error))}, None
+        )
         for member in (lead, *extras):  # every asset the step owed a materialization
             _dead_letter(dlq, member, partitions, request, error, context.run_id)
         raise Failure(
@@ -465,6 +525,10 @@ def _run_ingestion(
             },
             allow_retries=error.retryable,
         ) from None
+    _observe_providers(
+        context, lead, run_settings,
+        {a.provider: (a.outcome, a.detail) for a in outcome.attempts}, outcome.calls,
+    )
     if outcome.stale and outcome.failure is not None:
         _dead_letter(dlq, lead, partitions, request, outcome.failure, context.run_id)
     elif not outcome.skipped:
@@ -474,27 +538,108 @@ def _run_ingestion(
     for note in outcome.notes:
         context.log.info(note)
     if outcome.skipped:
-        for member in (lead, *extras):
-            context.log.warning(f"{member.key.to_user_string()} skipped: {outcome.skipped_reason}")
-            context.log_event(
-                AssetObservation(
-                    asset_key=member.key,
-                    partition=request.partition_key if context.has_partition_key else None,
-                    metadata={"skipped": MetadataValue.text(outcome.skipped_reason or "")},
-                )
-            )
+        _record_skip(context, (lead, *extras), outcome.skipped_reason or "skipped")
         return
     storage.warehouse().ensure_views()
     selected_checks = {(c.asset_key, c.name) for c in context.selected_asset_check_keys}
     landed = [(lead, outcome), *((e, outcome.companions[e.dataset.dataset]) for e in extras)]
     for member, member_outcome in landed:
-        result = _materialize_result(member, member_outcome, storage, run_settings)
+        if member is not lead and not member_outcome.calls.records:
+            member_outcome.calls = outcome.calls  # a companion came with the lead's calls
+        result = _materialize_result(member, member_outcome, storage, run_settings, context)
         yield result._replace(
             check_results=[
                 c for c in result.check_results or []
                 if (member.key, c.check_name) in selected_checks
             ]
         )
+
+
+def _observe_providers(
+    context: AssetExecutionContext,
+    lead: IngestionAssetSpec,
+    settings: Settings,
+    attempts: Mapping[str, tuple[str, str]],
+    calls: CallStats | None,
+) -> None:
+    """Record each of the step's providers' health on its external asset
+    (``providers/<slug>``): how this step's attempt went, breaker, quota, calls."""
+    for meta in lead.providers:
+        slug = meta.slug.value
+        attempt = attempts.get(slug)
+        mine = [r for r in (calls.records if calls else []) if r.provider.split(":")[-1] == slug]
+        try:
+            health = provider_health(settings, meta.slug) if meta.default_base_url else None
+        except Exception as exc:  # health is a report: never fail the step for it
+            health = {"health_error": str(exc)[:200]}
+        context.log_event(
+            provider_observation(
+                meta,
+                dataset_table=lead.dataset.table,
+                attempt={"outcome": attempt[0], "detail": attempt[1]} if attempt else None,
+                health=health,
+                calls=CallStats(records=mine).summary(),
+            )
+        )
+
+
+def skip_tag_key(asset_key: AssetKey) -> str:
+    """The run tag that names one skipped asset and its reason (one tag per asset, so the
+    steps of a multi-process run add theirs without overwriting each other's)."""
+    return f"{SKIPPED_TAG}.{asset_key.to_user_string().replace('/', '.')}"
+
+
+def _short(reason: str, limit: int = 200) -> str:
+    return reason if len(reason) <= limit else reason[: limit - 1] + "…"
+
+
+def _record_skip(
+    context: AssetExecutionContext, members: Sequence[IngestionAssetSpec], reason: str
+) -> None:
+    """Say where analysts look first that these assets were skipped, and why.
+
+    No materialization is recorded (the step yields nothing: "skipped" is not "landed").
+    Instead: an ``AssetObservation`` per asset (and partition) whose ``skipped`` metadata
+    the asset's overview shows, and run tags the run list shows: ``dashtam/skipped.<asset>``
+    with the reason, ``dashtam/skipped`` naming every skipped asset of the run, and
+    ``dashtam/outcome`` = ``skipped`` when every selected asset was skipped (else
+    ``partly_skipped``), so a run that did nothing is not a plain green success. The run
+    itself still succeeds: a missing key, login or right is not a failure.
+    """
+    partitions = [p for p in _partition_keys(context) if p is not None] or [None]
+    for member in members:
+        name = member.key.to_user_string()
+        context.log.warning(f"{name} skipped: {reason}")
+        for partition in partitions:
+            context.log_event(
+                AssetObservation(
+                    asset_key=member.key,
+                    partition=partition,
+                    description=f"skipped: {reason}",
+                    metadata={
+                        "skipped": MetadataValue.text(reason),
+                        "dashtam/outcome": MetadataValue.text("skipped"),
+                    },
+                )
+            )
+    instance = context.instance
+    instance.add_run_tags(
+        context.run_id, {skip_tag_key(m.key): _short(reason) for m in members}
+    )
+    # read back after our own write: the last step to skip sees every other step's tags
+    run = instance.get_run_by_id(context.run_id)
+    tags = run.tags if run is not None else {}
+    prefix = f"{SKIPPED_TAG}."
+    skipped = sorted(k[len(prefix):].replace(".", "/", 1) for k in tags if k.startswith(prefix))
+    selected = context.run.asset_selection or frozenset()
+    everything = {k.to_user_string() for k in selected} <= set(skipped) if selected else False
+    instance.add_run_tags(
+        context.run_id,
+        {
+            SKIPPED_TAG: _short(", ".join(skipped)),
+            OUTCOME_TAG: "skipped" if everything else "partly_skipped",
+        },
+    )
 
 
 def build_ingestion_assets(settings: Settings | None = None) -> list[AssetsDefinition]:

@@ -11,7 +11,11 @@ mart without edits here.
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import duckdb
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
@@ -19,23 +23,45 @@ from dagster import (
     MaterializeResult,
     MetadataValue,
     TableColumn,
+    TableColumnConstraints,
     TableSchema,
     asset,
 )
 
-from dashtam_pipeline.assets.factory import OWNERS, ingestion_asset_specs
+from dashtam_pipeline.assets.factory import (
+    OWNERS,
+    UNIQUE_KEYS_CHECK,
+    VALID_ROWS_CHECK,
+    ingestion_asset_specs,
+)
 from dashtam_pipeline.registry import Dataset, Domain
 from dashtam_pipeline.resources import StorageResource
 from dashtam_pipeline.storage.warehouse import lake_connection, write_mart
 
 
 @dataclass(frozen=True)
+class MartColumn:
+    """One column of a mart as analysts read it: DuckDB type and what it means."""
+
+    name: str
+    type: str
+    description: str
+    nullable: bool = True
+
+
+@dataclass(frozen=True)
 class MartSpec:
+    """A mart: its SQL, its upstream datasets and marts, its key and its columns (declared
+    here so the UI shows them before the first materialization; ``test_marts_metadata``
+    holds them to what the SQL returns)."""
+
     name: str
     datasets: tuple[Dataset, ...]
     mart_deps: tuple[str, ...]
     description: str
     sql: str
+    key_columns: tuple[str, ...] = ()
+    columns: tuple[MartColumn, ...] = ()
 
     @property
     def key(self) -> AssetKey:
@@ -112,6 +138,26 @@ MARTS: tuple[MartSpec, ...] = (
             "with cost basis, unrealized gain and weight in the account."
         ),
         sql=HOLDINGS_SQL,
+        key_columns=("provider", "account_id", "symbol"),
+        columns=(
+            MartColumn("provider", "VARCHAR", "Brokerage connection's registry slug.", False),
+            MartColumn("account_id", "VARCHAR", "Masked account id (**** + last 4).", False),
+            MartColumn("symbol", "VARCHAR", "Ticker (or OCC symbol) held.", False),
+            MartColumn("asset_class", "VARCHAR", "Asset class as the broker reports it."),
+            MartColumn("quantity", "DOUBLE", "Shares or contracts held (negative: short)."),
+            MartColumn("market_value", "DOUBLE", "Market value, USD, at the snapshot."),
+            MartColumn("average_cost", "DOUBLE", "Average cost per share, USD."),
+            MartColumn("cost_basis", "DOUBLE", "quantity * average_cost, USD."),
+            MartColumn(
+                "unrealized_gain", "DOUBLE",
+                "market_value - cost_basis, USD (negative: a loss).",
+            ),
+            MartColumn(
+                "weight_in_account", "DOUBLE",
+                "Share of the account's total market value, 0..1 (NULL when it is 0).",
+            ),
+            MartColumn("as_of_date", "DATE", "Date of the positions snapshot used.", False),
+        ),
     ),
     MartSpec(
         name="daily_portfolio_value",
@@ -122,6 +168,25 @@ MARTS: tuple[MartSpec, ...] = (
             "from market.daily_bars (unpriced positions, e.g. options, are counted)."
         ),
         sql=DAILY_PORTFOLIO_VALUE_SQL,
+        key_columns=("date", "provider", "account_id"),
+        columns=(
+            MartColumn("date", "DATE", "Trading date valued (a date of market.daily_bars).", False),
+            MartColumn("provider", "VARCHAR", "Brokerage connection's registry slug.", False),
+            MartColumn("account_id", "VARCHAR", "Masked account id (**** + last 4).", False),
+            MartColumn(
+                "market_value", "DOUBLE",
+                "Sum of quantity * that day's close over priced positions, USD.",
+            ),
+            MartColumn("positions_priced", "BIGINT", "Positions with a close that day."),
+            MartColumn(
+                "positions_unpriced", "BIGINT",
+                "Positions without a close that day (options, unknown symbols): not valued.",
+            ),
+            MartColumn(
+                "holdings_as_of", "DATE",
+                "Date of the positions snapshot in force (the first one for earlier days).",
+            ),
+        ),
     ),
     MartSpec(
         name="macro_monthly_panel",
@@ -133,6 +198,16 @@ MARTS: tuple[MartSpec, ...] = (
             "quarter."
         ),
         sql=MACRO_MONTHLY_PANEL_SQL,
+        key_columns=("month", "series_id"),
+        columns=(
+            MartColumn("month", "DATE", "First day of the month.", False),
+            MartColumn("series_id", "VARCHAR", "FRED series id.", False),
+            MartColumn(
+                "value", "DOUBLE",
+                "Current-vintage value in the series' units: the month's mean (daily, weekly, "
+                "monthly series) or its quarter's value (quarterly series).",
+            ),
+        ),
     ),
 )
 
@@ -163,35 +238,118 @@ def _upstream_keys(mart: MartSpec) -> list[AssetKey]:
     return keys + [AssetKey([Domain.MARTS.value, name]) for name in mart.mart_deps]
 
 
+def mart_column_schema(mart: MartSpec, actual_types: dict[str, str] | None = None) -> TableSchema:
+    """The mart's columns for the UI: DuckDB types (``actual_types``, from the query
+    itself, when given), descriptions, and which columns are its key."""
+    types = actual_types or {}
+    return TableSchema(
+        columns=[
+            TableColumn(
+                name=c.name,
+                type=types.get(c.name, c.type),
+                description=(
+                    f"Key column ({', '.join(mart.key_columns)}). " if c.name in mart.key_columns
+                    else ""
+                ) + c.description,
+                constraints=TableColumnConstraints(nullable=c.nullable, unique=False),
+            )
+            for c in mart.columns
+        ]
+    )
+
+
+def mart_check_specs(mart: MartSpec) -> list[AssetCheckSpec]:
+    """The same two checks as every ingestion asset: ``valid_rows`` (WARN) and
+    ``unique_keys`` (blocking)."""
+    not_null = [c.name for c in mart.columns if not c.nullable]
+    return [
+        AssetCheckSpec(
+            VALID_ROWS_CHECK,
+            asset=mart.key,
+            description=(
+                f"No NULL in {', '.join(not_null)} and no infinite number in any DOUBLE "
+                "column (WARN)."
+            ),
+        ),
+        AssetCheckSpec(
+            UNIQUE_KEYS_CHECK,
+            asset=mart.key,
+            blocking=True,
+            description=f"The key ({', '.join(mart.key_columns)}) is unique in marts.{mart.name}.",
+        ),
+    ]
+
+
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    row = con.execute(sql).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _mart_checks(mart: MartSpec, con: duckdb.DuckDBPyConnection) -> list[AssetCheckResult]:
+    """Run both checks on the freshly computed mart (registered as ``mart_rows``)."""
+    not_null = [c.name for c in mart.columns if not c.nullable]
+    doubles = [c.name for c in mart.columns if c.type == "DOUBLE"]
+    bad_conditions = [f'"{c}" IS NULL' for c in not_null] + [
+        f'isinf("{c}")' for c in doubles
+    ]
+    where = " OR ".join(bad_conditions) or "false"
+    bad = _scalar(con, f"SELECT count(*) FROM mart_rows WHERE {where}")
+    key = ", ".join(f'"{c}"' for c in mart.key_columns)
+    duplicates = _scalar(
+        con, f"SELECT count(*) FROM (SELECT {key} FROM mart_rows GROUP BY ALL HAVING count(*) > 1)"
+    )
+    return [
+        AssetCheckResult(
+            asset_key=mart.key, check_name=VALID_ROWS_CHECK, passed=bad == 0,
+            severity=AssetCheckSeverity.WARN, metadata={"invalid_rows": int(bad)},
+            description="every row is complete" if bad == 0 else f"{bad} incomplete row(s)",
+        ),
+        AssetCheckResult(
+            asset_key=mart.key, check_name=UNIQUE_KEYS_CHECK, passed=duplicates == 0,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={"duplicate_keys": int(duplicates), "key": ", ".join(mart.key_columns)},
+        ),
+    ]
+
+
 def build_mart_asset(mart: MartSpec) -> AssetsDefinition:
     @asset(
         key=mart.key,
         group_name=Domain.MARTS.value,
-        description=mart.description + f"\n\nWarehouse view `marts.{mart.name}`.",
+        description=mart.description + f"\n\nWarehouse view `marts.{mart.name}` (key: "
+        f"{', '.join(mart.key_columns)}).",
         deps=_upstream_keys(mart),
         required_resource_keys={"storage"},
         owners=OWNERS,
         kinds={"duckdb", "parquet", "sql"},
         tags={"dashtam/mart": mart.name},
         automation_condition=mart_automation_condition(),
-        metadata={"dagster/table_name": f"warehouse.marts.{mart.name}"},
+        metadata={
+            "dagster/table_name": f"warehouse.marts.{mart.name}",
+            "dagster/column_schema": mart_column_schema(mart),
+            "key": ", ".join(mart.key_columns),
+        },
+        check_specs=mart_check_specs(mart),
     )
     def _mart(context: AssetExecutionContext) -> MaterializeResult:
         storage: StorageResource = context.resources.storage
         lake = storage.lake()
         with lake_connection(lake.root) as con:
-            table = con.sql(mart.sql).to_arrow_table()
+            relation = con.sql(mart.sql)
+            types = {n: str(t) for n, t in zip(relation.columns, relation.types, strict=True)}
+            table = relation.to_arrow_table()
+            con.register("mart_rows", table)
+            checks = _mart_checks(mart, con)
         path = write_mart(lake.root, mart.name, table)
         storage.warehouse().ensure_views()
         return MaterializeResult(
             metadata={
                 "dagster/row_count": MetadataValue.int(table.num_rows),
-                "dagster/column_schema": TableSchema(
-                    columns=[TableColumn(f.name, str(f.type)) for f in table.schema]
-                ),
+                "dagster/column_schema": mart_column_schema(mart, types),
                 "path": MetadataValue.path(str(path)),
                 "sql": MetadataValue.md(f"```sql\n{mart.sql.strip()}\n```"),
-            }
+            },
+            check_results=checks,
         )
 
     return _mart

@@ -83,7 +83,7 @@ def provider_health(settings: Settings, slug: ProviderSlug | str) -> dict[str, o
         store, meta.slug.value,
         per_minute=config.requests_per_minute, per_day=config.requests_per_day, tier=config.tier,
     ).usage()
-    return {
+    health: dict[str, object] = {
         "circuit_state": breaker.state if breaker else "closed",
         "consecutive_failures": breaker.consecutive_failures if breaker else 0,
         "requests_today": usage["requests_today"],
@@ -91,3 +91,11 @@ def provider_health(settings: Settings, slug: ProviderSlug | str) -> dict[str, o
         "requests_per_minute": usage["requests_per_minute"],
         "tier": usage["tier"],
     }
+    if settings.dashtam_sandbox:
+        # Sandbox requests take no quota slot (see the module docstring): a bare
+        # "requests_today: 0" beside a run's 20 calls would read as a broken counter.
+        health["requests_today"] = None
+        health["quota"] = (
+            "not counted: sandbox requests do not spend the real key's daily quota"
+        )
+    return health

@@ -14,27 +14,82 @@ SERIES_ID = r"^[A-Z0-9_]+$"
 class FredSeriesSchema(ContractModel):
     """``macro.fred_series``: one row of metadata per series."""
 
-    series_id: Series[str] = pa.Field(str_matches=SERIES_ID)
-    title: Series[str] = pa.Field()
-    frequency: Series[str] = pa.Field()
-    units: Series[str] = pa.Field(nullable=True)
-    seasonal_adjustment: Series[str] = pa.Field(nullable=True)
-    observation_start: Series[CalendarDate] = pa.Field(nullable=True)
-    observation_end: Series[CalendarDate] = pa.Field(nullable=True)
-    last_updated: Series[pd.DatetimeTZDtype] = pa.Field(
-        nullable=True, dtype_kwargs={"unit": "us", "tz": "UTC"}
+    series_id: Series[str] = pa.Field(
+        str_matches=SERIES_ID,
+        description=(
+            'FRED series id, e.g. GDP, UNRATE; the partition the row belongs to. FRED `id`.'
+        ),
     )
-    notes: Series[str] = pa.Field(nullable=True)
+    title: Series[str] = pa.Field(
+        description="FRED's title of the series. FRED `title`.",
+    )
+    frequency: Series[str] = pa.Field(
+        description=(
+            'Observation frequency as FRED names it (Daily, Weekly, Monthly, Quarterly, …). '
+            'FRED `frequency`.'
+        ),
+    )
+    units: Series[str] = pa.Field(
+        nullable=True,
+        description='Units of `value`, e.g. Percent, Billions of Dollars. FRED `units`.',
+    )
+    seasonal_adjustment: Series[str] = pa.Field(
+        nullable=True,
+        description=(
+            'Seasonal adjustment, e.g. Seasonally Adjusted Annual Rate. FRED '
+            '`seasonal_adjustment`.'
+        ),
+    )
+    observation_start: Series[CalendarDate] = pa.Field(
+        nullable=True,
+        description='First observation date FRED has. FRED `observation_start`.',
+    )
+    observation_end: Series[CalendarDate] = pa.Field(
+        nullable=True,
+        description='Latest observation date FRED has. FRED `observation_end`.',
+    )
+    last_updated: Series[pd.DatetimeTZDtype] = pa.Field(
+        nullable=True, dtype_kwargs={"unit": "us", "tz": "UTC"},
+        description='When FRED last revised the series, UTC. FRED `last_updated`.',
+    )
+    notes: Series[str] = pa.Field(
+        nullable=True,
+        description="FRED's notes on sources and definitions. FRED `notes`.",
+    )
 
 
 class FredObservationSchema(ContractModel):
     """``macro.fred_observations``: one row per (series, date, vintage start)."""
 
-    series_id: Series[str] = pa.Field(str_matches=SERIES_ID)
-    date: Series[CalendarDate] = pa.Field()
-    value: Series[float] = pa.Field(nullable=True)
-    realtime_start: Series[CalendarDate] = pa.Field()
-    realtime_end: Series[CalendarDate] = pa.Field()
+    series_id: Series[str] = pa.Field(
+        str_matches=SERIES_ID,
+        description='FRED series id; the partition the row belongs to.',
+    )
+    date: Series[CalendarDate] = pa.Field(
+        description=(
+            "Observation date (the period the value describes, e.g. the quarter's first day)."
+            ' FRED `date`.'
+        ),
+    )
+    value: Series[float] = pa.Field(
+        nullable=True,
+        description=(
+            'The value in the series\' `units`; NULL where FRED sends "." (no value). FRED '
+            '`value`.'
+        ),
+    )
+    realtime_start: Series[CalendarDate] = pa.Field(
+        description=(
+            "First day this value was published (the vintage's start). ALFRED "
+            '`realtime_start`.'
+        ),
+    )
+    realtime_end: Series[CalendarDate] = pa.Field(
+        description=(
+            'Last day this value was current; 9999-12-31 for the current vintage. ALFRED '
+            '`realtime_end`.'
+        ),
+    )
 
     @pa.check("date", "realtime_start", name="dates_in_range")
     def _date_range(cls, s: Series) -> Series[bool]:
