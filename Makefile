@@ -25,7 +25,7 @@ demo: $(INSTALLED)
 # the day after one, a year end that is already the next day in UTC, New York's spring
 # daylight-saving jump, and a date years ahead. A test that only passes this week fails here.
 test: $(INSTALLED)
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 	@$(MAKE) --no-print-directory test-dates
 
 DATES ?= weekend holiday after_holiday year_end dst_spring years_ahead
@@ -38,13 +38,13 @@ test-dates: $(INSTALLED)
 	fi; \
 	for when in $(DATES); do \
 	  $(BIN)/python -m dashtam_pipeline_tests.at_date $$when -- \
-	    $(BIN)/python -m pytest -q -n 2 -m dates -p no:cacheprovider || exit 1; \
+	    $(BIN)/python -m pytest -q -n 2 --dist loadgroup -m dates -p no:cacheprovider || exit 1; \
 	done
 
 # The whole suite at one instant, e.g. `make test-at AT=2030-02-28T23:30:00Z` (or a name
 # from at_date.FROZEN_DATES such as AT=holiday).
 test-at: $(INSTALLED)
-	$(BIN)/python -m dashtam_pipeline_tests.at_date "$(AT)" -- $(BIN)/python -m pytest -q -n 2 -p no:cacheprovider
+	$(BIN)/python -m dashtam_pipeline_tests.at_date "$(AT)" -- $(BIN)/python -m pytest -q -n 2 --dist loadgroup -p no:cacheprovider
 
 ui: $(INSTALLED)
 	DAGSTER_HOME="$$($(BIN)/python -m dashtam_pipeline.instance)" \

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 
 import pytest
 
@@ -14,7 +15,14 @@ from dashtam_pipeline.demo import market_day_note
 from dashtam_pipeline.trading_calendar import last_completed_session
 from dashtam_pipeline_tests.test_cli import dashtam, env, no_traceback  # noqa: F401
 
-pytestmark = [pytest.mark.e2e, pytest.mark.dates]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.dates,
+    # at today's date test_cli's demo-twice test covers the demo; this one is for the
+    # frozen instants of ``at_date``, which set DASHTAM_TEST_AT
+    pytest.mark.skipif(not os.environ.get("DASHTAM_TEST_AT"),
+                       reason="runs at the frozen instants of `make test-dates`"),
+]
 
 
 def test_the_demo_lands_the_last_completed_session_on_any_date(env: dict[str, str]) -> None:  # noqa: F811

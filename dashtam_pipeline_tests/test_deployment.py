@@ -37,6 +37,8 @@ from dashtam_pipeline_tests.postgres import postgres_unavailable_reason, throwaw
 
 pytestmark = [
     pytest.mark.deployment,
+    # one worker runs the whole module: one PostgreSQL, daemon and webserver
+    pytest.mark.xdist_group("deployment"),
     pytest.mark.skipif(
         postgres_unavailable_reason() is not None, reason=str(postgres_unavailable_reason())
     ),

@@ -48,6 +48,8 @@ if _REASON and os.environ.get("CI") == "true":
     raise RuntimeError(f"the browser tests cannot run in CI: {_REASON}")
 pytestmark = [
     pytest.mark.integration,
+    # one worker runs the whole module: its session fixtures (a demo, a webserver) once
+    pytest.mark.xdist_group("ui_browser"),
     pytest.mark.skipif(_REASON is not None, reason=_REASON or ""),
 ]
 

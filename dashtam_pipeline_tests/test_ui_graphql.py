@@ -31,7 +31,8 @@ from dashtam_pipeline_tests.ui_helpers import (
     webserver,
 )
 
-pytestmark = pytest.mark.integration
+#: one worker runs the whole module, so its module fixtures (a webserver) start once
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("ui_graphql")]
 
 DUCKDB_TYPES = {"VARCHAR", "DOUBLE", "DATE", "TIMESTAMPTZ", "BIGINT", "INTEGER", "BOOLEAN"}
 
