@@ -443,7 +443,7 @@ class FredClient(ProviderClient):
             pull.pages.extend(
                 self._pull_window(
                     series_id, window, REALTIME_START, REALTIME_END, PAGE_LIMIT,
-                    split_first=_likely_over_vintage_limit(pull.series.frame, fred_today),
+                    plan=_plan_from(pull.series.frame, fred_today),
                 )
             )
             if not window.whole_history:
@@ -466,13 +466,14 @@ class FredClient(ProviderClient):
         realtime_end: dt.date,
         limit: int,
         *,
-        split_first: bool = False,
+        plan: WindowPlan | None = None,
     ) -> list[FetchResult]:
-        """Every page of one series' observations in a real-time period; a period FRED
-        refuses as too many vintage dates is pulled in windows of at most 2,000 and
-        stitched back together. ``split_first`` asks for the vintage dates straight away
-        (a series whose metadata says it is over the limit), sparing the refused request."""
-        if not split_first:
+        """Every page of one series' observations in a real-time period, in the windows
+        ``plan`` sized from the series' metadata (see ``plan_windows``); without a plan,
+        one request. A window FRED still refuses as too many vintage dates is split by
+        its vintage dates, and the rows FRED clipped at window edges are stitched back."""
+        single = plan is None or (not plan.ask_vintage_dates and len(plan.windows) <= 1)
+        if single:
             try:
                 return self._observation_pages(
                     series_id,
@@ -480,18 +481,36 @@ class FredClient(ProviderClient):
                     limit,
                 )
             except VintageLimitExceeded:
-                pass
-        vintages = self.fetch_vintage_dates(series_id, realtime_start, realtime_end)
-        windows = realtime_windows(vintages, realtime_start, realtime_end)
+                plan = None
+        vintage_count: int | None = None
+        if plan is not None and not plan.ask_vintage_dates:
+            windows = list(plan.windows)
+        else:
+            vintages = self.fetch_vintage_dates(series_id, realtime_start, realtime_end)
+            vintage_count = len(vintages)
+            windows = realtime_windows(vintages, realtime_start, realtime_end)
         pages: list[FetchResult] = []
+        boundaries = [start for start, _ in windows[1:]]
         for start, end in windows:
             params = self._params(series_id, window, start, end, limit)
-            pages.extend(self._observation_pages(series_id, params, limit))
+            try:
+                pages.extend(self._observation_pages(series_id, params, limit))
+            except VintageLimitExceeded:  # a planned window FRED still finds too long
+                inner = realtime_windows(self.fetch_vintage_dates(series_id, start, end),
+                                         start, end)
+                boundaries.extend(s for s, _ in inner[1:])
+                for inner_start, inner_end in inner:
+                    pages.extend(self._observation_pages(
+                        series_id,
+                        self._params(series_id, window, inner_start, inner_end, limit), limit,
+                    ))
         result = combine_results(pages, typed_frame(FredObservationSchema))
-        result.frame = stitch_windows(result.frame, [start for start, _ in windows[1:]])
+        result.frame = stitch_windows(result.frame, sorted(set(boundaries)))
+        sized = (f"{vintage_count} vintage dates" if vintage_count is not None
+                 else "windows sized from its metadata")
         result.notes.append(
-            f"{series_id}: {len(vintages)} vintage dates; pulled in {len(windows)} real-time "
-            f"windows of at most {MAX_VINTAGES_PER_REQUEST}"
+            f"{series_id}: {sized}; pulled in {len(windows)} real-time windows of at most "
+            f"{MAX_VINTAGES_PER_REQUEST} vintage dates"
         )
         return [result]
 
@@ -631,18 +650,151 @@ class SeriesPull:
     pages: list[FetchResult] = field(default_factory=list)
 
 
-def _likely_over_vintage_limit(series: pd.DataFrame, today: dt.date) -> bool:
-    """True for a daily or weekly series whose history has more periods than one request
-    may span vintage dates (each period's release is a vintage date). A wrong guess costs
-    nothing: a history under the limit comes back as one window."""
+# -- the request budget -------------------------------------------------------------------
+#: Periods per year by FRED's ``frequency_short`` (its ``frequency`` text starts with the
+#: long name): each period's first release is one vintage date, and revisions mostly come
+#: out with a later period's release, so periods estimate a history's vintage dates.
+PERIODS_PER_YEAR: dict[str, float] = {
+    "D": 261.0, "W": 52.2, "BW": 26.1, "M": 12.0, "Q": 4.0, "SA": 2.0, "A": 1.0,
+}
+_FREQUENCY_SHORT = (
+    ("Daily", "D"), ("Weekly", "W"), ("Biweekly", "BW"), ("Monthly", "M"),
+    ("Quarterly", "Q"), ("Semiannual", "SA"), ("Annual", "A"),
+)
+#: An estimate this close to the limit is not trusted for a single request.
+_ESTIMATE_HEADROOM = 0.9
+
+
+def frequency_short(frequency: str | None) -> str | None:
+    """FRED's short frequency code from its long text ("Weekly, Ending Saturday" → "W")."""
+    text = (frequency or "").strip()
+    for name, short in _FREQUENCY_SHORT:
+        if text.startswith(name) or text == short:
+            return short
+    return None
+
+
+def weekday_count(start: dt.date, end: dt.date) -> int:
+    """Weekdays in ``start..end`` inclusive (0 when ``end`` is before ``start``)."""
+    if end < start:
+        return 0
+    return int(np.busday_count(start, end + dt.timedelta(days=1)))
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """How one series' whole vintage history is requested, decided before any
+    observation is asked for, from what ``/series`` (or ``/series/updates``) said.
+
+    ``windows``: real-time windows to request (one window = one request per 100,000
+    rows); ``ask_vintage_dates``: ask ``/series/vintagedates`` first and cut windows of
+    exactly 2,000 vintage dates (``windows`` is then empty, its count ``expected``).
+    """
+
+    windows: tuple[tuple[dt.date, dt.date], ...]
+    ask_vintage_dates: bool
+    expected: int
+    reason: str
+
+
+def plan_windows(
+    frequency: str | None, observation_start: dt.date | None, today: dt.date
+) -> WindowPlan:
+    """The fewest observation requests for a whole history, from what is known before
+    asking.
+
+    FRED publishes on weekdays and no value before its period starts, so a history
+    holds at most ``weekday_count(observation_start, today)`` vintage dates (``bound``):
+
+    * ``bound`` ≤ 2,000: one request, certain.
+    * else the periods since ``observation_start`` (``estimate``, see
+      ``PERIODS_PER_YEAR``) ≤ 90 % of 2,000 (a monthly, quarterly or recent weekly
+      series): one request; a refusal (a history revised unusually often) falls back
+      to the vintage dates, costing one wasted request.
+    * else windows of 2,000 weekdays from ``observation_start``: ``ceil(bound / 2,000)``
+      requests, none refused, unless asking the vintage dates first (1 request) and
+      cutting windows of exactly 2,000 vintage dates is expected to cost fewer
+      (``1 + ceil(estimate / 2,000) < ceil(bound / 2,000)``: a long weekly history).
+    """
+    if observation_start is None or observation_start > today:
+        return WindowPlan(((REALTIME_START, REALTIME_END),), False, 1, "no history to size")
+    bound = weekday_count(observation_start, today)
+    if bound <= MAX_VINTAGES_PER_REQUEST:
+        return WindowPlan(((REALTIME_START, REALTIME_END),), False, 1,
+                          f"at most {bound} vintage dates")
+    per_year = PERIODS_PER_YEAR.get(frequency_short(frequency) or "", 0.0)
+    years = (today - observation_start).days / 365.25
+    estimate = math.ceil(years * per_year) if per_year else bound
+    if estimate <= MAX_VINTAGES_PER_REQUEST * _ESTIMATE_HEADROOM:
+        return WindowPlan(((REALTIME_START, REALTIME_END),), False, 1,
+                          f"about {estimate} vintage dates")
+    planned = math.ceil(bound / MAX_VINTAGES_PER_REQUEST)
+    exact = 1 + math.ceil(estimate / MAX_VINTAGES_PER_REQUEST)
+    if exact < planned:
+        return WindowPlan((), True, exact - 1,
+                          f"about {estimate} vintage dates in {bound} weekdays")
+    starts = [REALTIME_START] + [
+        dt.date.fromisoformat(str(np.busday_offset(
+            observation_start, k * MAX_VINTAGES_PER_REQUEST, roll="forward")))
+        for k in range(1, planned)
+    ]
+    ends = [day - dt.timedelta(days=1) for day in starts[1:]] + [REALTIME_END]
+    return WindowPlan(tuple(zip(starts, ends, strict=True)), False, planned,
+                      f"at most {bound} vintage dates: windows of 2,000 weekdays")
+
+
+@dataclass(frozen=True)
+class RequestBudget:
+    """The requests one series' whole-history pull costs: the ``/series`` metadata, an
+    optional vintage-date list, and the observation requests (one per real-time window
+    and per 100,000 rows of a window)."""
+
+    metadata: int
+    vintage_dates: int
+    observations: int
+
+    @property
+    def total(self) -> int:
+        return self.metadata + self.vintage_dates + self.observations
+
+
+def request_budget(
+    frequency: str | None,
+    observation_start: dt.date | None,
+    today: dt.date,
+    *,
+    rows: int = 0,
+    metadata_known: bool = False,
+) -> RequestBudget:
+    """What the client sends for one series' full history (``plan_windows``), recorded
+    here so tests and benchmarks hold it to the minimum: a history of ``V`` vintage dates
+    needs at least ``ceil(V / 2,000)`` observation requests plus its metadata.
+
+    ``rows`` (when known) adds a page per 100,000 rows beyond the first page of each
+    window; ``metadata_known`` is the nightly case where ``/series/updates`` already
+    carried the metadata (0 ``/series`` requests).
+
+    | frequency | history                    | metadata | vintage dates | observations |
+    |-----------|----------------------------|----------|---------------|--------------|
+    | any       | ≤ 2,000 weekdays           | 1        | 0             | 1            |
+    | Q, M      | decades                    | 1        | 0             | 1            |
+    | W         | ≤ 34 years                 | 1        | 0             | 1            |
+    | W         | longer                     | 1        | 1             | ceil(V/2000) |
+    | D         | 2,000·k weekdays           | 1        | 0             | k            |
+    """
+    plan = plan_windows(frequency, observation_start, today)
+    windows = plan.expected
+    pages = max(windows, math.ceil(rows / PAGE_LIMIT)) if rows else windows
+    return RequestBudget(0 if metadata_known else 1, int(plan.ask_vintage_dates), pages)
+
+
+def _plan_from(series: pd.DataFrame, today: dt.date) -> WindowPlan | None:
+    """``plan_windows`` from a parsed ``/series`` frame (None when it has no row)."""
     if series.empty:
-        return False
-    frequency = str(series["frequency"].iloc[0] or "")
+        return None
     start = series["observation_start"].iloc[0]
-    per_year = 260 if frequency.startswith("Daily") else 52 if frequency.startswith("Weekly") else 0
-    if not per_year or not isinstance(start, dt.date):
-        return False
-    return (today - start).days / 365.25 * per_year > MAX_VINTAGES_PER_REQUEST
+    return plan_windows(str(series["frequency"].iloc[0] or ""),
+                        start if isinstance(start, dt.date) else None, today)
 
 
 def realtime_windows(
