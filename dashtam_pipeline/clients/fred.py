@@ -47,8 +47,9 @@ import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import httpx
 import numpy as np
@@ -79,6 +80,15 @@ _VINTAGE_LIMIT = re.compile(r"maximum number of vintage dates", re.IGNORECASE)
 MISSING_VALUE = "."
 #: The most series fetched at once: beyond it, threads only queue in the rate limiter.
 MAX_WORKERS = 8
+#: The largest page of ``/series/updates``.
+UPDATES_PAGE = 1_000
+#: How far back the nightly trusts ``/series/updates``: FRED documents that it lists only
+#: recent updates (about the last two weeks); a day less, for the since-time's overlap.
+UPDATES_REACH = dt.timedelta(days=13)
+#: Fewer series with a sync mark than this are checked one ``/series`` each: one
+#: request per series costs no more than the updates list's first page.
+MIN_SERIES_FOR_UPDATES = 2
+_CHICAGO = ZoneInfo("America/Chicago")
 
 T = TypeVar("T")
 
@@ -356,14 +366,92 @@ class FredClient(ProviderClient):
         window = ObservationWindow(request.start, request.end)
         with self._pending_lock:
             self._pending = []  # marks of an earlier, never landed pull are void
-        pulls = self._each_series(request.series_ids, lambda s: self._pull(s, window))
+        check = (self.check_updates(request.series_ids)
+                 if self.sync is not None and window.whole_history else None)
+        pulls = self._each_series(request.series_ids, lambda s: self._pull(s, window, check))
         result = combine_results(
             [page for pull in pulls for page in pull.pages], typed_frame(FredObservationSchema)
         )
         result.companions[Dataset.FRED_SERIES] = combine_results(
             [pull.series for pull in pulls], typed_frame(FredSeriesSchema)
         )
+        if check is not None:
+            result.notes.extend(check.notes)
         return result
+
+    def check_updates(self, series_ids: Sequence[str]) -> UpdatesCheck | None:
+        """Which of ``series_ids`` changed since the last check, from FRED's
+        ``/series/updates`` (1,000 series a page, newest first) instead of one ``/series``
+        per series; None when per-series checks are the way (see below).
+
+        The check starts at 00:00 Central of the oldest ``realtime_start_synced`` among
+        the series' sync marks (``fred_sync``) and ends an hour past our clock (FRED
+        wants both ends). Per-series ``/series`` checks are kept when fewer than
+        ``MIN_SERIES_FOR_UPDATES`` series have a mark (one request each is no dearer),
+        when the since-time is older than ``UPDATES_REACH`` (the endpoint would silently
+        leave the older updates out), and, after the first page, for the series not yet
+        named when the pages left outnumber them."""
+        assert self.sync is not None
+        marks = self.sync.marks(series_ids)
+        checked = [s for s in dict.fromkeys(series_ids) if s in marks]
+        if len(checked) < MIN_SERIES_FOR_UPDATES:
+            return None
+        since_day = min(marks[s].realtime_start_synced for s in checked)
+        since = dt.datetime(since_day.year, since_day.month, since_day.day, tzinfo=_CHICAGO)
+        now = self.sync.clock()
+        if now - since > UPDATES_REACH:
+            return UpdatesCheck.none(
+                f"fred updates: last check {since_day} is beyond the ~2 weeks "
+                f"/series/updates lists; {len(checked)} series checked one by one"
+            )
+        until = max(now, since) + dt.timedelta(hours=1)
+        params = {
+            "filter_value": "all",
+            "start_time": f"{since.astimezone(_CHICAGO):%Y%m%d%H%M}",
+            "end_time": f"{until.astimezone(_CHICAGO):%Y%m%d%H%M}",
+            "limit": UPDATES_PAGE,
+        }
+        wanted = set(checked)
+        named: dict[str, dict[str, Any]] = {}
+        offset, pages, total = 0, 0, 0
+        fred_today: dt.date | None = None
+        while True:
+            body = self._get("/series/updates", {**params, "offset": offset})
+            pages += 1
+            items = _updates_items(body)
+            total = _count(body, "/series/updates")
+            fred_today = fred_today or _date_or_none(body.get("realtime_start"))
+            for item in items:
+                series_id = str(item.get("id") or "")
+                if series_id in wanted and series_id not in named:
+                    named[series_id] = item
+            offset += len(items)
+            if not items or offset >= total:
+                covered = set(checked)
+                break
+            pages_left = math.ceil((total - offset) / UPDATES_PAGE)
+            if pages_left >= len(wanted) - len(named):
+                covered = set(named)  # the rest: one /series each is cheaper
+                break
+        today = fred_today or now.astimezone(_CHICAGO).date()
+        changed = {
+            s: item for s, item in named.items()
+            if not marks[s].unchanged(normalize_last_updated(item.get("last_updated")))
+        }
+        return UpdatesCheck(
+            covered=covered,
+            changed=changed,
+            marks=marks,
+            notes_by_series=self.sync.notes(list(changed)),
+            fred_today=today,
+            notes=[
+                f"fred updates: {pages} page(s) of /series/updates since {since:%Y-%m-%d %H:%M} "
+                f"Central ({total} series updated); {len(changed)} of {len(checked)} "
+                f"configured series changed"
+                + ("" if covered == set(checked) else
+                   f"; {len(checked) - len(covered)} checked one by one")
+            ],
+        )
 
     def after_landed(self) -> list[str]:
         """Record the sync marks of the last pull, now that its rows are in the lake
@@ -418,10 +506,16 @@ class FredClient(ProviderClient):
                 return dates
 
     # -- pulling -------------------------------------------------------------------------
-    def _pull(self, series_id: str, window: ObservationWindow) -> SeriesPull:
+    def _pull(
+        self, series_id: str, window: ObservationWindow, updates: UpdatesCheck | None = None
+    ) -> SeriesPull:
         """One series: its ``/series`` answer (the metadata, and with a ``sync`` the
         change check), then its observations unless a whole-history pull finds it
-        unchanged. A whole-history pull leaves a pending sync mark."""
+        unchanged. A whole-history pull leaves a pending sync mark. A series the
+        ``updates`` check settled costs no ``/series``: unchanged, nothing; changed, its
+        observations, with metadata from its updates entry."""
+        if updates is not None and series_id in updates.covered:
+            return self._pull_from_updates(series_id, window, updates)
         pull = SeriesPull(FetchResult(typed_frame(FredSeriesSchema)))
         check = FetchResult(typed_frame(FredObservationSchema))
         pull.pages.append(check)
@@ -455,7 +549,36 @@ class FredClient(ProviderClient):
                     "pulled every vintage again"
                 )
         if sync is not None:
-            self._add_pending(sync.mark(series_id, last_updated, fred_today))
+            notes = pull.series.frame["notes"].iloc[0] if len(pull.series.frame) else None
+            self._add_pending(sync.mark(series_id, last_updated, fred_today,
+                                        notes if isinstance(notes, str) else None))
+        return pull
+
+    def _pull_from_updates(
+        self, series_id: str, window: ObservationWindow, updates: UpdatesCheck
+    ) -> SeriesPull:
+        assert self.sync is not None
+        pull = SeriesPull(FetchResult(typed_frame(FredSeriesSchema)))
+        check = FetchResult(typed_frame(FredObservationSchema))
+        pull.pages.append(check)
+        previous = updates.marks[series_id]
+        item = updates.changed.get(series_id)
+        if item is None:
+            check.notes.append(f"{series_id}: not in /series/updates since the last check; "
+                               "no request")
+            self._add_pending(replace(previous, realtime_start_synced=updates.fred_today,
+                                      synced_at=self.sync.clock(), notes=None))
+            return pull
+        entry = {**item, "notes": updates.notes_by_series.get(series_id)}
+        pull.series.frame = parse_series({"seriess": [entry]})
+        last_updated = normalize_last_updated(item.get("last_updated"))
+        pull.pages.extend(self._pull_window(
+            series_id, window, REALTIME_START, REALTIME_END, PAGE_LIMIT,
+            plan=_plan_from(pull.series.frame, updates.fred_today),
+        ))
+        check.notes.append(f"{series_id}: updated {previous.last_updated} -> {last_updated} "
+                           "(/series/updates); pulled every vintage again")
+        self._add_pending(self.sync.mark(series_id, last_updated, updates.fred_today))
         return pull
 
     def _pull_window(
@@ -482,37 +605,49 @@ class FredClient(ProviderClient):
                 )
             except VintageLimitExceeded:
                 plan = None
-        vintage_count: int | None = None
         if plan is not None and not plan.ask_vintage_dates:
-            windows = list(plan.windows)
-        else:
-            vintages = self.fetch_vintage_dates(series_id, realtime_start, realtime_end)
-            vintage_count = len(vintages)
-            windows = realtime_windows(vintages, realtime_start, realtime_end)
+            return [self._planned_windows(series_id, window, list(plan.windows), limit)]
+        vintages = self.fetch_vintage_dates(series_id, realtime_start, realtime_end)
+        windows = realtime_windows(vintages, realtime_start, realtime_end)
         pages: list[FetchResult] = []
-        boundaries = [start for start, _ in windows[1:]]
         for start, end in windows:
             params = self._params(series_id, window, start, end, limit)
-            try:
-                pages.extend(self._observation_pages(series_id, params, limit))
-            except VintageLimitExceeded:  # a planned window FRED still finds too long
-                inner = realtime_windows(self.fetch_vintage_dates(series_id, start, end),
-                                         start, end)
-                boundaries.extend(s for s, _ in inner[1:])
-                for inner_start, inner_end in inner:
-                    pages.extend(self._observation_pages(
-                        series_id,
-                        self._params(series_id, window, inner_start, inner_end, limit), limit,
-                    ))
+            pages.extend(self._observation_pages(series_id, params, limit))
         result = combine_results(pages, typed_frame(FredObservationSchema))
-        result.frame = stitch_windows(result.frame, sorted(set(boundaries)))
-        sized = (f"{vintage_count} vintage dates" if vintage_count is not None
-                 else "windows sized from its metadata")
+        result.frame = stitch_windows(result.frame, [start for start, _ in windows[1:]])
         result.notes.append(
-            f"{series_id}: {sized}; pulled in {len(windows)} real-time windows of at most "
-            f"{MAX_VINTAGES_PER_REQUEST} vintage dates"
+            f"{series_id}: {len(vintages)} vintage dates; pulled in {len(windows)} real-time "
+            f"windows of at most {MAX_VINTAGES_PER_REQUEST}"
         )
         return [result]
+
+    def _planned_windows(
+        self,
+        series_id: str,
+        window: ObservationWindow,
+        windows: list[tuple[dt.date, dt.date]],
+        limit: int,
+    ) -> FetchResult:
+        """The windows ``plan_windows`` sized from the metadata (sharing edge days), each
+        its own requests, joined by ``join_overlapping_windows``. A window FRED still
+        refuses (vintage dates on weekends) is pulled by its vintage dates and stitched."""
+        answers: list[FetchResult] = []
+        for start, end in windows:
+            try:
+                pages = self._observation_pages(
+                    series_id, self._params(series_id, window, start, end, limit), limit)
+            except VintageLimitExceeded:
+                pages = self._pull_window(series_id, window, start, end, limit,
+                                          plan=WindowPlan((), True, 0, "refused"))
+            answers.append(combine_results(pages, typed_frame(FredObservationSchema)))
+        result = combine_results(answers, typed_frame(FredObservationSchema))
+        result.frame = join_overlapping_windows(
+            [answer.frame for answer in answers], [end for _, end in windows[:-1]])
+        result.notes.append(
+            f"{series_id}: windows sized from its metadata; pulled in {len(windows)} "
+            f"real-time windows of at most {MAX_VINTAGES_PER_REQUEST} vintage dates"
+        )
+        return result
 
     @staticmethod
     def _params(
@@ -643,6 +778,38 @@ class ObservationWindow:
 
 
 @dataclass
+class UpdatesCheck:
+    """What one ``/series/updates`` check settled: ``covered`` series need no
+    ``/series`` request; of those, ``changed`` (by id, their updates entry) are pulled
+    again. ``marks`` are the sync marks the check compared against, ``notes_by_series``
+    the recorded notes of the changed ones, ``fred_today`` FRED's day of the check."""
+
+    covered: set[str]
+    changed: dict[str, dict[str, Any]]
+    marks: dict[str, SyncMark]
+    notes_by_series: dict[str, str | None]
+    fred_today: dt.date
+    notes: list[str]
+
+    @classmethod
+    def none(cls, note: str) -> UpdatesCheck:
+        """A check that settled nothing (every series is checked on its own)."""
+        return cls(set(), {}, {}, {}, dt.date.min, [note])
+
+
+def _updates_items(body: Any) -> list[dict[str, Any]]:
+    """The ``seriess`` array of a ``/series/updates`` body (each entry an object)."""
+    if not isinstance(body, dict) or not isinstance(body.get("seriess"), list) or not all(
+        isinstance(item, dict) for item in body["seriess"]
+    ):
+        raise ProviderError(
+            ProviderSlug.FRED.value, ErrorKind.MALFORMED,
+            "updates response has no 'seriess' array of objects", endpoint="/series/updates",
+        )
+    return body["seriess"]
+
+
+@dataclass
 class SeriesPull:
     """What one series' pull returned: its metadata and its observation pages."""
 
@@ -733,14 +900,61 @@ def plan_windows(
     if exact < planned:
         return WindowPlan((), True, exact - 1,
                           f"about {estimate} vintage dates in {bound} weekdays")
-    starts = [REALTIME_START] + [
-        dt.date.fromisoformat(str(np.busday_offset(
-            observation_start, k * MAX_VINTAGES_PER_REQUEST, roll="forward")))
-        for k in range(1, planned)
-    ]
-    ends = [day - dt.timedelta(days=1) for day in starts[1:]] + [REALTIME_END]
-    return WindowPlan(tuple(zip(starts, ends, strict=True)), False, planned,
+    # consecutive windows share their edge day (see ``join_overlapping_windows``), so
+    # each window after the first adds 1,999 new weekdays
+    edges: list[dt.date] = []
+    edge = observation_start
+    step = MAX_VINTAGES_PER_REQUEST - 1
+    while True:
+        edge = _weekday_after(edge, step)
+        if edge >= today:
+            break
+        edges.append(edge)
+    starts = [REALTIME_START, *edges]
+    ends = [*edges, REALTIME_END]
+    return WindowPlan(tuple(zip(starts, ends, strict=True)), False, len(starts),
                       f"at most {bound} vintage dates: windows of 2,000 weekdays")
+
+
+def _weekday_after(day: dt.date, weekdays: int) -> dt.date:
+    """The weekday ``weekdays`` weekdays after ``day`` (rolled forward to a weekday)."""
+    return dt.date.fromisoformat(str(np.busday_offset(day, weekdays, roll="forward")))
+
+
+def join_overlapping_windows(
+    frames: Sequence[pd.DataFrame], edges: Sequence[dt.date]
+) -> pd.DataFrame:
+    """Join the answers of real-time windows that share their edge day: window ``k``
+    ends on ``edges[k]`` and window ``k + 1`` starts on it.
+
+    FRED clips each row to its window. For every observation date, exactly one vintage
+    is current on an edge day ``b``: it comes back as the earlier window's row ending on
+    ``b`` and the later window's row starting on ``b``, and those two are one vintage,
+    whatever their values (unlike windows that only touch, where a vintage really
+    starting on the boundary cannot be told from a clipped one). The joined row keeps
+    the earlier start and the later end.
+    """
+    if not frames:
+        raise ValueError("no window answers to join")
+    joined = frames[0]
+    for edge, later in zip(edges, frames[1:], strict=True):
+        if joined.empty or later.empty:
+            joined = pd.concat([f for f in (joined, later) if not f.empty] or [later],
+                               ignore_index=True)
+            continue
+        ends_on = (joined["realtime_end"] == edge).to_numpy()
+        starts_on = (later["realtime_start"] == edge).to_numpy()
+        head = joined[ends_on][["date", "realtime_start"]].rename(
+            columns={"realtime_start": "joined_start"})
+        tail = later[starts_on].merge(head, on="date", how="left")
+        has_head = tail["joined_start"].notna().to_numpy()
+        tail.loc[has_head, "realtime_start"] = tail.loc[has_head, "joined_start"]
+        tail = tail.drop(columns=["joined_start"])
+        carried = set(later[starts_on]["date"])
+        keep = ~(ends_on & joined["date"].isin(carried).to_numpy())
+        joined = pd.concat([joined[keep], later[~starts_on], tail], ignore_index=True)
+    return joined.sort_values(["date", "realtime_start"], kind="stable").reset_index(
+        drop=True)
 
 
 @dataclass(frozen=True)
