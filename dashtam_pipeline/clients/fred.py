@@ -14,24 +14,32 @@ Series are fetched concurrently by a bounded thread pool (``fetch_workers``): th
 store, whose connections are per thread, so the rate limit holds across threads as it
 does across processes. Every page of every series is concatenated once, at the end.
 
-Incremental pulls (with a ``FredSync``): a series pulled before is first checked with one
-``/series`` request; when its ``last_updated`` equals the one recorded at the last sync,
-no observations are requested. When it changed, the series' *whole* vintage history is
-pulled again, not only ``realtime_start=<last sync>``: FRED clips every row to the
-requested real-time window, so the vintage that was current at the last sync would come
-back with ``realtime_start`` = the window start, a key that never existed, beside the
-stored row it should have closed. The full history of a changed series is at most a few
-requests (100,000 rows each), rewrites the closed vintage's ``realtime_end`` under its
-true key, and loses nothing. Requests per series and run: first pull 1 + pages, unchanged
-1, changed 1 + pages. The ``/series`` answer is also the series' metadata: it comes back as
-companion rows of ``macro.fred_series`` (``FetchResult.companions``), so one request per
-series serves both tables.
+Incremental pulls (with a ``FredSync``): a nightly run first asks FRED's
+``/series/updates`` which series changed since the last check (1,000 a page, newest
+first; ``check_updates``), from 00:00 Central of FRED's day of the last check recorded in
+``fred_sync``. A configured series it does not name costs nothing; one it names with a
+new ``last_updated`` is pulled again with its metadata taken from the updates entry (no
+``/series``; ``notes``, which the entry lacks, from the last ``/series`` answer kept in
+``fred_sync``). Per-series ``/series`` checks remain where they are cheaper or the only
+sound way: fewer than two series with a mark, a last check older than the ~two weeks the
+endpoint lists, or more pages left than series still unnamed. A ``/series`` check compares
+``last_updated`` with the mark: equal, no observations are requested. A changed series'
+*whole* vintage history is pulled again, not only ``realtime_start=<last sync>``: FRED
+clips every row to the requested real-time window, so the vintage that was current at the
+last sync would come back with ``realtime_start`` = the window start, a key that never
+existed, beside the stored row it should have closed. The ``/series`` answer is also the
+series' metadata: it comes back as companion rows of ``macro.fred_series``
+(``FetchResult.companions``), so one request per series serves both tables.
 
-FRED refuses an observations request whose real-time period spans more than 2,000 vintage
-dates (every daily or weekly series over its whole history). Such a series is pulled in
-real-time windows of at most 2,000 vintage dates each (from ``/series/vintagedates``), and
-the rows FRED clipped at a window's edge are stitched back into the vintage they belong
-to (``stitch_windows``), so the result is the same rows one unlimited request would give.
+FRED refuses an observations request whose real-time period spans more than 2,000
+vintage dates (every daily series over eight years). The windows are sized before asking
+(``plan_windows``) from the metadata: FRED publishes on weekdays and never before a
+period starts, so ``weekday_count(observation_start, today)`` bounds the vintage dates;
+a daily history is requested in windows of 2,000 weekdays that share their edge day
+(``join_overlapping_windows`` joins the two halves of the vintage current on it), a long
+weekly one by its vintage dates (``/series/vintagedates``, windows of exactly 2,000,
+``stitch_windows``), everything else in one request. ``request_budget`` records what each
+series costs; tests hold it to the minimum, 1 + ceil(vintage dates / 2,000).
 
 A backfill over an observation-date range (``FetchRequest.start``/``end``) pulls every
 vintage of the observations in that range; it is not a full pull, so it records no sync
