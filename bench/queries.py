@@ -63,8 +63,10 @@ def observations(series: int, rows: int, chunk_series: int) -> Any:
         })
 
 
-def positions() -> pa.Table:
-    """50 users x 20 symbols x five years of business days, one account each."""
+def positions(columns: list[str]) -> pa.Table:
+    """50 users x 20 symbols x five years of business days, one account each; only the
+    ``columns`` the contract table has on this branch (``user_id`` and ``connection_id``
+    come with the multi-user work)."""
     days = np.arange(np.datetime64("2020-01-01"), np.datetime64("2025-01-01"))
     days = days[np.is_busday(days)]
     users = [f"00000000-0000-4000-8000-{i:012d}" for i in range(50)]
@@ -76,14 +78,15 @@ def positions() -> pa.Table:
         "user_id": pa.array(user),
         "connection_id": pa.array(np.char.add("conn-", user.astype(str))),
         "provider": pa.array(["alpaca"] * n),
-        "account_id": pa.array(["****1234"] * n),
+        "account_id": pa.array(np.repeat([f"****{i:04d}" for i in range(50)],
+                                         len(symbols) * len(days))),
         "symbol": pa.array(np.tile(np.repeat(symbols, len(days)), len(users))),
         "asset_class": pa.array(["equity"] * n),
         "quantity": pa.array(rng.integers(1, 100, n).astype(float)),
         "market_value": pa.array(rng.uniform(100, 10_000, n)),
         "average_cost": pa.array(rng.uniform(10, 500, n)),
         "as_of_date": pa.array(np.tile(days, len(users) * len(symbols))).cast(pa.date32()),
-    })
+    }).select(columns)
 
 
 QUERIES = {
@@ -91,7 +94,7 @@ QUERIES = {
                "GROUP BY series_id ORDER BY series_id"),
     "as_of": "SELECT count(*), round(sum(value), 3) FROM {as_of}('2010-06-30')",
     "portfolio": ("SELECT as_of_date, round(sum(market_value), 3) FROM {positions} "
-                  "WHERE user_id = '00000000-0000-4000-8000-000000000007' "
+                  "WHERE {owner} "
                   "AND as_of_date >= DATE '2020-01-01' GROUP BY 1 ORDER BY 1"),
 }
 
@@ -126,7 +129,13 @@ def main() -> None:
         chunk = max(1, args.series // 20)
         for table in observations(args.series, args.rows, chunk):
             lake.upsert("macro.fred_observations", table)
-        lake.upsert("brokerage.positions", positions())
+        from dashtam_pipeline.schemas.base import column_names
+        from dashtam_pipeline.schemas.brokerage import PositionSchema
+
+        position_columns = column_names(PositionSchema)
+        lake.upsert("brokerage.positions", positions(position_columns))
+        owner = ("user_id = '00000000-0000-4000-8000-000000000007'"
+                 if "user_id" in position_columns else "account_id = '****0007'")
         Warehouse(root / "warehouse.duckdb", root / "lake").ensure_views()
         load_seconds = time.perf_counter() - started
         files = len(list((root / "lake").rglob("*.parquet")))
@@ -146,9 +155,10 @@ def main() -> None:
         for name, sql in QUERIES.items():
             views, view_answer = timed(con, sql.format(
                 latest="macro.fred_latest", as_of="macro.fred_as_of",
-                positions="brokerage.positions"), args.repeat)
+                positions="brokerage.positions", owner=owner), args.repeat)
             native, native_answer = timed(con, sql.format(
-                latest="native.latest", as_of="native.as_of", positions="native.positions"),
+                latest="native.latest", as_of="native.as_of", positions="native.positions",
+                owner=owner),
                 args.repeat)
             same = view_answer == native_answer
             results[name] = {"views_seconds": views, "native_seconds": native,
