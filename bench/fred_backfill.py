@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -83,6 +84,11 @@ def _to_xml(body: dict[str, Any]) -> bytes:
         root = ET.Element("observations", attrs)
         for row in body["observations"]:
             ET.SubElement(root, "observation", row)
+    elif "seriess" in body:
+        attrs = {k: str(v) for k, v in body.items() if not isinstance(v, list)}
+        root = ET.Element("seriess", attrs)
+        for item in body["seriess"]:
+            ET.SubElement(root, "series", {k: str(v) for k, v in item.items()})
     elif "vintage_dates" in body:
         attrs = {k: str(v) for k, v in body.items() if not isinstance(v, list)}
         root = ET.Element("vintage_dates", attrs)
@@ -108,13 +114,31 @@ def warm(app: Any, ids: list[str]) -> None:
             ).raise_for_status()
 
 
+#: The rate-limited mode's settings, passed to each side's subprocess: requests per window
+#: and the window in seconds (120 per 60 s is FRED's published limit; a shorter window
+#: scales it so a run takes minutes).
+LIMIT_ENV: dict[str, str] = {}
+
+
+def _limit() -> tuple[int, float] | None:
+    if not os.environ.get("BENCH_FRED_LIMIT"):
+        return None
+    return int(os.environ["BENCH_FRED_LIMIT"]), float(os.environ["BENCH_FRED_WINDOW"])
+
+
+#: Our limiter's window is this much longer than the server's: a request is counted
+#: when it starts here and when it arrives there, and arrival jitter on a loaded machine
+#: would otherwise let one more request into some server window (a 429).
+ARRIVAL_MARGIN = 0.02
+
+
 def run_side(side: str, base_url: str, ids: list[str], work: Path) -> dict[str, Any]:
     """One side in a fresh interpreter; its last stdout line is its JSON result."""
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, str(HERE), "--side", side, "--base-url", base_url,
          "--work", str(work), "--ids", ",".join(ids)],
-        capture_output=True, text=True, check=False,
+        capture_output=True, text=True, check=False, env={**os.environ, **LIMIT_ENV},
     )
     if done.returncode != 0:
         sys.stderr.write(done.stdout + done.stderr)
@@ -136,10 +160,24 @@ def ours(base_url: str, ids: list[str], work: Path, phases: dict[str, float]) ->
     from dashtam_pipeline.storage.warehouse import Warehouse
     from dashtam_pipeline.validation import validate
 
-    settings = load_settings(fred_api_key="bench", fred_base_url=base_url, dashtam_data_dir=work)
+    limit = _limit()
+    settings = load_settings(
+        fred_api_key="bench", fred_base_url=base_url, dashtam_data_dir=work,
+        fred_requests_per_minute=limit[0] if limit else None,
+    )
     spec = get_dataset_spec("fred_observations")
     model = SCHEMAS[spec.dataset]
-    client = FredClient(settings.provider("fred"))
+    hooks = []
+    if limit is not None:  # the production limiter: a sliding log in the state store
+        from dashtam_pipeline.resilience.limits import RateLimiter
+        from dashtam_pipeline.state.store import state_store
+
+        per_window, window = limit
+        hooks.append(RateLimiter(
+            state_store(settings), "fred", per_minute=per_window, per_day=None, tier=None,
+            window_seconds=window * (1 + ARRIVAL_MARGIN),
+        ))
+    client = FredClient(settings.provider("fred"), hooks=hooks)
     with _phase(phases, "fetch"):
         try:
             result = client.fetch_fred_observations(FetchRequest(series_ids=tuple(ids)))
@@ -164,10 +202,14 @@ def baseline(base_url: str, ids: list[str], work: Path, phases: dict[str, float]
 
     fred = Fred(api_key="bench", api_key_file=None)
     fred.root_url = base_url
+    if _limit() is not None:
+        fred = _BackingOff(fred)  # type: ignore[assignment]
     con = duckdb.connect(str(work / "fredapi.duckdb"))
     rows = 0
     for series_id in ids:
         with _phase(phases, "fetch"):
+            if _limit() is not None:  # the same two tables as ours: metadata too
+                fred.get_series_info(series_id)
             frame = _all_releases(fred, series_id)
         frame.insert(0, "series_id", series_id)
         # fredapi's transposed frame is all-object (a missing value can come back as NaT)
@@ -181,6 +223,32 @@ def baseline(base_url: str, ids: list[str], work: Path, phases: dict[str, float]
         rows += len(frame)
     con.close()
     return rows
+
+
+class _BackingOff:
+    """fredapi as its users run it against a rate limit: every call retried after a
+    sleep when FRED answers 429 (fredapi raises ``ValueError`` with FRED's message),
+    the sleep doubling from 1 s up to the limit's window."""
+
+    def __init__(self, fred: Any) -> None:
+        self.fred = fred
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.fred, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            limit = _limit()
+            wait = 1.0
+            while True:
+                try:
+                    return method(*args, **kwargs)
+                except ValueError as exc:
+                    if "Too Many Requests" not in str(exc):
+                        raise
+                time.sleep(wait)
+                wait = min(wait * 2, limit[1] if limit else 60.0)
+
+        return call
 
 
 def _all_releases(fred: Any, series_id: str) -> Any:
@@ -278,6 +346,12 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=8,
                         help="series count (fred_data.benchmark_series_ids)")
     parser.add_argument("--delay", type=float, default=0.02, help="injected seconds/request")
+    parser.add_argument("--rate-limit", type=int, default=None,
+                        help="rate-limited mode: the sandbox answers 429 beyond this many "
+                             "FRED requests per window (FRED: 120 a minute)")
+    parser.add_argument("--window", type=float, default=60.0,
+                        help="the rate limit's window in seconds (scale it down to shorten "
+                             "a run: 120 per 15 s runs 4x faster than FRED's 120 a minute)")
     parser.add_argument("--side", choices=["ours", "fredapi"], help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
@@ -306,11 +380,20 @@ def main() -> None:
             with tempfile.TemporaryDirectory(prefix="warm-") as tmp:
                 run_side(side, base_url, ids[:1], Path(tmp))
         app.add_fault(r"^/fred/", delay_seconds=args.delay)
+        if args.rate_limit:
+            LIMIT_ENV.update(BENCH_FRED_LIMIT=str(args.rate_limit),
+                             BENCH_FRED_WINDOW=str(args.window))
         for side in ("fredapi", "ours"):
+            if args.rate_limit:  # a fresh window for each side
+                app.set_rate_limit("fred", args.rate_limit, args.window)
             before, shim.seconds = app.request_counts().get("fred", 0), 0.0
+            refused = app.request_counts().get("fred 429", 0)
             with tempfile.TemporaryDirectory(prefix=f"bench-{side}-") as tmp:
                 results[side] = run_side(side, base_url, ids, Path(tmp))
             results[side]["requests"] = app.request_counts().get("fred", 0) - before
+            results[side]["responses_429"] = app.request_counts().get("fred 429", 0) - refused
+            if args.rate_limit:
+                time.sleep(args.window)  # let the window empty before the other side
             results[side]["rows_per_second"] = results[side]["rows"] / results[side]["seconds"]
             results[side]["server_xml_seconds"] = shim.seconds
     finally:
@@ -333,11 +416,46 @@ def main() -> None:
     for side, r in results.items():
         print(f"{side} phases (s): "
               + ", ".join(f"{name} {seconds:.2f}" for name, seconds in r["phases"].items()))
+    extra: dict[str, Any] = {}
+    name = f"fred_backfill_{len(ids)}" if len(ids) != 8 else "fred_backfill"
+    if args.rate_limit:
+        minimum = minimum_requests(app, ids)
+        ideal = minimum / args.rate_limit * args.window
+        ours_r, theirs = results["ours"], results["fredapi"]
+        extra = {
+            "rate_limit": args.rate_limit, "window_seconds": args.window,
+            "minimum_requests": minimum, "ideal_seconds": ideal,
+            "ours_vs_ideal": ours_r["seconds"] / ideal,
+            "request_ratio": theirs["requests"] / ours_r["requests"],
+        }
+        print(f"rate limit {args.rate_limit} per {args.window:g} s; minimum requests "
+              f"{minimum} -> ideal {ideal:.1f} s; ours {ours_r['seconds']:.1f} s = "
+              f"{extra['ours_vs_ideal']:.3f}x ideal (target <= 1.1x); 429s ours "
+              f"{ours_r['responses_429']}, fredapi {theirs['responses_429']}; request ratio "
+              f"fredapi/ours {extra['request_ratio']:.2f}, time ratio {speedup:.2f}")
+        name += f"_limited_{args.rate_limit}_per_{args.window:g}s"
     write_result(
-        f"fred_backfill_{len(ids)}" if len(ids) != 8 else "fred_backfill",
+        name,
         {"series": len(ids), "delay_seconds": args.delay, "results": results,
-         "speedup": speedup, "target_speedup": 10, "same_rows": same},
+         "speedup": speedup, "target_speedup": 10, "same_rows": same, **extra},
     )
+
+
+def minimum_requests(app: Any, ids: list[str]) -> int:
+    """The fewest requests the data needs: per series its ``/series`` metadata and one
+    observations request per 2,000 of its vintage dates (from the sandbox's own
+    history, which the client never sees)."""
+    from dashtam_pipeline.sandbox.common import CHICAGO
+    from dashtam_pipeline.sandbox.fred_data import series_spec
+
+    today = app.world.now().astimezone(CHICAGO).date()
+    total = 0
+    for series_id in ids:
+        spec = series_spec(series_id)
+        assert spec is not None
+        vintages = {v.start for v in app.world.fred.vintages(spec, today)}
+        total += 1 + -(-len(vintages) // 2000)
+    return total
 
 
 if __name__ == "__main__":

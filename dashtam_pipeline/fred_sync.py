@@ -9,6 +9,18 @@ The record lives in the state store (table ``fred_sync``), not in memory or the 
 because every Dagster step runs in its own process and the decision must survive them.
 A mark is written only after the pulled rows landed (``FredClient.after_landed``): a
 pull whose rows never reached the lake must be repeated, never marked as done.
+
+The nightly check asks FRED's ``/series/updates`` which series changed since the last
+check instead of asking every series (``FredClient``). Its since-time is kept here too:
+each mark's ``realtime_start_synced`` is FRED's own day of the last check that settled
+the series (a pull, a ``/series`` check, or an updates check that did not list it), so
+the next check starts at 00:00 Central of the oldest such day among the configured
+series. FRED's day, not our clock, so a skewed clock cannot skip an update; a day's
+overlap only re-lists series whose ``last_updated`` then proves them unchanged.
+
+``/series/updates`` entries carry no ``notes``, so the notes of each series' last
+``/series`` answer are kept (table ``fred_series_notes``) for the metadata rows of a
+series whose change was learnt from the updates list.
 """
 
 from __future__ import annotations
@@ -26,6 +38,10 @@ SCHEMA = [
         last_updated TEXT,
         realtime_start_synced TEXT NOT NULL,
         synced_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS fred_series_notes (
+        series_id TEXT PRIMARY KEY,
+        notes TEXT
     )""",
 ]
 
@@ -62,6 +78,8 @@ class SyncMark:
     last_updated: str | None
     realtime_start_synced: dt.date
     synced_at: dt.datetime
+    #: the ``notes`` of the ``/series`` answer, when this sync read one (kept apart)
+    notes: str | None = None
 
     def unchanged(self, last_updated: str | None) -> bool:
         """True when FRED reports the same ``last_updated`` as at this sync. Without a
@@ -100,10 +118,17 @@ class FredSync:
         return {r[0]: _mark(r) for r in rows if wanted is None or r[0] in wanted}
 
     def mark(
-        self, series_id: str, last_updated: str | None, realtime_start_synced: dt.date
+        self, series_id: str, last_updated: str | None, realtime_start_synced: dt.date,
+        notes: str | None = None,
     ) -> SyncMark:
         """A mark stamped now (not yet recorded)."""
-        return SyncMark(series_id, last_updated, realtime_start_synced, self.clock())
+        return SyncMark(series_id, last_updated, realtime_start_synced, self.clock(), notes)
+
+    def notes(self, series_ids: Sequence[str]) -> dict[str, str | None]:
+        """The recorded ``/series`` notes of ``series_ids`` (absent: never recorded)."""
+        wanted = set(series_ids)
+        rows = self.store.query("SELECT series_id, notes FROM fred_series_notes")
+        return {str(r[0]): None if r[1] is None else str(r[1]) for r in rows if r[0] in wanted}
 
     def record(self, marks: Iterable[SyncMark]) -> int:
         """Insert or replace marks in one transaction; returns how many."""
@@ -119,6 +144,12 @@ class FredSync:
                     (m.series_id, m.last_updated, m.realtime_start_synced.isoformat(),
                      m.synced_at.isoformat()),
                 )
+                if m.notes is not None:
+                    tx.execute(
+                        "INSERT INTO fred_series_notes (series_id, notes) VALUES (?, ?) "
+                        "ON CONFLICT (series_id) DO UPDATE SET notes = excluded.notes",
+                        (m.series_id, m.notes),
+                    )
         return len(marks)
 
     def forget(self, series_id: str) -> None:

@@ -210,7 +210,8 @@ def test_macro_backfill_then_nightly_costs_one_request_per_unchanged_series(
 ) -> None:
     """The issue's "done when": from an empty data dir a backfill of the series fills
     every vintage (and their metadata, from the same /series answers); running it again
-    changes nothing and asks FRED one /series per series, nothing else."""
+    changes nothing and asks FRED one page of /series/updates (what changed since the
+    last check), nothing else."""
     first = materialize("group:macro")
     assert first.ok, {k: (a.status, a.detail) for k, a in first.assets.items()}
     fred = {k: v for k, v in server.app.request_counts().items() if k.startswith("fred ")}
@@ -227,7 +228,7 @@ def test_macro_backfill_then_nightly_costs_one_request_per_unchanged_series(
 
     assert again.ok, {k: (a.status, a.detail) for k, a in again.assets.items()}
     fred = {k: v for k, v in server.app.request_counts().items() if k.startswith("fred ")}
-    assert fred == {"fred /fred/series": 2}
+    assert fred == {"fred /fred/series/updates": 1}
     assert query(table) == stored
 
 

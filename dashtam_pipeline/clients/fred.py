@@ -14,24 +14,32 @@ Series are fetched concurrently by a bounded thread pool (``fetch_workers``): th
 store, whose connections are per thread, so the rate limit holds across threads as it
 does across processes. Every page of every series is concatenated once, at the end.
 
-Incremental pulls (with a ``FredSync``): a series pulled before is first checked with one
-``/series`` request; when its ``last_updated`` equals the one recorded at the last sync,
-no observations are requested. When it changed, the series' *whole* vintage history is
-pulled again, not only ``realtime_start=<last sync>``: FRED clips every row to the
-requested real-time window, so the vintage that was current at the last sync would come
-back with ``realtime_start`` = the window start, a key that never existed, beside the
-stored row it should have closed. The full history of a changed series is at most a few
-requests (100,000 rows each), rewrites the closed vintage's ``realtime_end`` under its
-true key, and loses nothing. Requests per series and run: first pull 1 + pages, unchanged
-1, changed 1 + pages. The ``/series`` answer is also the series' metadata: it comes back as
-companion rows of ``macro.fred_series`` (``FetchResult.companions``), so one request per
-series serves both tables.
+Incremental pulls (with a ``FredSync``): a nightly run first asks FRED's
+``/series/updates`` which series changed since the last check (1,000 a page, newest
+first; ``check_updates``), from 00:00 Central of FRED's day of the last check recorded in
+``fred_sync``. A configured series it does not name costs nothing; one it names with a
+new ``last_updated`` is pulled again with its metadata taken from the updates entry (no
+``/series``; ``notes``, which the entry lacks, from the last ``/series`` answer kept in
+``fred_sync``). Per-series ``/series`` checks remain where they are cheaper or the only
+sound way: fewer than two series with a mark, a last check older than the ~two weeks the
+endpoint lists, or more pages left than series still unnamed. A ``/series`` check compares
+``last_updated`` with the mark: equal, no observations are requested. A changed series'
+*whole* vintage history is pulled again, not only ``realtime_start=<last sync>``: FRED
+clips every row to the requested real-time window, so the vintage that was current at the
+last sync would come back with ``realtime_start`` = the window start, a key that never
+existed, beside the stored row it should have closed. The ``/series`` answer is also the
+series' metadata: it comes back as companion rows of ``macro.fred_series``
+(``FetchResult.companions``), so one request per series serves both tables.
 
-FRED refuses an observations request whose real-time period spans more than 2,000 vintage
-dates (every daily or weekly series over its whole history). Such a series is pulled in
-real-time windows of at most 2,000 vintage dates each (from ``/series/vintagedates``), and
-the rows FRED clipped at a window's edge are stitched back into the vintage they belong
-to (``stitch_windows``), so the result is the same rows one unlimited request would give.
+FRED refuses an observations request whose real-time period spans more than 2,000
+vintage dates (every daily series over eight years). The windows are sized before asking
+(``plan_windows``) from the metadata: FRED publishes on weekdays and never before a
+period starts, so ``weekday_count(observation_start, today)`` bounds the vintage dates;
+a daily history is requested in windows of 2,000 weekdays that share their edge day
+(``join_overlapping_windows`` joins the two halves of the vintage current on it), a long
+weekly one by its vintage dates (``/series/vintagedates``, windows of exactly 2,000,
+``stitch_windows``), everything else in one request. ``request_budget`` records what each
+series costs; tests hold it to the minimum, 1 + ceil(vintage dates / 2,000).
 
 A backfill over an observation-date range (``FetchRequest.start``/``end``) pulls every
 vintage of the observations in that range; it is not a full pull, so it records no sync
@@ -47,8 +55,9 @@ import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import httpx
 import numpy as np
@@ -79,6 +88,15 @@ _VINTAGE_LIMIT = re.compile(r"maximum number of vintage dates", re.IGNORECASE)
 MISSING_VALUE = "."
 #: The most series fetched at once: beyond it, threads only queue in the rate limiter.
 MAX_WORKERS = 8
+#: The largest page of ``/series/updates``.
+UPDATES_PAGE = 1_000
+#: How far back the nightly trusts ``/series/updates``: FRED documents that it lists only
+#: recent updates (about the last two weeks); a day less, for the since-time's overlap.
+UPDATES_REACH = dt.timedelta(days=13)
+#: Fewer series with a sync mark than this are checked one ``/series`` each: one
+#: request per series costs no more than the updates list's first page.
+MIN_SERIES_FOR_UPDATES = 2
+_CHICAGO = ZoneInfo("America/Chicago")
 
 T = TypeVar("T")
 
@@ -356,14 +374,92 @@ class FredClient(ProviderClient):
         window = ObservationWindow(request.start, request.end)
         with self._pending_lock:
             self._pending = []  # marks of an earlier, never landed pull are void
-        pulls = self._each_series(request.series_ids, lambda s: self._pull(s, window))
+        check = (self.check_updates(request.series_ids)
+                 if self.sync is not None and window.whole_history else None)
+        pulls = self._each_series(request.series_ids, lambda s: self._pull(s, window, check))
         result = combine_results(
             [page for pull in pulls for page in pull.pages], typed_frame(FredObservationSchema)
         )
         result.companions[Dataset.FRED_SERIES] = combine_results(
             [pull.series for pull in pulls], typed_frame(FredSeriesSchema)
         )
+        if check is not None:
+            result.notes.extend(check.notes)
         return result
+
+    def check_updates(self, series_ids: Sequence[str]) -> UpdatesCheck | None:
+        """Which of ``series_ids`` changed since the last check, from FRED's
+        ``/series/updates`` (1,000 series a page, newest first) instead of one ``/series``
+        per series; None when per-series checks are the way (see below).
+
+        The check starts at 00:00 Central of the oldest ``realtime_start_synced`` among
+        the series' sync marks (``fred_sync``) and ends an hour past our clock (FRED
+        wants both ends). Per-series ``/series`` checks are kept when fewer than
+        ``MIN_SERIES_FOR_UPDATES`` series have a mark (one request each is no dearer),
+        when the since-time is older than ``UPDATES_REACH`` (the endpoint would silently
+        leave the older updates out), and, after the first page, for the series not yet
+        named when the pages left outnumber them."""
+        assert self.sync is not None
+        marks = self.sync.marks(series_ids)
+        checked = [s for s in dict.fromkeys(series_ids) if s in marks]
+        if len(checked) < MIN_SERIES_FOR_UPDATES:
+            return None
+        since_day = min(marks[s].realtime_start_synced for s in checked)
+        since = dt.datetime(since_day.year, since_day.month, since_day.day, tzinfo=_CHICAGO)
+        now = self.sync.clock()
+        if now - since > UPDATES_REACH:
+            return UpdatesCheck.none(
+                f"fred updates: last check {since_day} is beyond the ~2 weeks "
+                f"/series/updates lists; {len(checked)} series checked one by one"
+            )
+        until = max(now, since) + dt.timedelta(hours=1)
+        params = {
+            "filter_value": "all",
+            "start_time": f"{since.astimezone(_CHICAGO):%Y%m%d%H%M}",
+            "end_time": f"{until.astimezone(_CHICAGO):%Y%m%d%H%M}",
+            "limit": UPDATES_PAGE,
+        }
+        wanted = set(checked)
+        named: dict[str, dict[str, Any]] = {}
+        offset, pages, total = 0, 0, 0
+        fred_today: dt.date | None = None
+        while True:
+            body = self._get("/series/updates", {**params, "offset": offset})
+            pages += 1
+            items = _updates_items(body)
+            total = _count(body, "/series/updates")
+            fred_today = fred_today or _date_or_none(body.get("realtime_start"))
+            for item in items:
+                series_id = str(item.get("id") or "")
+                if series_id in wanted and series_id not in named:
+                    named[series_id] = item
+            offset += len(items)
+            if not items or offset >= total:
+                covered = set(checked)
+                break
+            pages_left = math.ceil((total - offset) / UPDATES_PAGE)
+            if pages_left >= len(wanted) - len(named):
+                covered = set(named)  # the rest: one /series each is cheaper
+                break
+        today = fred_today or now.astimezone(_CHICAGO).date()
+        changed = {
+            s: item for s, item in named.items()
+            if not marks[s].unchanged(normalize_last_updated(item.get("last_updated")))
+        }
+        return UpdatesCheck(
+            covered=covered,
+            changed=changed,
+            marks=marks,
+            notes_by_series=self.sync.notes(list(changed)),
+            fred_today=today,
+            notes=[
+                f"fred updates: {pages} page(s) of /series/updates since {since:%Y-%m-%d %H:%M} "
+                f"Central ({total} series updated); {len(changed)} of {len(checked)} "
+                f"configured series changed"
+                + ("" if covered == set(checked) else
+                   f"; {len(checked) - len(covered)} checked one by one")
+            ],
+        )
 
     def after_landed(self) -> list[str]:
         """Record the sync marks of the last pull, now that its rows are in the lake
@@ -418,10 +514,16 @@ class FredClient(ProviderClient):
                 return dates
 
     # -- pulling -------------------------------------------------------------------------
-    def _pull(self, series_id: str, window: ObservationWindow) -> SeriesPull:
+    def _pull(
+        self, series_id: str, window: ObservationWindow, updates: UpdatesCheck | None = None
+    ) -> SeriesPull:
         """One series: its ``/series`` answer (the metadata, and with a ``sync`` the
         change check), then its observations unless a whole-history pull finds it
-        unchanged. A whole-history pull leaves a pending sync mark."""
+        unchanged. A whole-history pull leaves a pending sync mark. A series the
+        ``updates`` check settled costs no ``/series``: unchanged, nothing; changed, its
+        observations, with metadata from its updates entry."""
+        if updates is not None and series_id in updates.covered:
+            return self._pull_from_updates(series_id, window, updates)
         pull = SeriesPull(FetchResult(typed_frame(FredSeriesSchema)))
         check = FetchResult(typed_frame(FredObservationSchema))
         pull.pages.append(check)
@@ -443,7 +545,7 @@ class FredClient(ProviderClient):
             pull.pages.extend(
                 self._pull_window(
                     series_id, window, REALTIME_START, REALTIME_END, PAGE_LIMIT,
-                    split_first=_likely_over_vintage_limit(pull.series.frame, fred_today),
+                    plan=_plan_from(pull.series.frame, fred_today),
                 )
             )
             if not window.whole_history:
@@ -455,7 +557,36 @@ class FredClient(ProviderClient):
                     "pulled every vintage again"
                 )
         if sync is not None:
-            self._add_pending(sync.mark(series_id, last_updated, fred_today))
+            notes = pull.series.frame["notes"].iloc[0] if len(pull.series.frame) else None
+            self._add_pending(sync.mark(series_id, last_updated, fred_today,
+                                        notes if isinstance(notes, str) else None))
+        return pull
+
+    def _pull_from_updates(
+        self, series_id: str, window: ObservationWindow, updates: UpdatesCheck
+    ) -> SeriesPull:
+        assert self.sync is not None
+        pull = SeriesPull(FetchResult(typed_frame(FredSeriesSchema)))
+        check = FetchResult(typed_frame(FredObservationSchema))
+        pull.pages.append(check)
+        previous = updates.marks[series_id]
+        item = updates.changed.get(series_id)
+        if item is None:
+            check.notes.append(f"{series_id}: not in /series/updates since the last check; "
+                               "no request")
+            self._add_pending(replace(previous, realtime_start_synced=updates.fred_today,
+                                      synced_at=self.sync.clock(), notes=None))
+            return pull
+        entry = {**item, "notes": updates.notes_by_series.get(series_id)}
+        pull.series.frame = parse_series({"seriess": [entry]})
+        last_updated = normalize_last_updated(item.get("last_updated"))
+        pull.pages.extend(self._pull_window(
+            series_id, window, REALTIME_START, REALTIME_END, PAGE_LIMIT,
+            plan=_plan_from(pull.series.frame, updates.fred_today),
+        ))
+        check.notes.append(f"{series_id}: updated {previous.last_updated} -> {last_updated} "
+                           "(/series/updates); pulled every vintage again")
+        self._add_pending(self.sync.mark(series_id, last_updated, updates.fred_today))
         return pull
 
     def _pull_window(
@@ -466,13 +597,14 @@ class FredClient(ProviderClient):
         realtime_end: dt.date,
         limit: int,
         *,
-        split_first: bool = False,
+        plan: WindowPlan | None = None,
     ) -> list[FetchResult]:
-        """Every page of one series' observations in a real-time period; a period FRED
-        refuses as too many vintage dates is pulled in windows of at most 2,000 and
-        stitched back together. ``split_first`` asks for the vintage dates straight away
-        (a series whose metadata says it is over the limit), sparing the refused request."""
-        if not split_first:
+        """Every page of one series' observations in a real-time period, in the windows
+        ``plan`` sized from the series' metadata (see ``plan_windows``); without a plan,
+        one request. A window FRED still refuses as too many vintage dates is split by
+        its vintage dates, and the rows FRED clipped at window edges are stitched back."""
+        single = plan is None or (not plan.ask_vintage_dates and len(plan.windows) <= 1)
+        if single:
             try:
                 return self._observation_pages(
                     series_id,
@@ -480,7 +612,9 @@ class FredClient(ProviderClient):
                     limit,
                 )
             except VintageLimitExceeded:
-                pass
+                plan = None
+        if plan is not None and not plan.ask_vintage_dates:
+            return [self._planned_windows(series_id, window, list(plan.windows), limit)]
         vintages = self.fetch_vintage_dates(series_id, realtime_start, realtime_end)
         windows = realtime_windows(vintages, realtime_start, realtime_end)
         pages: list[FetchResult] = []
@@ -494,6 +628,34 @@ class FredClient(ProviderClient):
             f"windows of at most {MAX_VINTAGES_PER_REQUEST}"
         )
         return [result]
+
+    def _planned_windows(
+        self,
+        series_id: str,
+        window: ObservationWindow,
+        windows: list[tuple[dt.date, dt.date]],
+        limit: int,
+    ) -> FetchResult:
+        """The windows ``plan_windows`` sized from the metadata (sharing edge days), each
+        its own requests, joined by ``join_overlapping_windows``. A window FRED still
+        refuses (vintage dates on weekends) is pulled by its vintage dates and stitched."""
+        answers: list[FetchResult] = []
+        for start, end in windows:
+            try:
+                pages = self._observation_pages(
+                    series_id, self._params(series_id, window, start, end, limit), limit)
+            except VintageLimitExceeded:
+                pages = self._pull_window(series_id, window, start, end, limit,
+                                          plan=WindowPlan((), True, 0, "refused"))
+            answers.append(combine_results(pages, typed_frame(FredObservationSchema)))
+        result = combine_results(answers, typed_frame(FredObservationSchema))
+        result.frame = join_overlapping_windows(
+            [answer.frame for answer in answers], [end for _, end in windows[:-1]])
+        result.notes.append(
+            f"{series_id}: windows sized from its metadata; pulled in {len(windows)} "
+            f"real-time windows of at most {MAX_VINTAGES_PER_REQUEST} vintage dates"
+        )
+        return result
 
     @staticmethod
     def _params(
@@ -624,6 +786,38 @@ class ObservationWindow:
 
 
 @dataclass
+class UpdatesCheck:
+    """What one ``/series/updates`` check settled: ``covered`` series need no
+    ``/series`` request; of those, ``changed`` (by id, their updates entry) are pulled
+    again. ``marks`` are the sync marks the check compared against, ``notes_by_series``
+    the recorded notes of the changed ones, ``fred_today`` FRED's day of the check."""
+
+    covered: set[str]
+    changed: dict[str, dict[str, Any]]
+    marks: dict[str, SyncMark]
+    notes_by_series: dict[str, str | None]
+    fred_today: dt.date
+    notes: list[str]
+
+    @classmethod
+    def none(cls, note: str) -> UpdatesCheck:
+        """A check that settled nothing (every series is checked on its own)."""
+        return cls(set(), {}, {}, {}, dt.date.min, [note])
+
+
+def _updates_items(body: Any) -> list[dict[str, Any]]:
+    """The ``seriess`` array of a ``/series/updates`` body (each entry an object)."""
+    if not isinstance(body, dict) or not isinstance(body.get("seriess"), list) or not all(
+        isinstance(item, dict) for item in body["seriess"]
+    ):
+        raise ProviderError(
+            ProviderSlug.FRED.value, ErrorKind.MALFORMED,
+            "updates response has no 'seriess' array of objects", endpoint="/series/updates",
+        )
+    return body["seriess"]
+
+
+@dataclass
 class SeriesPull:
     """What one series' pull returned: its metadata and its observation pages."""
 
@@ -631,18 +825,198 @@ class SeriesPull:
     pages: list[FetchResult] = field(default_factory=list)
 
 
-def _likely_over_vintage_limit(series: pd.DataFrame, today: dt.date) -> bool:
-    """True for a daily or weekly series whose history has more periods than one request
-    may span vintage dates (each period's release is a vintage date). A wrong guess costs
-    nothing: a history under the limit comes back as one window."""
+# -- the request budget -------------------------------------------------------------------
+#: Periods per year by FRED's ``frequency_short`` (its ``frequency`` text starts with the
+#: long name): each period's first release is one vintage date, and revisions mostly come
+#: out with a later period's release, so periods estimate a history's vintage dates.
+PERIODS_PER_YEAR: dict[str, float] = {
+    "D": 261.0, "W": 52.2, "BW": 26.1, "M": 12.0, "Q": 4.0, "SA": 2.0, "A": 1.0,
+}
+_FREQUENCY_SHORT = (
+    ("Daily", "D"), ("Weekly", "W"), ("Biweekly", "BW"), ("Monthly", "M"),
+    ("Quarterly", "Q"), ("Semiannual", "SA"), ("Annual", "A"),
+)
+#: An estimate this close to the limit is not trusted for a single request.
+_ESTIMATE_HEADROOM = 0.9
+
+
+def frequency_short(frequency: str | None) -> str | None:
+    """FRED's short frequency code from its long text ("Weekly, Ending Saturday" → "W")."""
+    text = (frequency or "").strip()
+    for name, short in _FREQUENCY_SHORT:
+        if text.startswith(name) or text == short:
+            return short
+    return None
+
+
+def weekday_count(start: dt.date, end: dt.date) -> int:
+    """Weekdays in ``start..end`` inclusive (0 when ``end`` is before ``start``)."""
+    if end < start:
+        return 0
+    return int(np.busday_count(start, end + dt.timedelta(days=1)))
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """How one series' whole vintage history is requested, decided before any
+    observation is asked for, from what ``/series`` (or ``/series/updates``) said.
+
+    ``windows``: real-time windows to request (one window = one request per 100,000
+    rows); ``ask_vintage_dates``: ask ``/series/vintagedates`` first and cut windows of
+    exactly 2,000 vintage dates (``windows`` is then empty, its count ``expected``).
+    """
+
+    windows: tuple[tuple[dt.date, dt.date], ...]
+    ask_vintage_dates: bool
+    expected: int
+    reason: str
+
+
+def plan_windows(
+    frequency: str | None, observation_start: dt.date | None, today: dt.date
+) -> WindowPlan:
+    """The fewest observation requests for a whole history, from what is known before
+    asking.
+
+    FRED publishes on weekdays and no value before its period starts, so a history
+    holds at most ``weekday_count(observation_start, today)`` vintage dates (``bound``):
+
+    * ``bound`` ≤ 2,000: one request, certain.
+    * else the periods since ``observation_start`` (``estimate``, see
+      ``PERIODS_PER_YEAR``) ≤ 90 % of 2,000 (a monthly, quarterly or recent weekly
+      series): one request; a refusal (a history revised unusually often) falls back
+      to the vintage dates, costing one wasted request.
+    * else windows of 2,000 weekdays from ``observation_start``: ``ceil(bound / 2,000)``
+      requests, none refused, unless asking the vintage dates first (1 request) and
+      cutting windows of exactly 2,000 vintage dates is expected to cost fewer
+      (``1 + ceil(estimate / 2,000) < ceil(bound / 2,000)``: a long weekly history).
+    """
+    if observation_start is None or observation_start > today:
+        return WindowPlan(((REALTIME_START, REALTIME_END),), False, 1, "no history to size")
+    bound = weekday_count(observation_start, today)
+    if bound <= MAX_VINTAGES_PER_REQUEST:
+        return WindowPlan(((REALTIME_START, REALTIME_END),), False, 1,
+                          f"at most {bound} vintage dates")
+    per_year = PERIODS_PER_YEAR.get(frequency_short(frequency) or "", 0.0)
+    years = (today - observation_start).days / 365.25
+    estimate = math.ceil(years * per_year) if per_year else bound
+    if estimate <= MAX_VINTAGES_PER_REQUEST * _ESTIMATE_HEADROOM:
+        return WindowPlan(((REALTIME_START, REALTIME_END),), False, 1,
+                          f"about {estimate} vintage dates")
+    planned = math.ceil(bound / MAX_VINTAGES_PER_REQUEST)
+    exact = 1 + math.ceil(estimate / MAX_VINTAGES_PER_REQUEST)
+    if exact < planned:
+        return WindowPlan((), True, exact - 1,
+                          f"about {estimate} vintage dates in {bound} weekdays")
+    # consecutive windows share their edge day (see ``join_overlapping_windows``), so
+    # each window after the first adds 1,999 new weekdays
+    edges: list[dt.date] = []
+    edge = observation_start
+    step = MAX_VINTAGES_PER_REQUEST - 1
+    while True:
+        edge = _weekday_after(edge, step)
+        if edge >= today:
+            break
+        edges.append(edge)
+    starts = [REALTIME_START, *edges]
+    ends = [*edges, REALTIME_END]
+    return WindowPlan(tuple(zip(starts, ends, strict=True)), False, len(starts),
+                      f"at most {bound} vintage dates: windows of 2,000 weekdays")
+
+
+def _weekday_after(day: dt.date, weekdays: int) -> dt.date:
+    """The weekday ``weekdays`` weekdays after ``day`` (rolled forward to a weekday)."""
+    return dt.date.fromisoformat(str(np.busday_offset(day, weekdays, roll="forward")))
+
+
+def join_overlapping_windows(
+    frames: Sequence[pd.DataFrame], edges: Sequence[dt.date]
+) -> pd.DataFrame:
+    """Join the answers of real-time windows that share their edge day: window ``k``
+    ends on ``edges[k]`` and window ``k + 1`` starts on it.
+
+    FRED clips each row to its window. For every observation date, exactly one vintage
+    is current on an edge day ``b``: it comes back as the earlier window's row ending on
+    ``b`` and the later window's row starting on ``b``, and those two are one vintage,
+    whatever their values (unlike windows that only touch, where a vintage really
+    starting on the boundary cannot be told from a clipped one). The joined row keeps
+    the earlier start and the later end.
+    """
+    if not frames:
+        raise ValueError("no window answers to join")
+    joined = frames[0]
+    for edge, later in zip(edges, frames[1:], strict=True):
+        if joined.empty or later.empty:
+            joined = pd.concat([f for f in (joined, later) if not f.empty] or [later],
+                               ignore_index=True)
+            continue
+        ends_on = (joined["realtime_end"] == edge).to_numpy()
+        starts_on = (later["realtime_start"] == edge).to_numpy()
+        head = joined[ends_on][["date", "realtime_start"]].rename(
+            columns={"realtime_start": "joined_start"})
+        tail = later[starts_on].merge(head, on="date", how="left")
+        has_head = tail["joined_start"].notna().to_numpy()
+        tail.loc[has_head, "realtime_start"] = tail.loc[has_head, "joined_start"]
+        tail = tail.drop(columns=["joined_start"])
+        carried = set(later[starts_on]["date"])
+        keep = ~(ends_on & joined["date"].isin(carried).to_numpy())
+        joined = pd.concat([joined[keep], later[~starts_on], tail], ignore_index=True)
+    return joined.sort_values(["date", "realtime_start"], kind="stable").reset_index(
+        drop=True)
+
+
+@dataclass(frozen=True)
+class RequestBudget:
+    """The requests one series' whole-history pull costs: the ``/series`` metadata, an
+    optional vintage-date list, and the observation requests (one per real-time window
+    and per 100,000 rows of a window)."""
+
+    metadata: int
+    vintage_dates: int
+    observations: int
+
+    @property
+    def total(self) -> int:
+        return self.metadata + self.vintage_dates + self.observations
+
+
+def request_budget(
+    frequency: str | None,
+    observation_start: dt.date | None,
+    today: dt.date,
+    *,
+    rows: int = 0,
+    metadata_known: bool = False,
+) -> RequestBudget:
+    """What the client sends for one series' full history (``plan_windows``), recorded
+    here so tests and benchmarks hold it to the minimum: a history of ``V`` vintage dates
+    needs at least ``ceil(V / 2,000)`` observation requests plus its metadata.
+
+    ``rows`` (when known) adds a page per 100,000 rows beyond the first page of each
+    window; ``metadata_known`` is the nightly case where ``/series/updates`` already
+    carried the metadata (0 ``/series`` requests).
+
+    | frequency | history                    | metadata | vintage dates | observations |
+    |-----------|----------------------------|----------|---------------|--------------|
+    | any       | ≤ 2,000 weekdays           | 1        | 0             | 1            |
+    | Q, M      | decades                    | 1        | 0             | 1            |
+    | W         | ≤ 34 years                 | 1        | 0             | 1            |
+    | W         | longer                     | 1        | 1             | ceil(V/2000) |
+    | D         | 2,000·k weekdays           | 1        | 0             | k            |
+    """
+    plan = plan_windows(frequency, observation_start, today)
+    windows = plan.expected
+    pages = max(windows, math.ceil(rows / PAGE_LIMIT)) if rows else windows
+    return RequestBudget(0 if metadata_known else 1, int(plan.ask_vintage_dates), pages)
+
+
+def _plan_from(series: pd.DataFrame, today: dt.date) -> WindowPlan | None:
+    """``plan_windows`` from a parsed ``/series`` frame (None when it has no row)."""
     if series.empty:
-        return False
-    frequency = str(series["frequency"].iloc[0] or "")
+        return None
     start = series["observation_start"].iloc[0]
-    per_year = 260 if frequency.startswith("Daily") else 52 if frequency.startswith("Weekly") else 0
-    if not per_year or not isinstance(start, dt.date):
-        return False
-    return (today - start).days / 365.25 * per_year > MAX_VINTAGES_PER_REQUEST
+    return plan_windows(str(series["frequency"].iloc[0] or ""),
+                        start if isinstance(start, dt.date) else None, today)
 
 
 def realtime_windows(

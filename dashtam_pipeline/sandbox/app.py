@@ -15,7 +15,8 @@ import json
 import logging
 import os
 import threading
-from collections import Counter
+import time
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
@@ -85,6 +86,7 @@ class SandboxApp:
         self._counts: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._rate_limits: dict[str, tuple[int, float, deque[float]]] = {}
 
     @classmethod
     def shared(cls) -> SandboxApp:
@@ -124,6 +126,33 @@ class SandboxApp:
         self.faults.clear()
         self._interrupt_delays()
 
+    def set_rate_limit(self, slug: str, requests: int | None, window_seconds: float = 60.0) -> None:
+        """Answer a provider as its server enforces its rate limit: a request arriving
+        when ``requests`` others arrived in the last ``window_seconds`` (real time, a
+        sliding window: the strictest reading of "N per minute") gets the provider's 429,
+        counted under ``"<slug> 429"``. ``None`` removes the limit."""
+        with self._lock:
+            if requests is None:
+                self._rate_limits.pop(slug, None)
+            else:
+                self._rate_limits[slug] = (requests, window_seconds, deque())
+
+    def _over_rate_limit(self, slug: str) -> bool:
+        """Whether this arrival exceeds ``slug``'s limit; arrivals refused do not count
+        towards it (caller holds ``_lock``)."""
+        limit = self._rate_limits.get(slug)
+        if limit is None:
+            return False
+        requests, window, arrivals = limit
+        now = time.monotonic()
+        while arrivals and arrivals[0] <= now - window:
+            arrivals.popleft()
+        if len(arrivals) >= requests:
+            self._counts[f"{slug} 429"] += 1
+            return True
+        arrivals.append(now)
+        return False
+
     def request_counts(self) -> dict[str, int]:
         """Requests received, keyed ``"<slug> <path>"`` and ``"<slug>"`` (the total)."""
         with self._lock:
@@ -161,6 +190,10 @@ class SandboxApp:
             self._counts[f"{request.slug} {request.subpath}"] += 1
             self._counts[request.slug] += 1
             wake = self._wake
+            limited = self._over_rate_limit(request.slug)
+        if limited:
+            body = json.dumps(provider.error_body(429, "Too Many Requests")).encode("utf-8")
+            return Response(429, body, [("Content-Type", "application/json")])
         fault = self.faults.take(request.path)
         if fault is not None:
             if fault.delay_seconds:

@@ -1,4 +1,5 @@
-"""FRED/ALFRED: ``/series``, ``/series/observations`` and ``/series/vintagedates``.
+"""FRED/ALFRED: ``/series``, ``/series/observations``, ``/series/vintagedates`` and
+``/series/updates``.
 
 Envelopes, parameter names and error texts follow the recorded responses: values are
 strings with ``"."`` for missing, every row carries its vintage's ``realtime_start`` and
@@ -104,11 +105,38 @@ def _fred_today(world: World) -> dt.date:
     return world.now().astimezone(CHICAGO).date()
 
 
-def _last_updated(moment: dt.date) -> str:
+def _last_updated(moment: dt.datetime) -> str:
     """``2024-12-19 07:55:01-06``: Central time with an hours-only UTC offset."""
-    local = dt.datetime(moment.year, moment.month, moment.day, 7, 55, 1, tzinfo=CHICAGO)
+    local = moment.astimezone(CHICAGO)
     offset = int((local.utcoffset() or dt.timedelta()).total_seconds() // 3600)
     return f"{local:%Y-%m-%d %H:%M:%S}{offset:+03d}"
+
+
+def _series_item(
+    world: World, spec: SeriesSpec, today: dt.date, start: dt.date, end: dt.date,
+    *, notes: bool = True,
+) -> dict[str, Any]:
+    """One entry of a ``seriess`` array (``/series/updates`` entries carry no notes)."""
+    vintages = world.fred.vintages(spec, today)
+    item: dict[str, Any] = {
+        "id": spec.id,
+        "realtime_start": start.isoformat(),
+        "realtime_end": end.isoformat(),
+        "title": spec.title,
+        "observation_start": vintages[0].date.isoformat(),
+        "observation_end": vintages[-1].date.isoformat(),
+        "frequency": spec.frequency,
+        "frequency_short": spec.frequency_short,
+        "units": spec.units,
+        "units_short": spec.units_short,
+        "seasonal_adjustment": spec.seasonal_adjustment,
+        "seasonal_adjustment_short": spec.seasonal_adjustment_short,
+        "last_updated": _last_updated(world.fred.last_updated(spec, today, world.now())),
+        "popularity": spec.popularity,
+    }
+    if notes:
+        item["notes"] = spec.notes
+    return item
 
 
 def series(world: World, request: Request, _: dict[str, str]) -> Response:
@@ -116,30 +144,11 @@ def series(world: World, request: Request, _: dict[str, str]) -> Response:
     spec = _series(request)
     today = _fred_today(world)
     start, end = _realtime(request, today)
-    vintages = world.fred.vintages(spec, today)
     return json_response(
         {
             "realtime_start": start.isoformat(),
             "realtime_end": end.isoformat(),
-            "seriess": [
-                {
-                    "id": spec.id,
-                    "realtime_start": start.isoformat(),
-                    "realtime_end": end.isoformat(),
-                    "title": spec.title,
-                    "observation_start": vintages[0].date.isoformat(),
-                    "observation_end": vintages[-1].date.isoformat(),
-                    "frequency": spec.frequency,
-                    "frequency_short": spec.frequency_short,
-                    "units": spec.units,
-                    "units_short": spec.units_short,
-                    "seasonal_adjustment": spec.seasonal_adjustment,
-                    "seasonal_adjustment_short": spec.seasonal_adjustment_short,
-                    "last_updated": _last_updated(max(v.start for v in vintages)),
-                    "popularity": spec.popularity,
-                    "notes": spec.notes,
-                }
-            ],
+            "seriess": [_series_item(world, spec, today, start, end)],
         }
     )
 
@@ -246,12 +255,82 @@ def vintage_dates(world: World, request: Request, _: dict[str, str]) -> Response
     )
 
 
+#: How far back ``/series/updates`` reaches: FRED documents that it lists only recently
+#: updated series (about the last two weeks); older updates are simply not listed.
+UPDATES_WINDOW = dt.timedelta(days=14)
+MAX_UPDATES = 1_000
+_FILTER_VALUES = ("all", "macro", "regional")
+
+
+def _fred_time(request: Request, name: str) -> dt.datetime | None:
+    """``start_time``/``end_time``: ``YYYYMMDDHhmm`` in FRED's own time zone (Central)."""
+    text = request.param(name)
+    if not text:
+        return None
+    try:
+        moment = dt.datetime.strptime(text, "%Y%m%d%H%M")
+    except ValueError:
+        raise _bad(f"Variable {name} is not in the format YYYYMMDDHhmm.") from None
+    return moment.replace(tzinfo=CHICAGO)
+
+
+def updates(world: World, request: Request, _: dict[str, str]) -> Response:
+    """``fred/series/updates``: series ordered by ``last_updated``, newest first, paged by
+    ``limit`` (≤ 1,000) and ``offset``; ``start_time``/``end_time`` (both or neither)
+    narrow it to updates in that span, and only updates of about the last two weeks are
+    listed at all. ``realtime_start``/``realtime_end`` are accepted and, as FRED
+    documents for this endpoint, do not change which series are listed. Every sandbox
+    series is national: ``filter_value=regional`` lists none."""
+    _checked(request)
+    today = _fred_today(world)
+    start, end = _realtime(request, today)
+    limit, offset = _limit_offset(request, MAX_UPDATES)
+    filter_value = request.param("filter_value", "all") or "all"
+    if filter_value not in _FILTER_VALUES:
+        raise _bad("Variable filter_value is not one of the values: 'macro', 'regional', "
+                   "'all'")
+    since, until = _fred_time(request, "start_time"), _fred_time(request, "end_time")
+    if (since is None) != (until is None):
+        raise _bad("Variables start_time and end_time must be set together.")
+    now = world.now()
+    oldest = now - UPDATES_WINDOW
+    listed: list[tuple[dt.datetime, dict[str, Any]]] = []
+    if filter_value != "regional":
+        for series_id in world.fred.known_ids():
+            spec = series_spec(series_id)
+            if spec is None:
+                continue
+            moment = world.fred.last_updated(spec, today, now)
+            if moment < oldest or (since is not None and not since <= moment):
+                continue
+            # minute precision, as the parameters: end_time 202406141855 includes 18:55:59
+            if until is not None and moment >= until + dt.timedelta(minutes=1):
+                continue
+            listed.append((moment, _series_item(world, spec, today, start, end, notes=False)))
+    listed.sort(key=lambda pair: (pair[0], pair[1]["id"]), reverse=True)
+    return json_response(
+        {
+            "realtime_start": start.isoformat(),
+            "realtime_end": end.isoformat(),
+            "filter_variable": "geography",
+            "filter_value": filter_value,
+            "order_by": "last_updated",
+            "sort_order": "desc",
+            "count": len(listed),
+            "offset": offset,
+            "limit": limit,
+            "seriess": [item for _, item in listed[offset : offset + limit]],
+        }
+    )
+
+
 PROVIDER = Provider(
     slug="fred",
     routes=(
         route("GET", r"/fred/series", series),
         route("GET", r"/fred/series/observations", observations),
         route("GET", r"/fred/series/vintagedates", vintage_dates),
+        route("GET", r"/fred/series/updates", updates),
     ),
     error_body=error_body,
 )

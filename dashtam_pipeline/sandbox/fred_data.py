@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from dashtam_pipeline.sandbox.common import (
+    CHICAGO,
     add_months,
     next_weekday_on_or_after,
     rng_for,
@@ -267,13 +268,50 @@ def _path(seed: int, spec: SeriesSpec, n: int) -> np.ndarray:
 
 
 class FredData:
-    """All vintages of every sandbox series for one seed, cached per "today"."""
+    """All vintages of every sandbox series for one seed, cached per "today".
+
+    ``revise`` publishes an extra revision of a series at a given moment (what FRED does
+    between scheduled releases), so tests and benchmarks choose exactly which series
+    changed since a nightly check; ``last_updated`` and ``/series/updates`` follow it.
+    """
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
         self._paths: dict[str, tuple[list[dt.date], np.ndarray]] = {}
         self._vintages: dict[tuple[str, dt.date], list[Vintage]] = {}
+        self._revisions: dict[str, list[dt.datetime]] = {}
         self._lock = threading.Lock()
+
+    def revise(self, series_id: str, at: dt.datetime) -> None:
+        """Publish a revision of ``series_id``'s latest observation at ``at`` (aware):
+        from FRED's day of ``at`` on, a new vintage of it (value up 0.1 %) is current and
+        the series' ``last_updated`` is ``at``."""
+        if at.tzinfo is None:
+            raise ValueError("a revision's moment must be an aware datetime")
+        spec = series_spec(series_id)
+        if spec is None:
+            raise ValueError(f"no sandbox series {series_id!r}")
+        with self._lock:
+            self._revisions.setdefault(spec.id, []).append(at)
+            self._revisions[spec.id].sort()
+            for key in [k for k in self._vintages if k[0] == spec.id]:
+                del self._vintages[key]
+
+    def known_ids(self) -> list[str]:
+        """The ids the sandbox's catalogue lists (``/series/updates``): the base series,
+        and every clone that was ever asked for or revised (clones are unbounded)."""
+        with self._lock:
+            return sorted(set(BASE_SERIES) | set(self._paths) | set(self._revisions))
+
+    def last_updated(self, spec: SeriesSpec, today: dt.date, now: dt.datetime) -> dt.datetime:
+        """When any value of the series last changed, as of ``now`` (on FRED's ``today``):
+        its newest scheduled vintage, published at 07:55:01 Central on its first day, or
+        its newest revision, whichever is later."""
+        newest = max(v.start for v in self.vintages(spec, today))
+        moment = dt.datetime(newest.year, newest.month, newest.day, 7, 55, 1, tzinfo=CHICAGO)
+        with self._lock:
+            revised = [r for r in self._revisions.get(spec.id, ()) if r <= now]
+        return max([moment.astimezone(dt.UTC), *(r.astimezone(dt.UTC) for r in revised)])
 
     def _series_path(self, spec: SeriesSpec) -> tuple[list[dt.date], np.ndarray]:
         found = self._paths.get(spec.id)
@@ -315,4 +353,21 @@ class FredData:
             for j, start in enumerate(starts):
                 end = starts[j + 1] - dt.timedelta(days=1) if j + 1 < len(starts) else OPEN_END
                 out.append(Vintage(day, start, end, values[j]))
+        return self._revised(spec, out, today)
+
+    def _revised(self, spec: SeriesSpec, out: list[Vintage], today: dt.date) -> list[Vintage]:
+        """Apply ``revise``'s revisions published on or before ``today``: each closes the
+        current vintage of the latest observation whose current vintage began earlier, and
+        opens one starting that day."""
+        days = sorted({r.astimezone(CHICAGO).date() for r in self._revisions.get(spec.id, ())})
+        for day in (d for d in days if d <= today):
+            current = [i for i, v in enumerate(out) if v.end == OPEN_END and v.start < day
+                       and v.value != MISSING]
+            if not current:
+                continue
+            i = current[-1]
+            old = out[i]
+            out[i] = replace(old, end=day - dt.timedelta(days=1))
+            value = _fmt(float(old.value) * 1.001, spec.decimals + 1)
+            out.insert(i + 1, Vintage(old.date, day, OPEN_END, value))
         return out
