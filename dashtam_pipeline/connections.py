@@ -190,6 +190,17 @@ def current_connection(
     return max(live, key=lambda c: c.created_at) if live else None
 
 
+def operator_connection(
+    settings: Settings, slug: ProviderSlug | str
+) -> ProviderConnection | None:
+    """The operator's own live connection of a provider (an API-key provider's comes from
+    the environment and is created on first use): whose rows an unpartitioned brokerage
+    run lands."""
+    meta = get_provider_metadata(slug)
+    repo = ConnectionRepository.from_settings(settings)
+    return _existing_or_api_key_connection(repo, settings, meta, utcnow())
+
+
 def _short_name(slug: ProviderSlug) -> str:
     """How messages name a provider: users say "Schwab", not "Charles Schwab"."""
     return "Schwab" if slug is ProviderSlug.SCHWAB else get_provider_metadata(slug).display_name

@@ -10,6 +10,7 @@ bad rows go to ``ops.quarantine`` while good rows land, and nothing is half-writ
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -22,6 +23,7 @@ from dashtam_pipeline.clients import build_client
 from dashtam_pipeline.clients.base import FetchRequest, FetchResult, RejectedRecord
 from dashtam_pipeline.connections import (
     mark_auth_failure,
+    operator_connection,
     record_successful_sync,
     require_usable_key,
 )
@@ -30,6 +32,8 @@ from dashtam_pipeline.http import CallRecord, CallStats
 from dashtam_pipeline.registry import (
     Dataset,
     DatasetSpec,
+    Domain,
+    ProviderAuthType,
     ProviderMetadata,
     ProviderSlug,
     fetch_method_name,
@@ -123,9 +127,12 @@ def ingest_dataset(
                     f"{meta.display_name} is not configured: set {', '.join(missing)}",
                 )
             require_usable_key(settings, meta.slug)
+            request = owned_request(spec, meta, request, settings)
             client = make_client(meta.slug, settings)
             try:
-                result = getattr(client, fetch_method_name(spec.dataset))(request)
+                result = stamp_owner(
+                    getattr(client, fetch_method_name(spec.dataset))(request), request
+                )
             except BaseException:
                 _close(client, outcome)
                 raise
@@ -176,10 +183,12 @@ def ingest_dataset(
 
     try:
         outcome.notes.extend(result.notes)
-        land(spec, result, outcome, lake, partition_key=request.partition_key)
+        land(spec, result, outcome, lake, partition_key=request.partition_key,
+             user_id=request.user_id)
         for companion in companions:
             outcome.companions[companion.dataset] = land_companion(
-                spec, companion, result, outcome, lake, partition_key=request.partition_key
+                spec, companion, result, outcome, lake, partition_key=request.partition_key,
+                user_id=request.user_id,
             )
         # Only once rows and quarantine records are safely written may a client act on
         # its source (a file import moves rejected files aside).
@@ -189,6 +198,65 @@ def ingest_dataset(
     finally:
         _close(client, outcome)
     return outcome
+
+
+#: The columns that say whose a brokerage row is (``brokerage.*`` and the contract).
+OWNER_COLUMNS = ("user_id", "connection_id")
+
+
+def owned_request(
+    spec: DatasetSpec, meta: ProviderMetadata, request: FetchRequest, settings: Settings
+) -> FetchRequest:
+    """The request with its owning connection filled in. A brokerage API asset run for a
+    connection partition already names it; a run without one (an unpartitioned job, a
+    test) syncs the operator's own connection of the provider. File imports name their
+    owner per file (the inbox folder a file is in), so they are left alone."""
+    if (spec.domain is not Domain.BROKERAGE or request.connection_id is not None
+            or meta.auth_type is ProviderAuthType.FILE_IMPORT):
+        return request
+    connection = operator_connection(settings, meta.slug)
+    if connection is None:
+        return request
+    return dataclasses.replace(
+        request, user_id=str(connection.user_id), connection_id=str(connection.id)
+    )
+
+
+def stamp_owner(result: FetchResult, request: FetchRequest) -> FetchResult:
+    """Put the request's ``user_id``/``connection_id`` on every row (companions too) that
+    does not carry its own: a client knows the provider, the request knows whose it is."""
+    if request.connection_id is None:
+        return result
+    owner = {"user_id": request.user_id, "connection_id": request.connection_id}
+
+    def stamped(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.copy()
+        for name, value in owner.items():
+            if name not in frame.columns:
+                frame[name] = value
+            else:  # a client's frame has the columns, empty: its own values win
+                frame[name] = frame[name].astype(object).where(frame[name].notna(), value)
+        return frame
+
+    result.frame = stamped(result.frame)
+    for rows in result.companions.values():
+        rows.frame = stamped(rows.frame)
+    for rejected in result.rejected:
+        rejected.user_id = rejected.user_id or request.user_id
+    return result
+
+
+def _quarantine_owner(record: QuarantineRecord, user_id: str | None) -> QuarantineRecord:
+    """A quarantined row keeps the user it belonged to: its own ``user_id`` column when it
+    had one (rows are stamped before validation), else the request's owner."""
+    if record.user_id is not None:
+        return record
+    try:
+        own = json.loads(record.record).get("user_id")
+    except (ValueError, AttributeError):
+        own = None
+    owner = own if isinstance(own, str) and own else user_id
+    return dataclasses.replace(record, user_id=owner) if owner else record
 
 
 def _close(client: Any, outcome: IngestionOutcome) -> None:
@@ -223,8 +291,10 @@ def land(
     lake: Lake,
     *,
     partition_key: str | None,
+    user_id: str | None = None,
 ) -> None:
-    """Validate a fetch result, upsert the good rows and quarantine the rest."""
+    """Validate a fetch result, upsert the good rows and quarantine the rest (each
+    quarantined record with its user, when it has one)."""
     provider = outcome.served_by or "unknown"
     model = SCHEMAS[spec.dataset]
     validation = validate(
@@ -235,7 +305,7 @@ def land(
         rejected_to_quarantine(r, provider=provider, table=spec.table, partition_key=partition_key)
         for r in result.rejected
     ]
-    quarantine = [*validation.quarantined, *rejected]
+    quarantine = [_quarantine_owner(r, user_id) for r in (*validation.quarantined, *rejected)]
     if quarantine:
         lake.quarantine(quarantine)
     outcome.quarantined = len(quarantine)
@@ -250,6 +320,7 @@ def land_companion(
     lake: Lake,
     *,
     partition_key: str | None,
+    user_id: str | None = None,
 ) -> IngestionOutcome:
     """Land the rows ``spec``'s fetch returned for ``companion`` (validated like any fetch)."""
     rows = result.companions.get(companion.dataset)
@@ -263,7 +334,7 @@ def land_companion(
         dataset=companion, served_by=outcome.served_by, attempts=outcome.attempts,
         notes=list(rows.notes),
     )
-    land(companion, rows, landed, lake, partition_key=partition_key)
+    land(companion, rows, landed, lake, partition_key=partition_key, user_id=user_id)
     return landed
 
 
@@ -304,4 +375,5 @@ def rejected_to_quarantine(
         reason=rejected.reason,
         record=record,
         quarantined_at=pd.Timestamp.now(tz="UTC"),
+        user_id=rejected.user_id,
     )

@@ -18,6 +18,12 @@ MASKED_ACCOUNT = r"^\*{4}[A-Za-z0-9]{0,4}$"
 class AccountSchema(ContractModel):
     """``brokerage.accounts``: one balance snapshot per account and day."""
 
+    user_id: Series[str] = pa.Field(
+        description="The owning user's id (a UUID, as in the Dashtam domain model)."
+    )
+    connection_id: Series[str] = pa.Field(
+        description="The provider connection that served the row (a UUID)."
+    )
     provider: Series[str] = pa.Field()
     account_id: Series[str] = pa.Field(str_matches=MASKED_ACCOUNT)
     account_type: Series[str] = pa.Field(nullable=True)
@@ -33,6 +39,12 @@ class AccountSchema(ContractModel):
 class PositionSchema(ContractModel):
     """``brokerage.positions``: one holding per account, symbol and day."""
 
+    user_id: Series[str] = pa.Field(
+        description="The owning user's id (a UUID, as in the Dashtam domain model)."
+    )
+    connection_id: Series[str] = pa.Field(
+        description="The provider connection that served the row (a UUID)."
+    )
     provider: Series[str] = pa.Field()
     account_id: Series[str] = pa.Field(str_matches=MASKED_ACCOUNT)
     symbol: Series[str] = pa.Field()
@@ -50,6 +62,12 @@ class PositionSchema(ContractModel):
 class TransactionSchema(ContractModel):
     """``brokerage.transactions``: signed cash movements (+ in, - out) with trade details."""
 
+    user_id: Series[str] = pa.Field(
+        description="The owning user's id (a UUID, as in the Dashtam domain model)."
+    )
+    connection_id: Series[str] = pa.Field(
+        description="The provider connection that served the row (a UUID)."
+    )
     provider: Series[str] = pa.Field()
     account_id: Series[str] = pa.Field(str_matches=MASKED_ACCOUNT)
     transaction_id: Series[str] = pa.Field(str_length={"min_value": 1})

@@ -17,3 +17,6 @@ class QuarantineSchema(ContractModel):
     reason: Series[str] = pa.Field()
     record: Series[str] = pa.Field()
     quarantined_at: Series[pd.DatetimeTZDtype] = pa.Field(dtype_kwargs={"unit": "us", "tz": "UTC"})
+    #: The owning user of a brokerage record (NULL for platform data): what lets
+    #: ``dashtam forget`` find a user's quarantined rows without parsing ``record``.
+    user_id: Series[str] = pa.Field(nullable=True)
