@@ -155,3 +155,47 @@ def test_forget_erases_exactly_one_user(
     assert str(ALICE) not in set(lake.read_frame("brokerage.accounts")["user_id"])
     repo = ConnectionRepository.from_settings(settings)
     assert repo.find_by_user_id(ALICE) == [] and len(repo.find_by_user_id(BOB)) == 1
+
+
+def _connect_schwab(user: uuid.UUID, alias: str) -> None:
+    """The OAuth flow against the in-process sandbox, for one user's connection."""
+    import httpx
+
+    from dashtam_pipeline.clients import schwab
+    from dashtam_pipeline.clients.base import sandbox_transport
+    from dashtam_pipeline.connections import connect_oauth_provider
+
+    settings = load_settings()
+    with httpx.Client(transport=sandbox_transport(), follow_redirects=False) as browser:
+        url = schwab.authorize_url(settings.provider("schwab")).replace(
+            "https://api.schwabapi.com", "http://sandbox.dashtam.invalid/schwab")
+        response = browser.get(url)
+    connect_oauth_provider("schwab", settings, redirect_url=response.headers["location"],
+                           user_id=user, alias=alias)
+
+
+def test_a_lapsed_login_expires_only_its_connection_and_the_others_land(sandbox: Path) -> None:
+    from dashtam_pipeline.connections import StoredTokens, load_cipher
+    from dashtam_pipeline.sandbox.app import SandboxApp
+
+    settings = load_settings()
+    _connect_schwab(ALICE, "ira")
+    _connect_schwab(BOB, "brokerage")
+    repo = ConnectionRepository.from_settings(settings)
+    (alice,) = repo.find_by_user_id(ALICE)
+    tokens = StoredTokens.unseal(load_cipher(settings), alice.credentials, "schwab")
+    oauth = SandboxApp.shared().world.oauth
+    oauth.revoke(tokens.access_token)  # Alice's login lapsed at Schwab: both refused
+    oauth.revoke(tokens.refresh_token)
+
+    lake = Lake(settings.lake_dir)
+    outcome = ingest_dataset(get_dataset_spec(Dataset.ACCOUNTS),
+                             [get_provider_metadata("schwab")],
+                             FetchRequest(as_of=dt.date.today()), settings, lake)
+    assert not outcome.skipped
+    assert repo.find_by_user_id(ALICE)[0].status.value == "EXPIRED"
+    assert repo.find_by_user_id(BOB)[0].status.value == "ACTIVE"
+    note = next(n for n in outcome.notes if n.startswith("skipped"))
+    assert f"dashtam connect schwab --user {ALICE} --alias ira" in note
+    users = set(lake.read_frame("brokerage.accounts")["user_id"])
+    assert users == {str(BOB)}
