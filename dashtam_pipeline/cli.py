@@ -30,6 +30,7 @@ import json
 import os
 import sys
 import traceback
+import uuid
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -298,10 +299,17 @@ def cmd_connect(args: argparse.Namespace) -> int:
     from dashtam_pipeline.settings import load_settings
 
     settings = load_settings()
+    user = _user_id(args.user)
+    if args.stdin:
+        return _connect_user_keys(args, settings, user)
     if not get_provider_metadata(args.provider).is_oauth:
         if args.code or args.redirect_url:
             raise PipelineError(f"{args.provider} uses API keys: --code and --redirect-url "
                                 "are for OAuth providers")
+        if user is not None:
+            raise PipelineError(f"a user's own {args.provider} keys are read from standard "
+                                f"input: dashtam connect {args.provider} --user {user} "
+                                "--alias ALIAS --stdin")
         connection = connections.reconnect_api_key_provider(settings, args.provider)
         print(f"Connected {args.provider} ({connection.status.value}): its keys will be used "
               "again by the next run.")
@@ -309,7 +317,7 @@ def cmd_connect(args: argparse.Namespace) -> int:
     try:
         connection = connections.connect_oauth_provider(
             args.provider, settings, code=args.code, redirect_url=args.redirect_url,
-            alias=args.alias,
+            alias=args.alias, user_id=user,
         )
     except EOFError:
         # without --code/--redirect-url the flow reads the redirected URL from stdin; a
@@ -323,8 +331,41 @@ def cmd_connect(args: argparse.Namespace) -> int:
         f"Connected {args.provider} ({connection.status.value}): access token valid until "
         f"{_when(creds.expires_at if creds else None)}, re-login needed by "
         f"{_when(creds.refresh_expires_at if creds else None)} "
-        f"(run `dashtam connect {args.provider}` again before then)."
+        f"(run `{connections.reconnect_command(connection)}` again "
+        "before then)."
     )
+    print(f"connection id: {connection.id}  user: {connection.user_id}")
+    return EXIT_OK
+
+
+def _user_id(text: str | None) -> uuid.UUID | None:
+    """``--user``: a user id is a UUID (as in the Dashtam domain model)."""
+    if text is None:
+        return None
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise PipelineError(f"--user {text!r} is not a user id: user ids are UUIDs, e.g. "
+                            "00000000-0000-5000-8000-000000000001") from None
+
+
+def _connect_user_keys(args: argparse.Namespace, settings: Any, user: uuid.UUID | None) -> int:
+    """``dashtam connect alpaca --user U --alias A --stdin``: the key id and the secret key
+    are two lines of standard input (never arguments: those show in ``ps`` and history)."""
+    from dashtam_pipeline import connections
+
+    if user is None or not args.alias:
+        raise PipelineError("--stdin stores a user's own keys: pass --user USER_ID and "
+                            "--alias ALIAS")
+    lines = sys.stdin.read().splitlines()
+    key_id = lines[0] if lines else ""
+    secret = lines[1] if len(lines) > 1 else ""
+    connection = connections.connect_user_keys(
+        settings, args.provider, user_id=user, alias=args.alias, key_id=key_id,
+        secret_key=secret)
+    print(f"Connected {args.provider} for user {user} as {args.alias!r} "
+          f"({connection.status.value}); its keys are stored encrypted. "
+          f"connection id: {connection.id}")
     return EXIT_OK
 
 
@@ -332,7 +373,8 @@ def cmd_connections(args: argparse.Namespace) -> int:
     from dashtam_pipeline.connections import connection_json, list_connections
     from dashtam_pipeline.settings import load_settings
 
-    entries = [connection_json(c) for c in list_connections(load_settings())]
+    entries = [connection_json(c)
+               for c in list_connections(load_settings(), user_id=_user_id(args.user))]
     if args.json:
         print(json.dumps(entries, indent=2))
         return EXIT_OK
@@ -340,10 +382,10 @@ def cmd_connections(args: argparse.Namespace) -> int:
         print("No connections yet: set provider keys, or run `dashtam connect schwab`.")
         return EXIT_OK
     _print_table(
-        ["provider", "status", "alias", "expires (UTC)", "re-login by (UTC)",
+        ["user", "provider", "status", "alias", "expires (UTC)", "re-login by (UTC)",
          "last sync (UTC)", "id", "reason"],
         [
-            [e["provider"], e["status"], e["alias"] or "-",
+            [e["user_id"], e["provider"], e["status"], e["alias"] or "-",
              *(e[k][:16].replace("T", " ") if e[k] else "-"
                for k in ("expires_at", "refresh_expires_at", "last_sync_at")),
              e["id"], e["status_reason"] or ""]
@@ -411,6 +453,21 @@ def cmd_dlq_replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    """Erase one user (connections, credentials, rows); refuses without ``--yes``."""
+    from dashtam_pipeline.erasure import forget_user
+    from dashtam_pipeline.settings import load_settings
+
+    user = _user_id(args.user)
+    assert user is not None  # --user is required
+    if not args.yes:
+        raise PipelineError(f"forget erases every connection and row of user {user} for "
+                            "good: run it again with --yes to confirm")
+    for line in forget_user(load_settings(), user).lines():
+        print(line)
+    return EXIT_OK
+
+
 def _connectable_providers() -> list[str]:
     """Schwab first (the OAuth flow), then the API-key providers."""
     from dashtam_pipeline.registry import PROVIDER_REGISTRY, ProviderAuthType
@@ -473,12 +530,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("provider", choices=_connectable_providers())
     p.add_argument("--code", help="the authorization code (non-interactive)")
     p.add_argument("--redirect-url", help="the full URL the browser was redirected to")
-    p.add_argument("--alias", help="a nickname for the connection, e.g. 'My Schwab IRA'")
+    p.add_argument("--alias", help="a nickname for the connection, e.g. 'My Schwab IRA' "
+                   "(unique per user and provider: a new alias is a new connection)")
+    p.add_argument("--user", help="the user (UUID) the connection belongs to (default: the "
+                   "operator's own user)")
+    p.add_argument("--stdin", action="store_true", help="read a user's own API keys from "
+                   "standard input: two lines, key id then secret key")
     p.set_defaults(func=cmd_connect)
 
     p = sub.add_parser("connections", help="list provider connections, statuses and expiries")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p.add_argument("--user", help="only this user's connections (a UUID)")
     p.set_defaults(func=cmd_connections)
+
+    p = sub.add_parser("forget", help="erase one user's connections, credentials and rows")
+    p.add_argument("--user", required=True, help="the user (UUID) to erase")
+    p.add_argument("--yes", action="store_true", help="confirm: the erasure cannot be undone")
+    p.set_defaults(func=cmd_forget)
 
     p = sub.add_parser("dlq", help="the dead-letter queue of failed partitions, and replay")
     dlq_sub = p.add_subparsers(dest="dlq_command", required=True)

@@ -28,6 +28,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from dashtam_pipeline.clients.base import sandboxed
 from dashtam_pipeline.domain.provider_connection import (
-    DEFAULT_USER_ID,
+    OPERATOR_USER_ID,
     ConnectionStatus,
     CredentialType,
     Failure,
@@ -180,14 +181,40 @@ class StoredTokens:
 
 # -- finding the live connection ---------------------------------------------------------
 def current_connection(
-    repo: ConnectionRepository, slug: ProviderSlug | str
+    repo: ConnectionRepository,
+    slug: ProviderSlug | str,
+    user_id: uuid.UUID = OPERATOR_USER_ID,
+    alias: str | None = None,
 ) -> ProviderConnection | None:
-    """The provider's live connection: the newest one not DISCONNECTED (those are history)."""
+    """A user's live connection of a provider (default: the operator's own): the one with
+    ``alias`` when given (aliases are unique per user and provider), else the newest one
+    not DISCONNECTED (those are history)."""
     meta = get_provider_metadata(slug)
-    live = [c for c in repo.find_by_user_and_provider(DEFAULT_USER_ID,
+    live = [c for c in repo.find_by_user_and_provider(user_id,
                                                       provider_id_for(meta.slug.value))
-            if c.status is not ConnectionStatus.DISCONNECTED]
+            if c.status is not ConnectionStatus.DISCONNECTED
+            and (alias is None or c.alias == alias)]
     return max(live, key=lambda c: c.created_at) if live else None
+
+
+def _resolve(
+    repo: ConnectionRepository, slug: ProviderSlug, connection_id: uuid.UUID | str | None
+) -> ProviderConnection | None:
+    """The connection a client works for: the one named, else the operator's own."""
+    if connection_id is None:
+        return current_connection(repo, slug)
+    return repo.find_by_id(uuid.UUID(str(connection_id)))
+
+
+def operator_connection(
+    settings: Settings, slug: ProviderSlug | str
+) -> ProviderConnection | None:
+    """The operator's own live connection of a provider (an API-key provider's comes from
+    the environment and is created on first use): whose rows an unpartitioned brokerage
+    run lands."""
+    meta = get_provider_metadata(slug)
+    repo = ConnectionRepository.from_settings(settings)
+    return _existing_or_api_key_connection(repo, settings, meta, utcnow())
 
 
 def _short_name(slug: ProviderSlug) -> str:
@@ -195,8 +222,35 @@ def _short_name(slug: ProviderSlug) -> str:
     return "Schwab" if slug is ProviderSlug.SCHWAB else get_provider_metadata(slug).display_name
 
 
-def _command(slug: ProviderSlug) -> str:
-    return f"dashtam connect {slug.value}"
+def _command(slug: ProviderSlug, connection: ProviderConnection | None = None) -> str:
+    """The command that (re)connects: with ``--user``/``--alias`` for a user's connection,
+    so the person reading a skip message can run it as it is."""
+    command = f"dashtam connect {slug.value}"
+    if connection is not None and connection.user_id != OPERATOR_USER_ID:
+        command += f" --user {connection.user_id}"
+    if connection is not None and connection.alias:
+        command += f" --alias {_quoted(connection.alias)}"
+    return command
+
+
+def reconnect_command(connection: ProviderConnection) -> str:
+    """The command a person runs to renew this connection's login or keys."""
+    return _command(ProviderSlug(connection.provider_slug), connection)
+
+
+def _quoted(text: str) -> str:
+    """An alias as a shell word (quoted when it holds spaces or quotes)."""
+    import shlex
+
+    return shlex.quote(text)
+
+
+def describe(connection: ProviderConnection) -> str:
+    """Whose connection this is, for messages: ``Schwab connection 'IRA' of user <id>``."""
+    name = _short_name(ProviderSlug(connection.provider_slug))
+    alias = f" {connection.alias!r}" if connection.alias else ""
+    owner = "" if connection.user_id == OPERATOR_USER_ID else f" of user {connection.user_id}"
+    return f"{name} connection{alias}{owner}"
 
 
 def _not_connected(slug: ProviderSlug, message: str) -> ProviderError:
@@ -205,9 +259,13 @@ def _not_connected(slug: ProviderSlug, message: str) -> ProviderError:
 
 def unusable_reason(connection: ProviderConnection | None, slug: ProviderSlug) -> str:
     """Why a provider cannot sync now, in a sentence that says what to run."""
-    name, command = _short_name(slug), _command(slug)
+    name, command = _short_name(slug), _command(slug, connection)
     if connection is None or connection.status is ConnectionStatus.PENDING:
         return f"no {name} connection: run `{command}`"
+    whose = ""
+    if connection.user_id != OPERATOR_USER_ID or connection.alias:
+        name = describe(connection)  # one of many: say whose
+        whose = " "
     if connection.status is ConnectionStatus.EXPIRED:
         # the refresh token's end, or when the provider refused it if that came first
         creds = connection.credentials
@@ -216,6 +274,8 @@ def unusable_reason(connection: ProviderConnection | None, slug: ProviderSlug) -
             when = min(when, creds.refresh_expires_at)
         return f"{name} login expired on {when:%Y-%m-%d %H:%M} UTC: run `{command}`"
     reason = f" ({connection.status_reason})" if connection.status_reason else ""
+    if whose:
+        return f"the {name} is {connection.status.value}{reason}: run `{command}`"
     return f"the {name} connection is {connection.status.value}{reason}: run `{command}`"
 
 
@@ -230,16 +290,20 @@ class StoredTokenSource:
         *,
         transport: httpx.BaseTransport | None = None,
         clock: Clock | None = None,
+        connection_id: uuid.UUID | str | None = None,
     ) -> None:
         self.provider = provider
         self.settings = settings
+        #: The connection whose tokens this source hands out (its own requests only);
+        #: ``None``: the operator's own connection.
+        self.connection_id = connection_id
         self.transport = transport
         self.clock = clock or (lambda: utcnow())
         self.repo = ConnectionRepository.from_settings(settings)
         self.cipher = load_cipher(settings)
 
     def access_token(self) -> str:
-        connection = current_connection(self.repo, self.provider)
+        connection = _resolve(self.repo, self.provider, self.connection_id)
         if connection is None or not connection.is_connected() or not connection.credentials:
             raise _not_connected(self.provider, unusable_reason(connection, self.provider))
         if not connection.is_credentials_expiring_soon(self.clock()):
@@ -248,6 +312,7 @@ class StoredTokenSource:
             return tokens.access_token
         return refresh_oauth_connection(
             self.settings, self.provider, now=self.clock(), transport=self.transport,
+            connection_id=self.connection_id,
         ).access_token
 
     def refresh(self) -> str:
@@ -255,6 +320,7 @@ class StoredTokenSource:
         data endpoint refused the current one (the contract's "refreshes it once")."""
         return refresh_oauth_connection(
             self.settings, self.provider, now=self.clock(), transport=self.transport,
+            connection_id=self.connection_id,
         ).access_token
 
 
@@ -264,8 +330,10 @@ def refresh_oauth_connection(
     *,
     now: dt.datetime | None = None,
     transport: httpx.BaseTransport | None = None,
+    connection_id: uuid.UUID | str | None = None,
 ) -> StoredTokens:
-    """Refresh the provider's access token now (whatever its expiry) and save it.
+    """Refresh a connection's access token now (``connection_id``; default the operator's
+    own connection of the provider) (whatever its expiry) and save it.
 
     For the token source when a token is about to lapse, and for a refresh job that renews
     tokens ahead of time (``ConnectionRepository.find_expiring_soon``). When the refresh
@@ -277,7 +345,7 @@ def refresh_oauth_connection(
     now = now or utcnow()
     repo = ConnectionRepository.from_settings(settings)
     cipher = load_cipher(settings)
-    connection = current_connection(repo, meta.slug)
+    connection = _resolve(repo, meta.slug, connection_id)
     if connection is None or not connection.is_connected() or not connection.credentials:
         raise _not_connected(meta.slug, unusable_reason(connection, meta.slug))
     tokens = StoredTokens.unseal(cipher, connection.credentials, meta.slug.value)
@@ -321,8 +389,10 @@ def token_source_for(
     *,
     transport: httpx.BaseTransport | None = None,
     clock: Clock | None = None,
+    connection_id: uuid.UUID | str | None = None,
 ) -> StoredTokenSource:
-    return StoredTokenSource(slug, settings, transport=transport, clock=clock)
+    return StoredTokenSource(slug, settings, transport=transport, clock=clock,
+                             connection_id=connection_id)
 
 
 # -- Schwab: connecting ------------------------------------------------------------------
@@ -335,8 +405,11 @@ def connect_oauth_provider(
     transport: httpx.BaseTransport | None = None,
     alias: str | None = None,
     now: dt.datetime | None = None,
+    user_id: uuid.UUID | None = None,
 ) -> ProviderConnection:
-    """Complete the authorization-code flow; the connection becomes ACTIVE with its tokens
+    """Complete the authorization-code flow for ``user_id`` (default: the operator's own
+    user); ``alias`` picks which of the user's connections of the provider (a new alias is
+    a new connection, an existing one is reconnected); the connection becomes ACTIVE with its tokens
     encrypted (a first connect goes PENDING → ACTIVE, a reconnect EXPIRED → ACTIVE; a
     refused code leaves a new connection FAILED).
 
@@ -360,9 +433,11 @@ def connect_oauth_provider(
                             "Schwab", retryable=False)
     repo = ConnectionRepository.from_settings(settings)
     cipher = load_cipher(settings)
-    connection = current_connection(repo, meta.slug)
+    user = user_id or OPERATOR_USER_ID
+    connection = current_connection(repo, meta.slug, user, alias)
     if connection is None:
-        connection = ProviderConnection.new(meta.slug.value, now=now, alias=alias)
+        connection = ProviderConnection.new(meta.slug.value, now=now, alias=alias,
+                                            user_id=user)
         repo.save(connection)
     try:
         if code is None:
@@ -500,7 +575,8 @@ def _existing_or_api_key_connection(
 
 
 def mark_auth_failure(
-    settings: Settings, slug: ProviderSlug | str, reason: str, now: dt.datetime | None = None
+    settings: Settings, slug: ProviderSlug | str, reason: str, now: dt.datetime | None = None,
+    *, connection_id: uuid.UUID | str | None = None,
 ) -> Result:
     """A provider answered 401/403 to the credentials: ACTIVE → REVOKED (they had been
     accepted), PENDING → FAILED (they never were). The reason is kept for
@@ -514,7 +590,8 @@ def mark_auth_failure(
                        "connection's status")
     now = now or utcnow()
     repo = ConnectionRepository.from_settings(settings)
-    connection = _existing_or_api_key_connection(repo, settings, meta, now)
+    connection = (_resolve(repo, meta.slug, connection_id) if connection_id is not None
+                  else _existing_or_api_key_connection(repo, settings, meta, now))
     if connection is None:
         return Failure(f"no {meta.slug.value} connection to mark")
     if connection.status is ConnectionStatus.PENDING:
@@ -526,7 +603,10 @@ def mark_auth_failure(
     return result
 
 
-def require_usable_key(settings: Settings, slug: ProviderSlug | str) -> None:
+def require_usable_key(
+    settings: Settings, slug: ProviderSlug | str,
+    *, connection_id: uuid.UUID | str | None = None,
+) -> None:
     """Before calling an API-key provider: bring its connection in step with the keys in
     the environment, and refuse (``NOT_CONNECTED``, so its assets are skipped with the
     reason) when those same keys were refused with a 401/403 before. OAuth providers are
@@ -535,6 +615,11 @@ def require_usable_key(settings: Settings, slug: ProviderSlug | str) -> None:
     if meta.auth_type is not ProviderAuthType.API_KEY:
         return
     repo = ConnectionRepository.from_settings(settings)
+    if connection_id is not None:  # a user's own keys: their connection says if usable
+        connection = _resolve(repo, meta.slug, connection_id)
+        if connection is None or connection.status is not ConnectionStatus.ACTIVE:
+            raise _not_connected(meta.slug, unusable_reason(connection, meta.slug))
+        return
     connection = _sync_api_key_connection(repo, load_cipher(settings), settings, meta, utcnow())
     if connection is not None and connection.status in (
         ConnectionStatus.REVOKED, ConnectionStatus.FAILED
@@ -543,14 +628,16 @@ def require_usable_key(settings: Settings, slug: ProviderSlug | str) -> None:
 
 
 def record_successful_sync(
-    settings: Settings, slug: ProviderSlug | str, at: dt.datetime | None = None
+    settings: Settings, slug: ProviderSlug | str, at: dt.datetime | None = None,
+    *, connection_id: uuid.UUID | str | None = None,
 ) -> Result:
     """Note a successful data sync on the provider's ACTIVE connection (``last_sync_at``).
     An API-key provider without a connection record gets one first."""
     meta = get_provider_metadata(slug)
     at = at or utcnow()
     repo = ConnectionRepository.from_settings(settings)
-    connection = _existing_or_api_key_connection(repo, settings, meta, at)
+    connection = (_resolve(repo, meta.slug, connection_id) if connection_id is not None
+                  else _existing_or_api_key_connection(repo, settings, meta, at))
     if connection is None:
         return Failure(f"no {meta.slug.value} connection to record a sync on")
     result = connection.record_sync(at)
@@ -565,6 +652,7 @@ def connection_json(connection: ProviderConnection) -> dict[str, Any]:
     creds = connection.credentials
     return {
         "id": str(connection.id),
+        "user_id": str(connection.user_id),
         "provider": connection.provider_slug,
         "alias": connection.alias,
         "status": connection.status.value,
@@ -575,8 +663,79 @@ def connection_json(connection: ProviderConnection) -> dict[str, Any]:
     }
 
 
-def list_connections(settings: Settings, now: dt.datetime | None = None) -> list[
-        ProviderConnection]:
-    """Every connection, API-key providers first brought in line with the environment."""
+def list_connections(
+    settings: Settings, now: dt.datetime | None = None, *, user_id: uuid.UUID | None = None
+) -> list[ProviderConnection]:
+    """Every connection (of one user when ``user_id`` is given), API-key providers first
+    brought in line with the environment."""
     ensure_api_key_connections(settings, now)
-    return ConnectionRepository.from_settings(settings).find_all()
+    repo = ConnectionRepository.from_settings(settings)
+    return repo.find_by_user_id(user_id) if user_id is not None else repo.find_all()
+
+
+# -- a user's own API keys (Alpaca) --------------------------------------------------------
+#: What a user's own key connection stores (encrypted): the names of the provider's
+#: settings they stand in for, so the client is built exactly as from the environment.
+USER_KEY_FIELDS: dict[ProviderSlug, tuple[str, str]] = {
+    ProviderSlug.ALPACA: ("alpaca_api_key_id", "alpaca_api_secret_key"),
+}
+
+
+def connect_user_keys(
+    settings: Settings,
+    slug: ProviderSlug | str,
+    *,
+    user_id: uuid.UUID,
+    alias: str,
+    key_id: str,
+    secret_key: str,
+    now: dt.datetime | None = None,
+) -> ProviderConnection:
+    """Store a user's own API keys (read by the CLI from standard input, never from the
+    command line) encrypted, as that user's connection ``alias`` of the provider: a new
+    connection, or the same one with new keys (reconnect keeps its id and history)."""
+    meta = get_provider_metadata(slug)
+    fields = USER_KEY_FIELDS.get(meta.slug)
+    if fields is None:
+        raise PipelineError(f"{meta.display_name} does not take a user's own keys")
+    if not key_id.strip() or not secret_key.strip():
+        raise PipelineError("two lines are needed on standard input: the key id, then the "
+                            "secret key")
+    now = now or utcnow()
+    repo = ConnectionRepository.from_settings(settings)
+    cipher = load_cipher(settings)
+    credentials = seal(cipher, {fields[0]: key_id.strip(), fields[1]: secret_key.strip()},
+                       CredentialType.API_KEY)
+    connection = current_connection(repo, meta.slug, user_id, alias) or ProviderConnection.new(
+        meta.slug.value, now=now, alias=alias, user_id=user_id)
+    return _activate(repo, connection, credentials, now)
+
+
+def connection_secrets(
+    settings: Settings, connection_id: uuid.UUID | str
+) -> dict[str, str] | None:
+    """A user's own keys stored on a connection (decrypted, in memory only, for building
+    its client), or ``None`` when the connection uses the environment's keys."""
+    repo = ConnectionRepository.from_settings(settings)
+    connection = repo.find_by_id(uuid.UUID(str(connection_id)))
+    if connection is None or connection.credentials is None:
+        return None
+    if connection.credentials.credential_type is not CredentialType.API_KEY:
+        return None
+    stored = unseal(load_cipher(settings), connection.credentials, connection.provider_slug)
+    fields = USER_KEY_FIELDS.get(ProviderSlug(connection.provider_slug), ())
+    return {k: str(stored[k]) for k in fields if k in stored} or None
+
+
+def syncable_connections(
+    settings: Settings, slug: ProviderSlug | str
+) -> list[ProviderConnection]:
+    """The provider's connections of every user that a nightly sync covers: all but
+    DISCONNECTED ones (an EXPIRED one is skipped by its run with the reconnect command, so
+    the skip is visible rather than silent)."""
+    meta = get_provider_metadata(slug)
+    if meta.auth_type is ProviderAuthType.API_KEY:
+        ensure_api_key_connections(settings)
+    repo = ConnectionRepository.from_settings(settings)
+    return [c for c in repo.find_by_provider(meta.slug.value)
+            if c.status is not ConnectionStatus.DISCONNECTED]

@@ -10,6 +10,9 @@ bad rows go to ``ops.quarantine`` while good rows land, and nothing is half-writ
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,15 +23,22 @@ import pandas as pd
 from dashtam_pipeline.clients import build_client
 from dashtam_pipeline.clients.base import FetchRequest, FetchResult, RejectedRecord
 from dashtam_pipeline.connections import (
+    describe,
     mark_auth_failure,
+    operator_connection,
     record_successful_sync,
     require_usable_key,
+    syncable_connections,
+    utcnow,
 )
+from dashtam_pipeline.domain.provider_connection import ProviderConnection
 from dashtam_pipeline.errors import SKIPPABLE_KINDS, ErrorKind, ProviderError
 from dashtam_pipeline.http import CallRecord, CallStats
 from dashtam_pipeline.registry import (
     Dataset,
     DatasetSpec,
+    Domain,
+    ProviderAuthType,
     ProviderMetadata,
     ProviderSlug,
     fetch_method_name,
@@ -36,6 +46,7 @@ from dashtam_pipeline.registry import (
 from dashtam_pipeline.rights import check_rights
 from dashtam_pipeline.schemas import SCHEMAS
 from dashtam_pipeline.settings import Settings
+from dashtam_pipeline.state.connection_repository import ConnectionRepository
 from dashtam_pipeline.storage.lake import Lake, WriteResult
 from dashtam_pipeline.validation import (
     QuarantineRecord,
@@ -111,8 +122,13 @@ def ingest_dataset(
     Raises ``ProviderError`` when every provider that could run failed (the run fails and
     says why); returns a skipped outcome when none could run at all.
     """
+    if _per_connection(spec, providers, request):
+        connections = syncable_connections(settings, providers[0].slug)
+        if connections:
+            return ingest_connections(spec, providers[0], connections, request, settings,
+                                      lake, client_factory=client_factory)
     outcome = IngestionOutcome(dataset=spec)
-    make_client = client_factory or (lambda slug, s: build_client(slug, s))
+    make_client = client_factory or (lambda slug, s, **kw: build_client(slug, s, **kw))
     result: FetchResult | None = None
     last_error: ProviderError | None = None
     for meta in providers:
@@ -126,16 +142,22 @@ def ingest_dataset(
                     ErrorKind.NOT_CONFIGURED,
                     f"{meta.display_name} is not configured: set {', '.join(missing)}",
                 )
-            require_usable_key(settings, meta.slug)
-            client = make_client(meta.slug, settings)
+            explicit = request.connection_id  # a connection partition's own run
+            require_usable_key(settings, meta.slug, connection_id=explicit)
+            request = owned_request(spec, meta, request, settings)
+            client = (make_client(meta.slug, settings, connection_id=explicit)
+                      if explicit and _takes_connection(make_client)
+                      else make_client(meta.slug, settings))
             try:
-                result = getattr(client, fetch_method_name(spec.dataset))(request)
+                result = stamp_owner(
+                    getattr(client, fetch_method_name(spec.dataset))(request), request
+                )
             except BaseException:
                 _close(client, outcome)
                 raise
             outcome.served_by = client.provider_label
             outcome.attempts.append(ProviderAttempt(label, "served"))
-            record_successful_sync(settings, meta.slug)
+            record_successful_sync(settings, meta.slug, connection_id=request.connection_id)
             break
         except ProviderError as error:
             if error.kind is ErrorKind.RIGHTS_DENIED:
@@ -143,7 +165,8 @@ def ingest_dataset(
             if error.kind is ErrorKind.AUTH and error.status_code in (401, 403):
                 # the keys were refused: the connection says so, and later runs skip
                 # this provider with the reason until the keys change
-                mark_auth_failure(settings, meta.slug, error.message)
+                mark_auth_failure(settings, meta.slug, error.message,
+                                  connection_id=request.connection_id)
             kind = "skipped" if error.kind in SKIPPABLE_KINDS else error.kind.value
             outcome.attempts.append(ProviderAttempt(label, kind, str(error)))
             log.warning("%s: %s", spec.table, error)
@@ -180,10 +203,12 @@ def ingest_dataset(
 
     try:
         outcome.notes.extend(result.notes)
-        land(spec, result, outcome, lake, partition_key=request.partition_key)
+        land(spec, result, outcome, lake, partition_key=request.partition_key,
+             user_id=request.user_id)
         for companion in companions:
             outcome.companions[companion.dataset] = land_companion(
-                spec, companion, result, outcome, lake, partition_key=request.partition_key
+                spec, companion, result, outcome, lake, partition_key=request.partition_key,
+                user_id=request.user_id,
             )
         # Only once rows and quarantine records are safely written may a client act on
         # its source (a file import moves rejected files aside).
@@ -193,6 +218,176 @@ def ingest_dataset(
     finally:
         _close(client, outcome)
     return outcome
+
+
+#: How far before a connection's last sync its next transactions sync starts: activity
+#: the provider posts late (settlements, corrections) is taken again, and the keys make
+#: re-taking it free of duplicates.
+SYNC_OVERLAP = dt.timedelta(days=3)
+
+
+def _takes_connection(factory: ClientFactory) -> bool:
+    """Whether a client factory can build a client for one connection (a test's simple
+    ``(slug, settings)`` factory cannot: it gets the operator's client, as before)."""
+    import inspect
+
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.kind is p.VAR_KEYWORD or p.name == "connection_id" for p in params)
+
+
+def _per_connection(
+    spec: DatasetSpec, providers: Sequence[ProviderMetadata], request: FetchRequest
+) -> bool:
+    """A brokerage API asset run that names no connection syncs each of the provider's
+    connections in turn (each with its own credentials)."""
+    return (spec.domain is Domain.BROKERAGE and len(providers) == 1
+            and providers[0].auth_type is not ProviderAuthType.FILE_IMPORT
+            and request.connection_id is None)
+
+
+def connection_request(
+    spec: DatasetSpec, connection: ProviderConnection, request: FetchRequest,
+    settings: Settings,
+) -> FetchRequest:
+    """The request of one connection: its owner, and for transactions the window its
+    history calls for: everything (``start=None``) on its first sync, else from its last
+    sync minus ``SYNC_OVERLAP``."""
+    owned = dataclasses.replace(request, user_id=str(connection.user_id),
+                                connection_id=str(connection.id))
+    if spec.dataset is not Dataset.TRANSACTIONS:
+        return owned
+    repo = ConnectionRepository.from_settings(settings)
+    last = repo.last_synced(connection.id, spec.dataset.value)
+    start = None if last is None else (last - SYNC_OVERLAP).date()
+    return dataclasses.replace(owned, start=start)
+
+
+def ingest_connections(
+    spec: DatasetSpec,
+    meta: ProviderMetadata,
+    connections: Sequence[ProviderConnection],
+    request: FetchRequest,
+    settings: Settings,
+    lake: Lake,
+    *,
+    client_factory: ClientFactory | None = None,
+) -> IngestionOutcome:
+    """Sync ``spec`` for each connection on its own: one connection that cannot sync (an
+    EXPIRED login) is skipped with its user, alias and reconnect command while the others
+    land; a real failure of one is raised once every other connection has landed."""
+    total = IngestionOutcome(dataset=spec, served_by=None)
+    skipped: list[str] = []
+    failure: ProviderError | None = None
+    repo = ConnectionRepository.from_settings(settings)
+    for connection in connections:
+        own = connection_request(spec, connection, request, settings)
+        try:
+            one = ingest_dataset(spec, [meta], own, settings, lake,
+                                 client_factory=client_factory)
+        except ProviderError as error:
+            failure = failure or error
+            total.notes.append(f"{describe(connection)}: {error}")
+            continue
+        if one.skipped:
+            skipped.append(one.skipped_reason or "")
+            total.notes.append(f"skipped {describe(connection)}: {one.skipped_reason}")
+            total.attempts.extend(one.attempts)
+            continue
+        repo.mark_synced(connection.id, spec.dataset.value, utcnow())
+        _merge(total, one)
+    if failure is not None:
+        raise failure
+    if total.served_by is None:
+        total.skipped_reason = "; ".join(skipped) or f"no {meta.slug.value} connection"
+    return total
+
+
+def _merge(total: IngestionOutcome, one: IngestionOutcome) -> None:
+    """Add one connection's outcome to the asset's."""
+    total.served_by = total.served_by or one.served_by
+    total.attempts.extend(one.attempts)
+    total.notes.extend(one.notes)
+    total.calls.records.extend(one.calls.records)
+    total.quarantined += one.quarantined
+    total.validation = total.validation or one.validation
+    if one.write is not None:
+        if total.write is None:
+            total.write = one.write
+        else:
+            a, b = total.write, one.write
+            total.write = dataclasses.replace(
+                a, rows_written=a.rows_written + b.rows_written,
+                rows_inserted=a.rows_inserted + b.rows_inserted,
+                rows_replaced=a.rows_replaced + b.rows_replaced,
+                duplicates_dropped=a.duplicates_dropped + b.duplicates_dropped,
+                files=[*a.files, *b.files])
+    for dataset, companion in one.companions.items():
+        if dataset in total.companions:
+            _merge(total.companions[dataset], companion)
+        else:
+            total.companions[dataset] = companion
+
+
+#: The columns that say whose a brokerage row is (``brokerage.*`` and the contract).
+OWNER_COLUMNS = ("user_id", "connection_id")
+
+
+def owned_request(
+    spec: DatasetSpec, meta: ProviderMetadata, request: FetchRequest, settings: Settings
+) -> FetchRequest:
+    """The request with its owning connection filled in. A brokerage API asset run for a
+    connection partition already names it; a run without one (an unpartitioned job, a
+    test) syncs the operator's own connection of the provider. File imports name their
+    owner per file (the inbox folder a file is in), so they are left alone."""
+    if (spec.domain is not Domain.BROKERAGE or request.connection_id is not None
+            or meta.auth_type is ProviderAuthType.FILE_IMPORT):
+        return request
+    connection = operator_connection(settings, meta.slug)
+    if connection is None:
+        return request
+    return dataclasses.replace(
+        request, user_id=str(connection.user_id), connection_id=str(connection.id)
+    )
+
+
+def stamp_owner(result: FetchResult, request: FetchRequest) -> FetchResult:
+    """Put the request's ``user_id``/``connection_id`` on every row (companions too) that
+    does not carry its own: a client knows the provider, the request knows whose it is."""
+    if request.connection_id is None:
+        return result
+    owner = {"user_id": request.user_id, "connection_id": request.connection_id}
+
+    def stamped(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.copy()
+        for name, value in owner.items():
+            if name not in frame.columns:
+                frame[name] = value
+            else:  # a client's frame has the columns, empty: its own values win
+                frame[name] = frame[name].astype(object).where(frame[name].notna(), value)
+        return frame
+
+    result.frame = stamped(result.frame)
+    for rows in result.companions.values():
+        rows.frame = stamped(rows.frame)
+    for rejected in result.rejected:
+        rejected.user_id = rejected.user_id or request.user_id
+    return result
+
+
+def _quarantine_owner(record: QuarantineRecord, user_id: str | None) -> QuarantineRecord:
+    """A quarantined row keeps the user it belonged to: its own ``user_id`` column when it
+    had one (rows are stamped before validation), else the request's owner."""
+    if record.user_id is not None:
+        return record
+    try:
+        own = json.loads(record.record).get("user_id")
+    except (ValueError, AttributeError):
+        own = None
+    owner = own if isinstance(own, str) and own else user_id
+    return dataclasses.replace(record, user_id=owner) if owner else record
 
 
 def _close(client: Any, outcome: IngestionOutcome) -> None:
@@ -227,8 +422,10 @@ def land(
     lake: Lake,
     *,
     partition_key: str | None,
+    user_id: str | None = None,
 ) -> None:
-    """Validate a fetch result, upsert the good rows and quarantine the rest."""
+    """Validate a fetch result, upsert the good rows and quarantine the rest (each
+    quarantined record with its user, when it has one)."""
     provider = outcome.served_by or "unknown"
     model = SCHEMAS[spec.dataset]
     validation = validate(
@@ -239,7 +436,7 @@ def land(
         rejected_to_quarantine(r, provider=provider, table=spec.table, partition_key=partition_key)
         for r in result.rejected
     ]
-    quarantine = [*validation.quarantined, *rejected]
+    quarantine = [_quarantine_owner(r, user_id) for r in (*validation.quarantined, *rejected)]
     if quarantine:
         lake.quarantine(quarantine)
     outcome.quarantined = len(quarantine)
@@ -254,6 +451,7 @@ def land_companion(
     lake: Lake,
     *,
     partition_key: str | None,
+    user_id: str | None = None,
 ) -> IngestionOutcome:
     """Land the rows ``spec``'s fetch returned for ``companion`` (validated like any fetch)."""
     rows = result.companions.get(companion.dataset)
@@ -267,7 +465,7 @@ def land_companion(
         dataset=companion, served_by=outcome.served_by, attempts=outcome.attempts,
         notes=list(rows.notes),
     )
-    land(companion, rows, landed, lake, partition_key=partition_key)
+    land(companion, rows, landed, lake, partition_key=partition_key, user_id=user_id)
     return landed
 
 
@@ -308,4 +506,5 @@ def rejected_to_quarantine(
         reason=rejected.reason,
         record=record,
         quarantined_at=pd.Timestamp.now(tz="UTC"),
+        user_id=rejected.user_id,
     )

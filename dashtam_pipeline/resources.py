@@ -29,8 +29,12 @@ class ProviderResource(ConfigurableResource):
 
     slug: str
 
-    def client(self, settings: Settings | None = None, *, run_id: str | None = None) -> Any:
-        return build_client(ProviderSlug(self.slug), settings or load_settings(), run_id=run_id)
+    def client(
+        self, settings: Settings | None = None, *, run_id: str | None = None,
+        connection_id: str | None = None,
+    ) -> Any:
+        return build_client(ProviderSlug(self.slug), settings or load_settings(), run_id=run_id,
+                            connection_id=connection_id)
 
 
 class StorageResource(ConfigurableResource):

@@ -59,12 +59,19 @@ class QuarantineRecord:
     reason: str
     record: str
     quarantined_at: dt.datetime = field(default_factory=_utc_now)
+    #: The user a brokerage record belongs to (``None`` for platform data), so that
+    #: ``dashtam forget`` erases a user's quarantined records too.
+    user_id: str | None = None
 
     @property
     def quarantine_id(self) -> str:
         """Hash of what was rejected and why (not when): re-running the same bad input
-        lands on the same ``ops.quarantine`` row instead of adding another."""
+        lands on the same ``ops.quarantine`` row instead of adding another. The user is
+        part of it only when set, so platform rows keep the ids they always had, and two
+        users' identical bad records stay two rows (each erasable on its own)."""
         parts = [self.provider, self.dataset, self.partition_key, self.reason, self.record]
+        if self.user_id is not None:
+            parts.append(self.user_id)
         return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import httpx
+import pandas as pd
 
 from dashtam_pipeline.http import RetryPolicy
 from dashtam_pipeline.settings import ProviderSettings, load_settings
@@ -88,3 +89,19 @@ class Recorder:
     def params(self, index: int) -> dict[str, str]:
         """The query parameters of the ``index``-th request."""
         return dict(self.requests[index].url.params)
+
+
+#: The owner a client test's rows are given before they are validated: clients know the
+#: provider, the ingestion stamps whose the rows are (``ingest.stamp_owner``).
+TEST_USER_ID = "00000000-0000-5000-8000-000000000001"
+TEST_CONNECTION_ID = "11111111-1111-5111-8111-111111111111"
+
+
+def owned(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with ``user_id``/``connection_id`` filled where a client left them empty,
+    as the ingestion does before validating (the brokerage schemas require them)."""
+    frame = frame.copy()
+    for name, value in (("user_id", TEST_USER_ID), ("connection_id", TEST_CONNECTION_ID)):
+        frame[name] = frame[name].astype(object).where(frame[name].notna(), value) \
+            if name in frame else value
+    return frame

@@ -26,6 +26,7 @@ from dashtam_pipeline_tests.client_helpers import (
     json_response,
     mock_client,
     offline_settings,
+    owned,
 )
 from dashtam_pipeline_tests.payloads import load_json
 
@@ -81,7 +82,7 @@ def test_account_type_prefers_alpacas_field_then_the_multiplier() -> None:
 def test_paper_positions_sum_to_the_accounts_long_market_value() -> None:
     result = parse_positions(load_json(PAPER_POSITIONS), provider="alpaca",
                              account_id="****OD4M", as_of=AS_OF)
-    frame = PositionSchema.validate(result.frame)
+    frame = PositionSchema.validate(owned(result.frame))
     assert result.rejected == []
     assert list(frame["symbol"]) == ["AAPL", "AMD", "AMZN", "GOOG", "META", "NVDA", "SPY", "TSLA"]
     assert frame["market_value"].sum() == pytest.approx(45745.0845)
@@ -110,7 +111,7 @@ def test_a_position_without_a_number_is_rejected_not_raised() -> None:
 # -- activities --------------------------------------------------------------------------------
 def test_fills_and_dividends_signed_with_each_partial_fill_its_own_row() -> None:
     result = parse_activities(load_json(FILL_DIV), provider="alpaca", account_id="****OD4M")
-    frame = TransactionSchema.validate(result.frame)
+    frame = TransactionSchema.validate(owned(result.frame))
     assert list(frame.columns) == column_names(TransactionSchema)
     assert list(frame["type"]) == ["SELL", "DIVIDEND", "BUY", "BUY", "BUY", "BUY", "DIVIDEND"]
     assert frame["transaction_id"].is_unique
@@ -130,7 +131,7 @@ def test_fills_and_dividends_signed_with_each_partial_fill_its_own_row() -> None
 def test_fees_are_negative_and_never_quote_the_account_number() -> None:
     result = parse_activities(load_json(FILL_FEE), provider="alpaca",
                               account_id="****9999", account_number="999999999")
-    frame = TransactionSchema.validate(result.frame)
+    frame = TransactionSchema.validate(owned(result.frame))
     assert len(frame) == 5 and frame["transaction_id"].is_unique
     fees = frame[frame["type"] == "FEE"]
     assert list(fees["amount"]) == [-0.01, -0.01]
@@ -237,7 +238,7 @@ def test_client_sends_key_headers_and_pages_activities(monkeypatch: pytest.Monke
         return json_response(pages[token])
 
     client = make_client(handler)
-    accounts = AccountSchema.validate(client.fetch_accounts(FetchRequest(as_of=AS_OF)).frame)
+    accounts = AccountSchema.validate(owned(client.fetch_accounts(FetchRequest(as_of=AS_OF)).frame))
     positions = client.fetch_positions(FetchRequest(as_of=AS_OF)).frame
     result = client.fetch_transactions(
         FetchRequest(start=dt.date(2022, 3, 1), end=dt.date(2022, 4, 30), as_of=AS_OF))

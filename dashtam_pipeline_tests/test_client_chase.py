@@ -19,6 +19,7 @@ from dashtam_pipeline.clients.chase_file import (
 from dashtam_pipeline.schemas.base import column_names
 from dashtam_pipeline.schemas.brokerage import TransactionSchema
 from dashtam_pipeline.settings import load_settings
+from dashtam_pipeline_tests.client_helpers import owned
 from dashtam_pipeline_tests.payloads import all_payloads, load_bytes
 
 D = dt.date
@@ -160,7 +161,7 @@ def test_inbox_import_validates_against_the_schema(tmp_path: Path) -> None:
     drop(inbox, LEGACY_2013, "old_card.CSV")
     (inbox / "notes.txt").write_text("not an export")
     result = make_client(inbox).fetch_transactions(FetchRequest())
-    frame = TransactionSchema.validate(result.frame)
+    frame = TransactionSchema.validate(owned(result.frame))
     assert list(result.frame.columns) == column_names(TransactionSchema)
     assert len(frame) == 4 + 6 + 1 and result.rejected == []
     assert frame.groupby("account_id").size().to_dict() == {

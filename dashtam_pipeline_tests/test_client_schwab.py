@@ -38,6 +38,7 @@ from dashtam_pipeline_tests.client_helpers import (
     json_response,
     mock_client,
     offline_settings,
+    owned,
 )
 from dashtam_pipeline_tests.payloads import load_json
 
@@ -96,11 +97,11 @@ def assert_no_secret(text: str) -> None:
 # -- accounts and positions --------------------------------------------------------------------
 def test_masked_margin_account_balances_and_equity_positions() -> None:
     accounts, positions = parse_accounts(load_json(MASKED), provider="schwab", as_of=AS_OF)
-    account = AccountSchema.validate(accounts.frame).iloc[0]
+    account = AccountSchema.validate(owned(accounts.frame)).iloc[0]
     # Schwab's own mask "********" keeps no characters: the id is just "****"
     assert (account["account_id"], account["account_type"]) == ("****", "MARGIN")
     assert (account["cash"], account["equity"]) == (13367.24, 16039.8)
-    frame = PositionSchema.validate(positions.frame)
+    frame = PositionSchema.validate(owned(positions.frame))
     assert list(frame["symbol"]) == ["NVDA", "MSCI"]
     assert list(frame["quantity"]) == [4.0, 4.0]
     assert list(frame["average_cost"]) == [113.53, 572.32]
@@ -114,7 +115,7 @@ def test_option_position_keeps_its_occ_symbol() -> None:
     account = accounts.frame.iloc[0]
     assert (account["account_id"], account["cash"], account["equity"]) == (
         "****5678", 3540.83, 4045.83)
-    option = PositionSchema.validate(positions.frame).iloc[0]
+    option = PositionSchema.validate(owned(positions.frame)).iloc[0]
     assert option["symbol"] == "AMAT  241115C00210000"
     assert (option["asset_class"], option["quantity"], option["market_value"],
             option["average_cost"]) == ("OPTION", 1.0, 505.0, 5.25)
@@ -131,8 +132,8 @@ def test_short_quantity_is_subtracted() -> None:
 # -- transactions ------------------------------------------------------------------------------
 def test_trade_amounts_are_net_amount_which_is_the_sum_of_leg_costs() -> None:
     records = load_json(TRADES)
-    frame = TransactionSchema.validate(
-        parse_transactions(records, provider="schwab").frame)
+    frame = TransactionSchema.validate(owned(
+        parse_transactions(records, provider="schwab").frame))
     for record, (_, row) in zip(records, frame.iterrows(), strict=True):
         assert row["transaction_id"] == str(record["activityId"])
         assert row["amount"] == record["netAmount"]
@@ -332,7 +333,7 @@ def test_data_calls_use_real_paths_and_the_bearer_token() -> None:
 
     assert accounts.iloc[0]["equity"] == 4045.83
     assert positions.iloc[0]["symbol"] == "AMAT  241115C00210000"
-    frame = TransactionSchema.validate(result.frame)
+    frame = TransactionSchema.validate(owned(result.frame))
     assert len(frame) == 4 and frame["amount"].sum() == pytest.approx(
         -248.66 + 649.33 + 618.67 - 81.66)
     assert all(r.headers["Authorization"] == f"Bearer {ACCESS}" for r in seen)

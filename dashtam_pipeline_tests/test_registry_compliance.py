@@ -130,7 +130,8 @@ class TestDatasets:
             assert set(FALLBACK_ORDER[spec.dataset]) == set(served_by)
         else:
             assert spec.dataset not in FALLBACK_ORDER
-            assert "provider" in spec.key, "per-provider datasets need provider in the key"
+            # each connection is its own source of truth: the key says which one
+            assert "connection_id" in spec.key, "per-provider: connection_id in the key"
 
     def test_fmp_then_polygon_for_quotes_and_bars(self) -> None:
         assert FALLBACK_ORDER[Dataset.QUOTES] == (ProviderSlug.FMP, ProviderSlug.POLYGON)

@@ -54,6 +54,9 @@ def raw_transactions(types: list[str]) -> pd.DataFrame:
     n = len(types)
     return pd.DataFrame(
         {
+            # the brokerage tables' owner columns (issue 11: keyed by connection_id)
+            "user_id": ["00000000-0000-5000-8000-000000000001"] * n,
+            "connection_id": ["11111111-1111-5111-8111-111111111111"] * n,
             "provider": ["alpaca"] * n,
             "account_id": ["****1234"] * n,
             "transaction_id": [f"t{i}" for i in range(n)],

@@ -56,15 +56,19 @@ CONTRACT_COLUMNS = {
     "news.articles": "article_id VARCHAR, symbol VARCHAR, query VARCHAR, published_at "
     "TIMESTAMPTZ, source_name VARCHAR, author VARCHAR, title VARCHAR, description VARCHAR, url "
     "VARCHAR, content VARCHAR, sentiment DOUBLE, provider VARCHAR",
-    "brokerage.accounts": "provider VARCHAR, account_id VARCHAR, account_type VARCHAR, cash "
+    # issue 11: the brokerage tables say whose a row is (user_id, connection_id)
+    "brokerage.accounts": "user_id VARCHAR, connection_id VARCHAR, "
+    "provider VARCHAR, account_id VARCHAR, account_type VARCHAR, cash "
     "DOUBLE, equity DOUBLE, as_of_date DATE",
-    "brokerage.positions": "provider VARCHAR, account_id VARCHAR, symbol VARCHAR, asset_class "
+    "brokerage.positions": "user_id VARCHAR, connection_id VARCHAR, "
+    "provider VARCHAR, account_id VARCHAR, symbol VARCHAR, asset_class "
     "VARCHAR, quantity DOUBLE, market_value DOUBLE, average_cost DOUBLE, as_of_date DATE",
-    "brokerage.transactions": "provider VARCHAR, account_id VARCHAR, transaction_id VARCHAR, "
+    "brokerage.transactions": "user_id VARCHAR, connection_id VARCHAR, "
+    "provider VARCHAR, account_id VARCHAR, transaction_id VARCHAR, "
     "occurred_at TIMESTAMPTZ, trade_date DATE, type VARCHAR, symbol VARCHAR, quantity DOUBLE, "
     "price DOUBLE, amount DOUBLE, currency VARCHAR, description VARCHAR, source_file VARCHAR",
     "ops.quarantine": "quarantine_id VARCHAR, provider VARCHAR, dataset VARCHAR, partition_key "
-    "VARCHAR, reason VARCHAR, record VARCHAR, quarantined_at TIMESTAMPTZ",
+    "VARCHAR, reason VARCHAR, record VARCHAR, quarantined_at TIMESTAMPTZ, user_id VARCHAR",
 }
 #: How DuckDB's DESCRIBE spells the contract's type names.
 DESCRIBED = {"TIMESTAMPTZ": "TIMESTAMP WITH TIME ZONE"}

@@ -499,8 +499,9 @@ def _run_ingestion(
     request = build_request(lead.dataset, context, run_settings, partitioning=lead.partitioning)
     resources = context.resources
 
-    def client_factory(slug, s):  # type: ignore[no-untyped-def]
-        return getattr(resources, provider_resource_key(slug)).client(s, run_id=context.run_id)
+    def client_factory(slug, s, **kw):  # type: ignore[no-untyped-def]
+        return getattr(resources, provider_resource_key(slug)).client(
+            s, run_id=context.run_id, **kw)
 
     dlq = DeadLetterQueue.from_settings(run_settings)
     partitions = _partition_keys(context)

@@ -91,8 +91,13 @@ def content_digest(data: bytes) -> str:
 
 def file_partition_key(file_name: str, data: bytes) -> str:
     """``Chase1234_Activity_20240105.CSV@3f2a9c1b7d4e``: which file, and which bytes. The
-    name is ``encode_file_name``'d, so any name the file system allows makes a valid key."""
-    return f"{encode_file_name(file_name)}{KEY_SEPARATOR}{content_digest(data)}"
+    name is ``encode_file_name``'d, so any name the file system allows makes a valid key.
+    A file in a user's inbox folder is named ``<USER_ID>/<file>`` and its digest covers
+    the folder too: the same export dropped by two users is two users' import, not a
+    duplicate of the other's."""
+    folder, sep, _ = file_name.rpartition("/")
+    digest = content_digest(folder.encode() + b"/" + data if sep else data)
+    return f"{encode_file_name(file_name)}{KEY_SEPARATOR}{digest}"
 
 
 def file_name_of(partition_key: str) -> str:

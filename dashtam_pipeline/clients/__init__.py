@@ -50,8 +50,10 @@ def build_client(
     retry: RetryPolicy | None = None,
     hooks: Sequence[CallHook] | None = None,
     run_id: str | None = None,
+    connection_id: str | None = None,
 ) -> Any:
-    """A ready client for ``slug`` configured from ``settings``.
+    """A ready client for ``slug`` configured from ``settings``; with ``connection_id``,
+    for that connection alone (its OAuth tokens, or the user's own stored keys).
 
     Every HTTP client gets the resilience hooks (shared circuit breaker, rate limits and
     quotas, call audit) unless ``hooks`` replaces them. OAuth providers get a token source
@@ -70,7 +72,19 @@ def build_client(
     if meta.is_oauth:
         from dashtam_pipeline.connections import token_source_for
 
-        kwargs["token_source"] = token_source_for(meta.slug, settings, transport=transport)
+        kwargs["token_source"] = token_source_for(meta.slug, settings, transport=transport,
+                                                  connection_id=connection_id)
+    elif connection_id is not None:
+        from dataclasses import replace
+
+        from pydantic import SecretStr
+
+        from dashtam_pipeline.connections import connection_secrets
+
+        own = connection_secrets(settings, connection_id)
+        if own:  # a user's own keys: never the environment's
+            provider_settings = replace(provider_settings, secrets={
+                **provider_settings.secrets, **{k: SecretStr(v) for k, v in own.items()}})
     wiring = getattr(cls, "wiring", None)  # a client's own extra collaborators
     if wiring is not None:
         kwargs.update(wiring(settings))

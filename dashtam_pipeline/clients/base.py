@@ -35,6 +35,10 @@ class FetchRequest:
     where both empty mean the whole history); ``as_of`` is the trading date a snapshot is for.
     ``files`` names the inbox files a file import reads (its run's partitions); empty
     means every file in the inbox, for callers that do not partition by file.
+    ``user_id``/``connection_id`` name the brokerage connection the rows belong to (the
+    run's connection partition): they are stamped on every row landed, and the client is
+    built with that connection's credentials only. A ``start`` of ``None`` on a brokerage
+    request asks for the whole history the provider offers (a connection's first sync).
     """
 
     symbols: tuple[str, ...] = ()
@@ -45,15 +49,19 @@ class FetchRequest:
     queries: tuple[str, ...] = ()
     partition_key: str | None = None
     files: tuple[str, ...] = ()
+    user_id: str | None = None
+    connection_id: str | None = None
 
 
 @dataclass
 class RejectedRecord:
-    """A raw record (or file) a client could not turn into a row, with the reason."""
+    """A raw record (or file) a client could not turn into a row, with the reason, and the
+    user it belonged to when known (a Chase file in a user's inbox folder)."""
 
     reason: str
     record: Any
     partition_key: str | None = None
+    user_id: str | None = None
 
 
 @dataclass

@@ -57,6 +57,7 @@ import re
 import shutil
 import stat
 import unicodedata
+import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -76,6 +77,7 @@ from dashtam_pipeline.accounts import (
 )
 from dashtam_pipeline.assets.partitions import file_partition_key
 from dashtam_pipeline.clients.base import FetchRequest, FetchResult, RejectedRecord
+from dashtam_pipeline.domain.provider_connection import OPERATOR_USER_ID, PROVIDER_NAMESPACE
 from dashtam_pipeline.errors import ErrorKind, ProviderError
 from dashtam_pipeline.registry import ProviderSlug
 from dashtam_pipeline.settings import ProviderSettings
@@ -486,24 +488,63 @@ def entry_kind(mode: int) -> str | None:
     return "special file"
 
 
+# -- whose a file is: the inbox folder it is in --------------------------------------------
+def user_folder_id(name: str) -> uuid.UUID | None:
+    """The user a folder of the inbox belongs to: its name, when that is a UUID in its
+    canonical (lower-case, hyphenated) spelling; any other folder is refused as before."""
+    try:
+        user = uuid.UUID(name)
+    except ValueError:
+        return None
+    return user if str(user) == name else None
+
+
+def owner_of(relative_name: str) -> uuid.UUID:
+    """The user of an inbox file named relative to the inbox: ``<USER_ID>/<file>`` is that
+    user's, a file dropped directly in the inbox is the operator's own."""
+    folder, sep, _ = relative_name.partition("/")
+    user = user_folder_id(folder) if sep else None
+    return user or OPERATOR_USER_ID
+
+
+def chase_connection_id(user_id: uuid.UUID) -> uuid.UUID:
+    """A user's Chase "connection" (their inbox folder): derived from the user, so every
+    process agrees on it without a table, and stable across runs."""
+    return uuid.uuid5(PROVIDER_NAMESPACE, f"chase_file:{user_id}")
+
+
+def relative_name(inbox: Path, path: Path) -> str:
+    """An inbox file's name relative to the inbox (``<USER_ID>/<file>`` in a user folder)."""
+    return Path(path).relative_to(inbox).as_posix()
+
+
+def _list_entries(inbox: Path, prefix: str, listing: InboxListing, *, top: bool) -> None:
+    try:
+        names = sorted(os.listdir(inbox / prefix if prefix else inbox))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for name in names:
+        shown = f"{prefix}/{name}" if prefix else name
+        try:
+            kind = entry_kind(os.lstat(inbox / shown).st_mode)
+        except FileNotFoundError:  # gone between the listing and now
+            continue
+        if kind == "folder" and top and user_folder_id(name) is not None:
+            _list_entries(inbox, name, listing, top=False)  # a user's own inbox folder
+        elif kind is not None:
+            listing.refused.append(RefusedEntry(shown, kind))
+        elif name.lower().endswith(".csv"):
+            listing.files.append(inbox / shown)
+
+
 def list_inbox(inbox: Path) -> InboxListing:
     """The regular ``.csv`` files of an inbox (any case), by name, and every entry that is
     not a regular file (whatever its name), judged by ``lstat``: a symlink is a symlink,
-    never the file it points to. Nothing is opened."""
+    never the file it points to. Nothing is opened. A folder named by a user id
+    (``<USER_ID>/``, one level, never a symlink) is that user's inbox: its files are listed
+    too, as ``<USER_ID>/<file>``; any other folder is refused like before."""
     listing = InboxListing()
-    try:
-        names = sorted(os.listdir(inbox))
-    except (FileNotFoundError, NotADirectoryError):
-        return listing
-    for name in names:
-        try:
-            kind = entry_kind(os.lstat(inbox / name).st_mode)
-        except FileNotFoundError:  # gone between the listing and now
-            continue
-        if kind is not None:
-            listing.refused.append(RefusedEntry(name, kind))
-        elif name.lower().endswith(".csv"):
-            listing.files.append(inbox / name)
+    _list_entries(Path(inbox), "", listing, top=True)
     return listing
 
 
@@ -590,7 +631,10 @@ class ChaseFileClient:
         notes: list[str] = []
         for name in dict.fromkeys(names):
             path = self.inbox / name
-            if os.path.basename(name) != name or name in ("", ".", ".."):
+            folder, _, base = name.rpartition("/")
+            if (folder and (user_folder_id(folder) is None or not _is_real_dir(
+                    self.inbox / folder))) or os.path.basename(base) != base or base in (
+                    "", ".", ".."):
                 notes.append(f"chase_file: {name!r} is not a file name of the inbox; not read")
                 continue
             try:
@@ -640,16 +684,21 @@ class ChaseFileClient:
             # not the run's: a run over many files, or none, quarantines a bad line under
             # the same key as the file's own run, so a re-import lands on the same
             # ``ops.quarantine`` rows instead of adding new ones.
-            own_key = file_partition_key(path.name, data)
+            name = relative_name(self.inbox, path)
+            user = owner_of(name)
+            owner = {"user_id": str(user), "connection_id": str(chase_connection_id(user))}
+            own_key = file_partition_key(name, data)
             parsed = parse_chase_csv(data, path.name, provider=self.provider_label)
             if parsed.file_error:
                 self.rejected_files.append(RejectedFile(path, parsed.file_error))
-                rejected.append(RejectedRecord(parsed.file_error, file_preview(data), own_key))
-                notes.append(f"chase_file: rejected {path.name!r}")
+                rejected.append(RejectedRecord(parsed.file_error, file_preview(data), own_key,
+                                               user_id=str(user)))
+                notes.append(f"chase_file: rejected {name!r}")
                 continue
-            rows += parsed.rows
-            rejected += [RejectedRecord(r.reason, r.record, own_key) for r in parsed.rejected]
-            notes.append(f"chase_file: {path.name!r} ({parsed.layout}): {len(parsed.rows)} rows"
+            rows += [row | owner for row in parsed.rows]
+            rejected += [RejectedRecord(r.reason, r.record, own_key, user_id=str(user))
+                         for r in parsed.rejected]
+            notes.append(f"chase_file: {name!r} ({parsed.layout}): {len(parsed.rows)} rows"
                          + (f", {len(parsed.rejected)} lines rejected" if parsed.rejected
                             else ""))
         return FetchResult(_dedupe(transactions_frame(rows)), rejected, notes)
@@ -658,8 +707,11 @@ class ChaseFileClient:
         """Move a refused file to ``<inbox>/../quarantine/`` with a ``.reason.txt`` beside
         it; a name already there gets a timestamp suffix instead of being overwritten."""
         source = Path(path)
-        self.quarantine_dir.mkdir(parents=True, exist_ok=True)
-        target = self.quarantine_dir / source.name
+        folder = self.quarantine_dir
+        if source.parent != self.inbox:  # a user's folder: kept apart in quarantine too
+            folder = folder / source.parent.name
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / source.name
         if target.exists():
             stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
             target = target.with_name(f"{source.stem}.{stamp}{source.suffix}")
@@ -700,6 +752,17 @@ def _write_new_text(path: Path, text: str) -> None:
         handle.write(text)
 
 
+def _is_real_dir(path: Path) -> bool:
+    """A folder itself, never a symlink to one (judged by ``lstat``)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def _dedupe(frame: pd.DataFrame) -> pd.DataFrame:
-    """The same export dropped twice (under two names) yields the same ids: keep one."""
-    return frame.drop_duplicates(subset=["transaction_id"], keep="first").reset_index(drop=True)
+    """The same export dropped twice (under two names) yields the same ids: keep one (per
+    user's connection: two users' identical exports are two users' rows)."""
+    subset = ["connection_id", "transaction_id"] if "connection_id" in frame else [
+        "transaction_id"]
+    return frame.drop_duplicates(subset=subset, keep="first").reset_index(drop=True)

@@ -64,8 +64,11 @@ DEFAULT_CALLBACK_URL = "https://127.0.0.1:8182"
 #: App credentials sent to the sandbox when none are configured (it needs no real keys).
 SANDBOX_APP_KEY = "sandbox-app-key"
 SANDBOX_APP_SECRET = "sandbox-app-secret"
-#: Look-back of ``fetch_transactions`` when the request names no window.
-DEFAULT_LOOKBACK = dt.timedelta(days=60)
+#: Look-back of ``fetch_transactions`` when the request names no window: a connection's
+#: first sync asks for its whole history, which Schwab's Trader API serves back one year
+#: (also its widest window per request), so the first sync asks for exactly that.
+HISTORY_LIMIT = dt.timedelta(days=365)
+DEFAULT_LOOKBACK = HISTORY_LIMIT
 RECONNECT = "run `dashtam connect schwab`"
 #: Every transaction type the pipeline asks for (docs/endpoints.md).
 TRANSACTION_TYPES = (
@@ -627,8 +630,9 @@ class SchwabClient(ProviderClient):
         return positions
 
     def fetch_transactions(self, request: FetchRequest) -> FetchResult:
-        """Every account's transactions in ``[start, end]`` (default: the last 60 days),
-        in windows of at most a year (Schwab's limit per request)."""
+        """Every account's transactions in ``[start, end]`` (default: the whole history
+        Schwab offers, ``HISTORY_LIMIT``), in windows of at most a year (Schwab's limit per
+        request)."""
         end_day = request.end or request.as_of or market_today()
         start_day = request.start or end_day - DEFAULT_LOOKBACK
         numbers = parse_account_numbers(self._get(ACCOUNT_NUMBERS_PATH))

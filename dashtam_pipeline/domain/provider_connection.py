@@ -39,8 +39,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
 
-#: The pipeline is single-user; the field is kept so the model matches Dashtam's.
-DEFAULT_USER_ID: Final = uuid.UUID("00000000-0000-5000-8000-000000000001")
+#: The operator's own user: the owner of the connections made from the environment
+#: (``ALPACA_*`` keys, ``dashtam connect schwab`` without ``--user``) and of Chase files
+#: dropped directly in ``CHASE_IMPORT_DIR``. Fixed (not generated) so that every machine
+#: and every process agrees on it without a lookup, and a UUID like every Dashtam user id.
+OPERATOR_USER_ID: Final = uuid.UUID("00000000-0000-5000-8000-000000000001")
+#: The former name of ``OPERATOR_USER_ID`` (the pipeline was single-user then).
+DEFAULT_USER_ID: Final = OPERATOR_USER_ID
 #: Namespace of provider ids: ``provider_id_for(slug)`` is stable across machines.
 PROVIDER_NAMESPACE: Final = uuid.UUID("7c0f3c52-3b1e-5a59-9d3e-446173687461")
 #: ``is_credentials_expiring_soon`` looks this far ahead (refresh before a call fails).

@@ -18,6 +18,12 @@ MASKED_ACCOUNT = r"^\*{4}[A-Za-z0-9]{0,4}$"
 class AccountSchema(ContractModel):
     """``brokerage.accounts``: one balance snapshot per account and day."""
 
+    user_id: Series[str] = pa.Field(
+        description="The owning user's id (a UUID, as in the Dashtam domain model)."
+    )
+    connection_id: Series[str] = pa.Field(
+        description="The provider connection that served the row (a UUID)."
+    )
     provider: Series[str] = pa.Field(
         description=(
             'Registry slug of the brokerage connection that served the row (schwab, alpaca, '
@@ -52,6 +58,12 @@ class AccountSchema(ContractModel):
 class PositionSchema(ContractModel):
     """``brokerage.positions``: one holding per account, symbol and day."""
 
+    user_id: Series[str] = pa.Field(
+        description="The owning user's id (a UUID, as in the Dashtam domain model)."
+    )
+    connection_id: Series[str] = pa.Field(
+        description="The provider connection that served the row (a UUID)."
+    )
     provider: Series[str] = pa.Field(
         description='Registry slug of the brokerage connection that served the row.',
     )
@@ -89,6 +101,12 @@ class PositionSchema(ContractModel):
 class TransactionSchema(ContractModel):
     """``brokerage.transactions``: signed cash movements (+ in, - out) with trade details."""
 
+    user_id: Series[str] = pa.Field(
+        description="The owning user's id (a UUID, as in the Dashtam domain model)."
+    )
+    connection_id: Series[str] = pa.Field(
+        description="The provider connection that served the row (a UUID)."
+    )
     provider: Series[str] = pa.Field(
         description=(
             'Where the row came from: schwab, alpaca or chase_file (sandbox:<slug> in the '

@@ -33,3 +33,9 @@ class QuarantineSchema(ContractModel):
         dtype_kwargs={"unit": "us", "tz": "UTC"},
         description='When it was quarantined, UTC.',
     )
+    #: The owning user of a brokerage record (NULL for platform data): what lets
+    #: ``dashtam forget`` find a user's quarantined rows without parsing ``record``.
+    user_id: Series[str] = pa.Field(
+        nullable=True,
+        description="The owning user's id for brokerage records; NULL for platform data.",
+    )

@@ -66,6 +66,7 @@ from dashtam_pipeline.clients.chase_file import (
     list_inbox,
     parse_chase_csv,
     read_export,
+    relative_name,
 )
 from dashtam_pipeline.registry import Partitioning, ProviderSlug
 from dashtam_pipeline.settings import load_settings
@@ -146,7 +147,7 @@ def scan_inbox(
             scan.newly_refused.append(entry)
         scan.sightings[entry.name] = Sighting(REFUSED_SIZE, 0, entry.kind)
     for path in listing.files:
-        name = path.name
+        name = relative_name(inbox, path)  # ``<USER_ID>/<file>`` in a user's folder
         try:
             stat = path.lstat()
         except FileNotFoundError:  # moved away between the listing and now

@@ -47,6 +47,13 @@ SCHEMA = (
     )""",
     "CREATE INDEX IF NOT EXISTS provider_connections_user "
     "ON provider_connections (user_id, provider_id)",
+    # an alias tells a user's live connections of one provider apart: unique among them
+    # (a DISCONNECTED one is history, and its alias may be used again)
+    "CREATE UNIQUE INDEX IF NOT EXISTS provider_connections_alias "
+    "ON provider_connections (user_id, provider_id, alias) "
+    "WHERE alias IS NOT NULL AND status <> 'DISCONNECTED'",
+    "CREATE INDEX IF NOT EXISTS provider_connections_provider "
+    "ON provider_connections (provider_slug, status)",
     # one row per status a connection entered, written by ``save`` in the same
     # transaction: sensors that tick now and then still see a drop-and-return between ticks
     """CREATE TABLE IF NOT EXISTS provider_connection_status_changes (
@@ -57,6 +64,14 @@ SCHEMA = (
     )""",
     "CREATE INDEX IF NOT EXISTS provider_connection_status_changes_at "
     "ON provider_connection_status_changes (connection_id, changed_at)",
+    # when each dataset of a connection last synced: a connection's first sync of its
+    # transactions takes the whole history even when its accounts synced a minute before
+    """CREATE TABLE IF NOT EXISTS provider_connection_syncs (
+        connection_id TEXT NOT NULL,
+        dataset TEXT NOT NULL,
+        synced_at TEXT NOT NULL,
+        PRIMARY KEY (connection_id, dataset)
+    )""",
 )
 
 _COLUMNS = (
@@ -89,7 +104,17 @@ class StatusChange:
 
 
 class ConnectionRepository:
-    """Find, save (upsert) and delete provider connections."""
+    """Find, save (upsert) and delete provider connections: the Python API through which
+    the Dashtam app hands users' connections to the pipeline.
+
+    The app writes a ``ProviderConnection`` (``ProviderConnection.new(slug, now=...,
+    user_id=..., alias=...)``, credentials sealed with ``connections.seal``) with ``save``;
+    the pipeline's connection sensor adds a partition for each ACTIVE one and syncs it.
+    Queries: ``find_by_id``, ``find_by_user_id``, ``find_active_by_user``,
+    ``find_by_user_and_provider``, ``find_by_provider``, ``find_expiring_soon``,
+    ``find_all``; erasure: ``delete_by_user``. An alias is unique among a user's live
+    connections of one provider (a unique index on both SQLite and PostgreSQL).
+    """
 
     def __init__(self, store: StateStore) -> None:
         self.store = store
@@ -134,6 +159,17 @@ class ConnectionRepository:
             "ORDER BY expires_at",
             (ConnectionStatus.ACTIVE.value, horizon),
         )
+
+    def find_by_provider(self, provider_slug: str) -> list[ProviderConnection]:
+        """Every user's connections of one provider (what its connection partitions
+        follow), oldest first."""
+        return self._many(f"{_SELECT} WHERE provider_slug = ?{_ORDER}", (provider_slug,))
+
+    def user_ids(self) -> list[uuid.UUID]:
+        """Every user that holds at least one connection."""
+        rows = self.store.query("SELECT DISTINCT user_id FROM provider_connections "
+                                "ORDER BY user_id")
+        return [uuid.UUID(str(r[0])) for r in rows]
 
     def find_all(self) -> list[ProviderConnection]:
         """Every connection of every user (the CLI's listing)."""
@@ -184,6 +220,36 @@ class ConnectionRepository:
             return tx.execute(
                 "DELETE FROM provider_connections WHERE id = ?", (str(connection_id),)
             ) > 0
+
+    def last_synced(self, connection_id: uuid.UUID, dataset: str) -> dt.datetime | None:
+        """When ``dataset`` of the connection last synced (``None``: never, so the next
+        sync takes the whole history)."""
+        row = self.store.query(
+            "SELECT synced_at FROM provider_connection_syncs WHERE connection_id = ? "
+            "AND dataset = ?", (str(connection_id), dataset))
+        return _from_text(str(row[0][0])) if row else None
+
+    def mark_synced(self, connection_id: uuid.UUID, dataset: str, at: dt.datetime) -> None:
+        """Record a good sync of ``dataset`` of the connection."""
+        with self.store.transaction() as tx:
+            tx.execute(
+                "INSERT INTO provider_connection_syncs (connection_id, dataset, synced_at) "
+                "VALUES (?, ?, ?) ON CONFLICT (connection_id, dataset) DO UPDATE SET "
+                "synced_at = excluded.synced_at", (str(connection_id), dataset, to_text(at)))
+
+    def delete_by_user(self, user_id: uuid.UUID) -> list[ProviderConnection]:
+        """Erase every connection of the user, credentials and status history included
+        (``dashtam forget``); returns what was removed (for the report, never printed with
+        its credentials)."""
+        removed = self.find_by_user_id(user_id)
+        with self.store.transaction() as tx:
+            for connection in removed:
+                for table in ("provider_connection_status_changes",
+                              "provider_connection_syncs"):
+                    tx.execute(f"DELETE FROM {table} WHERE connection_id = ?",
+                               (str(connection.id),))
+            tx.execute("DELETE FROM provider_connections WHERE user_id = ?", (str(user_id),))
+        return removed
 
     def _many(self, sql: str, params: Sequence[Any] = ()) -> list[ProviderConnection]:
         return [_entity(row) for row in self.store.query(sql, params)]
