@@ -163,7 +163,7 @@ def test_quotes_columns_have_descriptions(page: Any, artifacts: Path) -> None:
 
 
 def test_market_group_is_not_zero_percent_filled(page: Any, artifacts: Path) -> None:
-    _open(page, "/locations/dashtam_pipeline.definitions/asset-groups/market", "quotes")
+    _open(page, "/locations/dashtam_pipeline/asset-groups/market", "quotes")
     filled_label = page.get_by_text(re.compile(r"\d+% filled")).first
     filled_label.wait_for()
     _shot(page, artifacts, "market_group", filled_label)
