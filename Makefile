@@ -20,12 +20,15 @@ $(INSTALLED): pyproject.toml | $(BIN)/python
 demo: $(INSTALLED)
 	$(BIN)/dashtam demo
 
-# The whole suite on two workers, then the date-sensitive tier (tests marked `dates`) at
+# The whole suite on two workers (the deployment test, with its own PostgreSQL, daemon and
+# webserver, runs alone after it: its daemon's timing suffers beside the rest), then the
+# date-sensitive tier (tests marked `dates`) at
 # each of the instants in dashtam_pipeline_tests/at_date.py: a weekend, a market holiday,
 # the day after one, a year end that is already the next day in UTC, New York's spring
 # daylight-saving jump, and a date years ahead. A test that only passes this week fails here.
 test: $(INSTALLED)
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m "not deployment"
+	$(BIN)/python -m pytest -q -m deployment -p no:cacheprovider
 	@$(MAKE) --no-print-directory test-dates
 
 DATES ?= weekend holiday after_holiday year_end dst_spring years_ahead
