@@ -15,8 +15,9 @@ TRANSACTION_TYPES = [
 MASKED_ACCOUNT = r"^\*{4}[A-Za-z0-9]{0,4}$"
 
 
-class AccountSchema(ContractModel):
-    """``brokerage.accounts``: one balance snapshot per account and day."""
+class OwnedRow(ContractModel):
+    """The owner columns every brokerage table starts with: whose row it is, and through
+    which connection it came (the same account through two connections lands twice)."""
 
     user_id: Series[str] = pa.Field(
         description="The owning user's id (a UUID, as in the Dashtam domain model)."
@@ -24,6 +25,11 @@ class AccountSchema(ContractModel):
     connection_id: Series[str] = pa.Field(
         description="The provider connection that served the row (a UUID)."
     )
+
+
+class AccountSchema(OwnedRow):
+    """``brokerage.accounts``: one balance snapshot per account and day."""
+
     provider: Series[str] = pa.Field(
         description=(
             'Registry slug of the brokerage connection that served the row (schwab, alpaca, '
@@ -55,15 +61,9 @@ class AccountSchema(ContractModel):
         return dates_in_range(s)
 
 
-class PositionSchema(ContractModel):
+class PositionSchema(OwnedRow):
     """``brokerage.positions``: one holding per account, symbol and day."""
 
-    user_id: Series[str] = pa.Field(
-        description="The owning user's id (a UUID, as in the Dashtam domain model)."
-    )
-    connection_id: Series[str] = pa.Field(
-        description="The provider connection that served the row (a UUID)."
-    )
     provider: Series[str] = pa.Field(
         description='Registry slug of the brokerage connection that served the row.',
     )
@@ -98,15 +98,9 @@ class PositionSchema(ContractModel):
         return dates_in_range(s)
 
 
-class TransactionSchema(ContractModel):
+class TransactionSchema(OwnedRow):
     """``brokerage.transactions``: signed cash movements (+ in, - out) with trade details."""
 
-    user_id: Series[str] = pa.Field(
-        description="The owning user's id (a UUID, as in the Dashtam domain model)."
-    )
-    connection_id: Series[str] = pa.Field(
-        description="The provider connection that served the row (a UUID)."
-    )
     provider: Series[str] = pa.Field(
         description=(
             'Where the row came from: schwab, alpaca or chase_file (sandbox:<slug> in the '
