@@ -146,6 +146,14 @@ class Deployment:
 
     def diagnostics(self) -> str:
         parts = []
+        with contextlib.suppress(Exception):
+            runs = self.runs()
+            parts.append("----- runs (newest first) -----\n" + "\n".join(
+                f"{r['runId'][:8]} {r['status']:<9} {r['jobName']} "
+                + " ".join(f"{t['key']}={t['value']}" for t in r["tags"]
+                           if not t["key"].startswith(".dagster"))
+                for r in runs
+            ))
         for name, path in self.logs.items():
             text = path.read_text(errors="replace") if path.exists() else ""
             parts.append(f"----- {name} (last 4000 chars) -----\n{text[-4000:]}")
@@ -421,4 +429,25 @@ def test_after_the_nightly_jobs_the_marts_automation_builds_every_mart(
             for n in nodes
         )
 
-    deployment.wait("marts_automation to build the three marts", built, 420)
+    try:
+        deployment.wait("marts_automation to build the three marts", built, 420)
+    except pytest.fail.Exception as failure:
+        pytest.fail(f"{failure}\n{_mart_evaluations(deployment)}")
+
+
+def _mart_evaluations(deployment: Deployment) -> str:
+    """The latest automation-condition evaluation of each mart, one line per sub-condition:
+    which part of the condition held the mart back."""
+    lines = []
+    for name in ("holdings", "daily_portfolio_value", "macro_monthly_panel"):
+        data = deployment.query(
+            """query E($key: AssetKeyInput!) { assetConditionEvaluationRecordsOrError(
+                 assetKey: $key, limit: 1) { ... on AssetConditionEvaluationRecords {
+                   records { evaluationId evaluationNodes { expandedLabel numTrue } } } } }""",
+            key={"path": ["marts", name]},
+        )
+        for record in data["assetConditionEvaluationRecordsOrError"].get("records", []):
+            lines.append(f"marts/{name} evaluation {record['evaluationId']}:")
+            lines += [f"  {node['numTrue']}  {' '.join(node['expandedLabel'])}"
+                      for node in record["evaluationNodes"]]
+    return "\n".join(lines)
