@@ -41,3 +41,29 @@ def test_marts_build_from_what_landed_and_not_before(data_dir: Path) -> None:
             )
         second = evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
         assert requested(second) == MARTS
+
+
+def land(instance: DagsterInstance, key: str, partition: str | None = None) -> None:
+    instance.report_runless_asset_event(
+        AssetMaterialization(AssetKey.from_user_string(key), partition=partition)
+    )
+
+
+def test_an_update_landing_while_a_mart_builds_is_not_swallowed(data_dir: Path) -> None:
+    """A mart run requested from earlier data finishes *after* the night's upstream landed:
+    the mart's own update must not count as having handled that newer upstream data."""
+    defs = build_definitions()
+    with DagsterInstance.ephemeral() as instance:
+        cursor = evaluate_automation_conditions(defs=defs, instance=instance).cursor
+        land(instance, "macro/fred_observations", "GDP")
+        result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+        assert "marts/macro_monthly_panel" in requested(result)  # the mart run starts
+        land(instance, "macro/fred_observations", "GDP")  # tonight's data lands meanwhile
+        land(instance, "marts/macro_monthly_panel")  # ...and the older mart run finishes
+        result = evaluate_automation_conditions(defs=defs, instance=instance,
+                                                cursor=result.cursor)
+        assert "marts/macro_monthly_panel" in requested(result)
+        land(instance, "marts/macro_monthly_panel")  # the rebuild with tonight's data
+        result = evaluate_automation_conditions(defs=defs, instance=instance,
+                                                cursor=result.cursor)
+        assert "marts/macro_monthly_panel" not in requested(result)  # and no more

@@ -222,11 +222,20 @@ def mart_automation_condition() -> AutomationCondition:
     lake, correct for any subset of days: it needs only that some upstream has landed
     something (so a fresh deployment does not build empty marts), that nothing upstream is
     still running (so the nightly runs finish first), and that it is not running itself.
+
+    The trigger is reset only when the automation has requested the mart and no upstream
+    landed since that request, not (as ``since_last_handled`` would) whenever the mart is
+    updated: a mart run that started before an upstream landed and finishes after it must
+    not swallow that update, or the night's data would reach the marts only the next night.
+    The price of the rule is at most one redundant rebuild.
     """
+    handled = (
+        AutomationCondition.newly_requested() & ~AutomationCondition.any_deps_updated()
+    ) | AutomationCondition.initial_evaluation()
     return (
         (
             AutomationCondition.newly_missing() | AutomationCondition.any_deps_updated()
-        ).since_last_handled()
+        ).since(handled.with_label("requested with nothing newer upstream"))
         & AutomationCondition.any_deps_match(~AutomationCondition.missing())
         & ~AutomationCondition.any_deps_in_progress()
         & ~AutomationCondition.in_progress()
