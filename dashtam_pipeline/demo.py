@@ -39,6 +39,7 @@ CONTRACT_TABLES = (
     "ops.quarantine",
     "marts.holdings",
     "marts.daily_portfolio_value",
+    "marts.net_worth",
     "marts.macro_monthly_panel",
 )
 

@@ -27,7 +27,8 @@ def test_definitions_validate_and_hold_every_asset(data_dir) -> None:
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.materializable_asset_keys}
     expected = {s.key.to_user_string() for s in ingestion_asset_specs()} | {
-        "marts/holdings", "marts/daily_portfolio_value", "marts/macro_monthly_panel"}
+        "marts/holdings", "marts/daily_portfolio_value", "marts/net_worth",
+        "marts/macro_monthly_panel"}
     assert keys == expected
     for key in graph.materializable_asset_keys:
         node = graph.get(key)

@@ -8,7 +8,7 @@ location loads as ``dashtam_pipeline``; sensors tick; a Chase export dropped in 
 becomes a daemon-launched run that succeeds; a ``dashtam materialize`` run belongs to
 the same location and its re-execution succeeds; a run whose worker is ``kill -9``'d is
 marked failed, its pool slots come back and Dagster's retry of it succeeds; after the
-nightly jobs, ``marts_automation`` builds the three marts.
+nightly jobs, ``marts_automation`` builds every mart.
 
 The shipped ``deploy/dagster.yaml`` is copied unchanged: only the environment differs.
 """
@@ -422,7 +422,7 @@ def test_after_the_nightly_jobs_the_marts_automation_builds_every_mart(
                  assetKey { path } assetMaterializations(limit: 1) { timestamp } } }"""
         )
         nodes = data["assetNodes"]
-        assert len(nodes) == 3
+        assert len(nodes) == 4
         return all(
             n["assetMaterializations"]
             and float(n["assetMaterializations"][0]["timestamp"]) / 1000 > started
@@ -439,7 +439,7 @@ def _mart_evaluations(deployment: Deployment) -> str:
     """The latest automation-condition evaluation of each mart, one line per sub-condition:
     which part of the condition held the mart back."""
     lines = []
-    for name in ("holdings", "daily_portfolio_value", "macro_monthly_panel"):
+    for name in ("holdings", "daily_portfolio_value", "net_worth", "macro_monthly_panel"):
         data = deployment.query(
             """query E($key: AssetKeyInput!) { assetConditionEvaluationRecordsOrError(
                  assetKey: $key, limit: 1) { ... on AssetConditionEvaluationRecords {

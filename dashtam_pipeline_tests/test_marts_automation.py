@@ -15,7 +15,8 @@ from dagster import (
 
 from dashtam_pipeline.definitions import build_definitions
 
-MARTS = {"marts/holdings", "marts/daily_portfolio_value", "marts/macro_monthly_panel"}
+MARTS = {"marts/holdings", "marts/daily_portfolio_value", "marts/net_worth",
+         "marts/macro_monthly_panel"}
 LANDED = [
     ("market/daily_bars", "2026-11-20"),
     ("brokerage/schwab_positions", None),

@@ -70,45 +70,85 @@ class MartSpec:
 
 HOLDINGS_SQL = """
 WITH latest AS (
-    SELECT provider, account_id, max(as_of_date) AS as_of_date
+    SELECT connection_id, account_id, max(as_of_date) AS as_of_date
     FROM brokerage.positions GROUP BY ALL
 )
-SELECT p.provider, p.account_id, p.symbol, p.asset_class, p.quantity, p.market_value,
-       p.average_cost,
+SELECT p.user_id, p.connection_id, p.provider, p.account_id, p.symbol, p.asset_class,
+       p.quantity, p.market_value, p.average_cost,
        p.quantity * p.average_cost AS cost_basis,
        p.market_value - p.quantity * p.average_cost AS unrealized_gain,
-       p.market_value / nullif(sum(p.market_value) OVER (PARTITION BY p.provider, p.account_id), 0)
-           AS weight_in_account,
+       p.market_value / nullif(sum(p.market_value)
+           OVER (PARTITION BY p.connection_id, p.account_id), 0) AS weight_in_account,
        p.as_of_date
-FROM brokerage.positions p JOIN latest USING (provider, account_id, as_of_date)
-ORDER BY p.provider, p.account_id, p.market_value DESC NULLS LAST
+FROM brokerage.positions p JOIN latest USING (connection_id, account_id, as_of_date)
+ORDER BY p.user_id, p.connection_id, p.account_id, p.market_value DESC NULLS LAST
 """
 
-# Positions are daily snapshots; a day is valued with the snapshot in force that day
-# (the latest one on or before it), and days before the first snapshot with the first
-# snapshot ("holdings carried back"), so a new connection still gets a history.
-DAILY_PORTFOLIO_VALUE_SQL = """
-WITH snapshots AS (
-    SELECT DISTINCT provider, account_id, as_of_date FROM brokerage.positions
-),
-days AS (SELECT DISTINCT date FROM market.daily_bars),
-in_force AS (
-    SELECT d.date, s.provider, s.account_id,
+
+def _in_force(snapshots: str) -> str:
+    """For every trading day and every (connection, account) of ``snapshots``, the
+    snapshot in force that day: the latest on or before it, or the first one for earlier
+    days ("carried back", so a new connection still gets a history)."""
+    return f"""
+    SELECT d.date, s.user_id, s.connection_id, s.provider, s.account_id,
            coalesce(max(s.as_of_date) FILTER (WHERE s.as_of_date <= d.date),
                     min(s.as_of_date)) AS as_of_date
-    FROM days d CROSS JOIN snapshots s GROUP BY ALL
-)
-SELECT f.date, f.provider, f.account_id,
-       sum(p.quantity * b.close) AS market_value,
-       count(b.close) AS positions_priced,
-       count(*) - count(b.close) AS positions_unpriced,
-       f.as_of_date AS holdings_as_of
-FROM in_force f
-JOIN brokerage.positions p USING (provider, account_id, as_of_date)
-LEFT JOIN market.daily_bars b ON b.symbol = p.symbol AND b.date = f.date
-GROUP BY ALL
-ORDER BY f.date, f.provider, f.account_id
+    FROM (SELECT DISTINCT date FROM market.daily_bars) d
+    CROSS JOIN (SELECT DISTINCT user_id, connection_id, provider, account_id, as_of_date
+                FROM {snapshots}) s
+    GROUP BY ALL"""
+
+
+# Positions are daily snapshots; a day is valued with the positions snapshot in force.
+VALUED_ACCOUNTS_CTE = f"""
+positions_in_force AS ({_in_force("brokerage.positions")}),
+valued AS (
+    SELECT f.date, f.user_id, f.connection_id, f.provider, f.account_id,
+           sum(p.quantity * b.close) AS market_value,
+           count(b.close) AS positions_priced,
+           count(*) - count(b.close) AS positions_unpriced,
+           f.as_of_date AS holdings_as_of
+    FROM positions_in_force f
+    JOIN brokerage.positions p USING (connection_id, account_id, as_of_date)
+    LEFT JOIN market.daily_bars b ON b.symbol = p.symbol AND b.date = f.date
+    GROUP BY ALL
+)"""
+
+DAILY_PORTFOLIO_VALUE_SQL = f"""
+WITH {VALUED_ACCOUNTS_CTE}
+SELECT * FROM valued ORDER BY date, user_id, connection_id, account_id
 """
+
+# A user's net worth per trading day across all their connections: positions valued at
+# that day's close plus the cash of each account's balance snapshot in force.
+NET_WORTH_SQL = f"""
+WITH {VALUED_ACCOUNTS_CTE},
+cash_in_force AS ({_in_force("brokerage.accounts")}),
+cash AS (
+    SELECT f.date, f.user_id, f.connection_id, a.cash
+    FROM cash_in_force f JOIN brokerage.accounts a USING (connection_id, account_id, as_of_date)
+),
+per_connection AS (
+    SELECT date, user_id, connection_id, market_value AS invested, 0.0 AS cash FROM valued
+    UNION ALL
+    SELECT date, user_id, connection_id, 0.0, cash FROM cash
+)
+SELECT date, user_id,
+       sum(coalesce(invested, 0)) AS invested,
+       sum(coalesce(cash, 0)) AS cash,
+       sum(coalesce(invested, 0)) + sum(coalesce(cash, 0)) AS net_worth,
+       count(DISTINCT connection_id) AS connections
+FROM per_connection GROUP BY ALL ORDER BY date, user_id
+"""
+
+_OWNER_COLUMNS = (
+    MartColumn("user_id", "VARCHAR", "Owning Dashtam user (UUID).", False),
+    MartColumn(
+        "connection_id", "VARCHAR", "Provider connection that served the rows (UUID).", False
+    ),
+    MartColumn("provider", "VARCHAR", "Brokerage connection's registry slug.", False),
+    MartColumn("account_id", "VARCHAR", "Masked account id (**** + last 4).", False),
+)
 
 # Current-vintage FRED values averaged per month; quarterly series fill their quarter's
 # months so every month has every series (a balanced panel for models).
@@ -134,14 +174,14 @@ MARTS: tuple[MartSpec, ...] = (
         datasets=(Dataset.POSITIONS,),
         mart_deps=(),
         description=(
-            "Normalized holdings: the latest positions snapshot of every brokerage account, "
-            "with cost basis, unrealized gain and weight in the account."
+            "Normalized holdings: the latest positions snapshot of every brokerage account of "
+            "every connection, by user, with cost basis, unrealized gain and weight in the "
+            "account."
         ),
         sql=HOLDINGS_SQL,
-        key_columns=("provider", "account_id", "symbol"),
+        key_columns=("connection_id", "account_id", "symbol"),
         columns=(
-            MartColumn("provider", "VARCHAR", "Brokerage connection's registry slug.", False),
-            MartColumn("account_id", "VARCHAR", "Masked account id (**** + last 4).", False),
+            *_OWNER_COLUMNS,
             MartColumn("symbol", "VARCHAR", "Ticker (or OCC symbol) held.", False),
             MartColumn("asset_class", "VARCHAR", "Asset class as the broker reports it."),
             MartColumn("quantity", "DOUBLE", "Shares or contracts held (negative: short)."),
@@ -164,15 +204,15 @@ MARTS: tuple[MartSpec, ...] = (
         datasets=(Dataset.POSITIONS, Dataset.DAILY_BARS),
         mart_deps=("holdings",),
         description=(
-            "Daily market value per account: positions in force that day times that day's close "
-            "from market.daily_bars (unpriced positions, e.g. options, are counted)."
+            "Daily market value per user, connection and account: positions in force that "
+            "day times that day's close from market.daily_bars (unpriced positions, e.g. "
+            "options, are counted)."
         ),
         sql=DAILY_PORTFOLIO_VALUE_SQL,
-        key_columns=("date", "provider", "account_id"),
+        key_columns=("date", "connection_id", "account_id"),
         columns=(
             MartColumn("date", "DATE", "Trading date valued (a date of market.daily_bars).", False),
-            MartColumn("provider", "VARCHAR", "Brokerage connection's registry slug.", False),
-            MartColumn("account_id", "VARCHAR", "Masked account id (**** + last 4).", False),
+            *_OWNER_COLUMNS,
             MartColumn(
                 "market_value", "DOUBLE",
                 "Sum of quantity * that day's close over priced positions, USD.",
@@ -186,6 +226,26 @@ MARTS: tuple[MartSpec, ...] = (
                 "holdings_as_of", "DATE",
                 "Date of the positions snapshot in force (the first one for earlier days).",
             ),
+        ),
+    ),
+    MartSpec(
+        name="net_worth",
+        datasets=(Dataset.POSITIONS, Dataset.ACCOUNTS, Dataset.DAILY_BARS),
+        mart_deps=(),
+        description=(
+            "A user's net worth per trading day over all their connections: positions "
+            "valued at that day's close plus the cash of each account's balance snapshot in "
+            "force that day."
+        ),
+        sql=NET_WORTH_SQL,
+        key_columns=("date", "user_id"),
+        columns=(
+            MartColumn("date", "DATE", "Trading date (a date of market.daily_bars).", False),
+            MartColumn("user_id", "VARCHAR", "Dashtam user (UUID).", False),
+            MartColumn("invested", "DOUBLE", "Priced positions at that day's close, USD."),
+            MartColumn("cash", "DOUBLE", "Cash balances of the snapshots in force, USD."),
+            MartColumn("net_worth", "DOUBLE", "invested + cash, USD."),
+            MartColumn("connections", "BIGINT", "Connections contributing that day."),
         ),
     ),
     MartSpec(
