@@ -15,6 +15,7 @@ from dagster import Definitions
 from dashtam_pipeline.assets.factory import build_ingestion_assets
 from dashtam_pipeline.assets.marts import build_mart_assets
 from dashtam_pipeline.assets.sources import provider_source_specs
+from dashtam_pipeline.executors import job_executor
 from dashtam_pipeline.jobs import build_nightly_schedules, domain_jobs, marts_automation
 from dashtam_pipeline.resources import build_resources
 from dashtam_pipeline.sensors.chase_inbox import chase_inbox_sensor
@@ -34,6 +35,7 @@ def build_definitions(
     return Definitions(
         assets=[*provider_source_specs(), *build_ingestion_assets(settings), *build_mart_assets()],
         resources=build_resources(),
+        executor=job_executor(settings),  # DASHTAM_EXECUTOR: multiprocess or celery
         jobs=[*domain_jobs(), *build_credential_jobs(**timed)],
         schedules=build_nightly_schedules(settings.dashtam_fred_series),
         sensors=[

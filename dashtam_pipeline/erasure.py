@@ -27,7 +27,12 @@ from dashtam_pipeline.settings import Settings
 from dashtam_pipeline.state.connection_repository import ConnectionRepository
 from dashtam_pipeline.state.store import state_store
 from dashtam_pipeline.storage.lake import _write_atomically  # the lake's atomic replace
-from dashtam_pipeline.storage.locks import exclusive_lock
+from dashtam_pipeline.storage.locks import (
+    DEFAULT_LOCK_TIMEOUT_SECONDS,
+    TableLock,
+    configured_table_lock,
+    table_lock_for,
+)
 
 AUDIT_SCHEMA = (
     """CREATE TABLE IF NOT EXISTS erasure_audit (
@@ -57,9 +62,14 @@ class ErasureReport:
         return out
 
 
-def erase_user_rows(lake_root: Path, user_id: uuid.UUID) -> dict[str, int]:
+def erase_user_rows(
+    lake_root: Path, user_id: uuid.UUID, table_lock: TableLock | None = None
+) -> dict[str, int]:
     """Remove the user's rows from every lake table that has a ``user_id`` column; returns
-    the rows removed per table (``schema.name``)."""
+    the rows removed per table (``schema.name``). ``table_lock`` is the lake writers' lock
+    (default: the one the settings choose), so an erasure never interleaves with an upsert
+    on any host."""
+    lock = table_lock or configured_table_lock()
     removed: dict[str, int] = {}
     if not lake_root.is_dir():
         return removed
@@ -68,7 +78,8 @@ def erase_user_rows(lake_root: Path, user_id: uuid.UUID) -> dict[str, int]:
         if not any("user_id" in pq.read_schema(f).names for f in files):
             continue
         table = f"{directory.parent.name}.{directory.name}"
-        with exclusive_lock(directory / ".lock", purpose=f"lake table {table} (forget)"):
+        with lock.hold(table, directory, timeout=DEFAULT_LOCK_TIMEOUT_SECONDS,
+                       purpose=f"lake table {table} (forget)"):
             count = 0
             for path in sorted(directory.glob("*.parquet")):
                 data = pq.read_table(path)
@@ -92,7 +103,7 @@ def forget_user(settings: Settings, user_id: uuid.UUID) -> ErasureReport:
         report.connections.append({"id": str(connection.id),
                                    "provider": connection.provider_slug,
                                    "alias": connection.alias})
-    report.rows = erase_user_rows(settings.lake_dir, user_id)
+    report.rows = erase_user_rows(settings.lake_dir, user_id, table_lock_for(settings.state_url))
     store = state_store(settings)
     store.ensure_schema("erasure_audit", AUDIT_SCHEMA)
     summary = {"connections": [{k: c[k] for k in ("id", "provider")}

@@ -44,6 +44,11 @@ DEFAULT_FRED_SERIES = (
     "GDP", "CPIAUCSL", "UNRATE", "FEDFUNDS", "DGS10", "T10Y2Y", "PAYEMS", "INDPRO",
 )
 RIGHTS_PROFILES = ("basic", "pro")
+#: Where a run's steps execute (``DASHTAM_EXECUTOR``; ``executors.py`` builds them).
+EXECUTORS = ("multiprocess", "celery")
+#: Celery broker/backend URL schemes the deployment supports (Redis is the tested one).
+_CELERY_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp", "sqs", "rpc",
+                   "db+postgresql", "db+postgresql+psycopg2")
 #: Provider prefixes of the per-provider knobs (``<P>_TIMEOUT_SECONDS``...).
 PROVIDER_PREFIXES = ("fmp", "polygon", "fred", "news", "alpaca", "schwab")
 #: A canonical equity symbol: a letter, up to 9 more letters/digits, and an optional share
@@ -195,6 +200,12 @@ class Settings(BaseSettings):
     # --- dead-letter queue ------------------------------------------------------------
     dashtam_dlq_max_replays: int = 3
 
+    # --- execution: where steps run (README "Scaling out") ---------------------------
+    dashtam_executor: str = "multiprocess"
+    dashtam_celery_broker: SecretStr | None = None
+    dashtam_celery_backend: SecretStr | None = None
+    dashtam_celery_visibility_timeout: int = 3600
+
     sandbox_data_seed: int = Field(
         default=42, validation_alias=AliasChoices("DASHTAM_SANDBOX_SEED", "sandbox_data_seed")
     )
@@ -276,6 +287,11 @@ class Settings(BaseSettings):
     def _threshold(cls, value: object, info: ValidationInfo) -> int:
         return _whole_number_at_least_one(value, info, "a whole number of failures, at least 1")
 
+    @field_validator("dashtam_celery_visibility_timeout", mode="before")
+    @classmethod
+    def _visibility(cls, value: object, info: ValidationInfo) -> int:
+        return _whole_number_at_least_one(value, info, "a whole number of seconds, at least 1")
+
     @field_validator(*_LIMIT_FIELDS, "dashtam_dlq_max_replays", mode="before")
     @classmethod
     def _at_least_one(cls, value: object, info: ValidationInfo) -> int | None:
@@ -349,6 +365,43 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("dashtam_executor", mode="before")
+    @classmethod
+    def _known_executor(cls, value: object) -> str:
+        text = value.strip().lower() if isinstance(value, str) else value
+        if not text:
+            return "multiprocess"
+        if text not in EXECUTORS:
+            raise ValueError(f"DASHTAM_EXECUTOR must be one of {', '.join(EXECUTORS)}, got "
+                             f"{shown(value)}")
+        return str(text)
+
+    @field_validator("dashtam_celery_broker", "dashtam_celery_backend", mode="before")
+    @classmethod
+    def _celery_url(cls, value: object, info: ValidationInfo) -> object:
+        # Broker URLs carry passwords: only the scheme is ever quoted back.
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        text = str(value).strip() if isinstance(value, str) else ""
+        scheme = urlsplit(text).scheme.lower() if "://" in text else ""
+        if scheme not in _CELERY_SCHEMES:
+            raise ValueError(
+                f"{_variable(info)} must be a Celery URL such as redis://HOST:6379/0 (schemes: "
+                f"{', '.join(_CELERY_SCHEMES)}), got one "
+                f"{'with scheme ' + shown(scheme) if scheme else 'without a scheme'} (the "
+                "rest is not shown: it may hold a password)"
+            )
+        return text
+
+    @model_validator(mode="after")
+    def _celery_needs_a_broker(self) -> Settings:
+        """Celery with no broker would fall back to dagster-celery's default
+        (``pyamqp://guest@localhost``): a run that hangs instead of a refusal."""
+        if self.dashtam_executor == "celery" and self.dashtam_celery_broker is None:
+            raise ValueError("DASHTAM_EXECUTOR=celery needs DASHTAM_CELERY_BROKER, the Celery "
+                             "broker URL every worker reads too (e.g. redis://HOST:6379/0)")
+        return self
+
     @field_validator("dashtam_sandbox", mode="before")
     @classmethod
     def _flag(cls, value: object) -> object:
@@ -395,6 +448,17 @@ class Settings(BaseSettings):
     @property
     def dagster_home_dir(self) -> Path:
         return (self.dagster_home or self.data_dir / "dagster_home").expanduser().resolve()
+
+    @property
+    def celery_backend(self) -> str | None:
+        """The Celery result backend: ``DASHTAM_CELERY_BACKEND``, else the broker itself when
+        it is Redis (one service for both), else Celery's ``rpc://`` over the broker."""
+        if self.dashtam_celery_backend is not None:
+            return self.dashtam_celery_backend.get_secret_value()
+        if self.dashtam_celery_broker is None:
+            return None
+        broker = self.dashtam_celery_broker.get_secret_value()
+        return broker if broker.split(":", 1)[0].lower() in ("redis", "rediss") else "rpc://"
 
     @property
     def state_url(self) -> str:

@@ -62,3 +62,38 @@ def test_every_contract_variable_is_a_setting() -> None:
     for prefix in ("FMP", "POLYGON", "FRED", "NEWS", "ALPACA", "SCHWAB"):
         for knob in ("TIMEOUT_SECONDS", "CIRCUIT_BREAKER_THRESHOLD", "CIRCUIT_BREAKER_TIMEOUT"):
             assert f"{prefix}_{knob}".lower() in Settings.model_fields
+
+
+def test_executor_settings_refuse_bad_values_in_one_sentence(data_dir: Path) -> None:
+    assert load_settings().dashtam_executor == "multiprocess"
+    with pytest.raises(ConfigurationError,
+                       match="DASHTAM_EXECUTOR must be one of multiprocess, celery, got dask"):
+        load_settings(dashtam_executor="dask")
+    with pytest.raises(ConfigurationError, match="DASHTAM_EXECUTOR=celery needs "
+                                                 "DASHTAM_CELERY_BROKER"):
+        load_settings(dashtam_executor="celery")
+    bad_broker = "DASHTAM_CELERY_BROKER must be a Celery URL"
+    with pytest.raises(ConfigurationError, match=bad_broker) as bad:
+        load_settings(dashtam_executor="celery", dashtam_celery_broker="ftp://u:hunter2@h/")
+    assert "hunter2" not in str(bad.value)
+    with pytest.raises(ConfigurationError, match="DASHTAM_CELERY_VISIBILITY_TIMEOUT must be"):
+        load_settings(dashtam_celery_visibility_timeout="0")
+    s = load_settings(dashtam_executor="Celery", dashtam_celery_broker="redis://h:6379/0")
+    assert (s.dashtam_executor, s.celery_backend) == ("celery", "redis://h:6379/0")
+    s = load_settings(dashtam_executor="celery", dashtam_celery_broker="amqp://h//",
+                      dashtam_celery_backend="redis://r:6379/1")
+    assert s.celery_backend == "redis://r:6379/1"
+
+
+def test_the_executor_follows_the_setting(data_dir: Path) -> None:
+    from dagster import multiprocess_executor
+
+    from dashtam_pipeline.executors import celery_config, job_executor
+
+    assert job_executor(load_settings()) is multiprocess_executor
+    settings = load_settings(dashtam_executor="celery", dashtam_celery_broker="redis://h:6379/0",
+                             dashtam_celery_visibility_timeout="40")
+    assert job_executor(settings).name == "celery"
+    config = celery_config(settings)
+    assert config["broker"] == config["backend"] == "redis://h:6379/0"
+    assert config["config_source"]["broker_transport_options"]["visibility_timeout"] == 40

@@ -4,11 +4,12 @@ Layout: ``<root>/<schema>/<table>/<bucket>.parquet``. The bucket is the value of
 table's bucket column (a key column, or one the key determines), so a key lives in exactly
 one file and an upsert only ever has to merge the files its rows fall into.
 
-Writers hold an exclusive per-table ``flock`` for the read-merge-write of each touched
-bucket and publish with ``os.replace`` of a fsynced temp file, so concurrent writers never
-lose each other's rows and a reader (the DuckDB views) sees either the old file or the new
-one, never half of one. Temp files are named ``.<bucket>.parquet.tmp-<pid>-<token>`` so the
-views' ``*.parquet`` glob never matches them.
+Writers hold an exclusive per-table lock (``storage/locks.py``: a ``flock`` on one host,
+a PostgreSQL advisory lock when the state store is PostgreSQL) for the read-merge-write of
+each touched bucket and publish with ``os.replace`` of a fsynced temp file, so concurrent
+writers never lose each other's rows and a reader (the DuckDB views) sees either the old
+file or the new one, never half of one. Temp files are named
+``.<bucket>.parquet.tmp-<pid>-<token>`` so the views' ``*.parquet`` glob never matches them.
 
 Merging is columnar (Arrow hash aggregation), not row by row: millions of rows per upsert
 stay cheap. A bucket with no file yet (every bucket of a fresh backfill) skips the
@@ -23,6 +24,7 @@ import os
 import re
 import uuid
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,7 +40,11 @@ from dashtam_pipeline.errors import PipelineError
 from dashtam_pipeline.registry import DATASETS, Dataset, DatasetSpec, get_dataset_spec
 from dashtam_pipeline.schemas import SCHEMAS, QuarantineSchema
 from dashtam_pipeline.schemas.base import arrow_schema
-from dashtam_pipeline.storage.locks import DEFAULT_LOCK_TIMEOUT_SECONDS, exclusive_lock
+from dashtam_pipeline.storage.locks import (
+    DEFAULT_LOCK_TIMEOUT_SECONDS,
+    TableLock,
+    configured_table_lock,
+)
 
 if TYPE_CHECKING:
     from dashtam_pipeline.validation import QuarantineRecord
@@ -141,11 +147,33 @@ class _MergeCounts:
 
 
 class Lake:
-    """The Parquet lake under ``root``. Safe to use from many processes at once."""
+    """The Parquet lake under ``root``. Safe to use from many processes at once, and from
+    many hosts sharing ``root`` when ``table_lock`` is shared (``PostgresTableLock``).
 
-    def __init__(self, root: Path, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT_SECONDS) -> None:
+    ``table_lock`` defaults to the one the settings choose (``DASHTAM_STATE_URL``), looked
+    up on the first write, so reading a lake never needs the settings."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
+        table_lock: TableLock | None = None,
+    ) -> None:
         self.root = Path(root)
         self.lock_timeout = lock_timeout
+        self._table_lock = table_lock
+
+    @property
+    def table_lock(self) -> TableLock:
+        if self._table_lock is None:
+            self._table_lock = configured_table_lock()
+        return self._table_lock
+
+    def _locked(self, table: str, directory: Path) -> AbstractContextManager[None]:
+        return self.table_lock.hold(
+            table, directory, timeout=self.lock_timeout, purpose=f"lake table {table}"
+        )
 
     # --- paths -------------------------------------------------------------------------
     def table_dir(self, table: TableLayout | DatasetSpec | Dataset | str) -> Path:
@@ -184,9 +212,7 @@ class Lake:
         directory.mkdir(parents=True, exist_ok=True)
         written = inserted = replaced = 0
         files: list[str] = []
-        with exclusive_lock(
-            directory / ".lock", timeout=self.lock_timeout, purpose=f"lake table {layout.table}"
-        ):
+        with self._locked(layout.table, directory):
             _remove_stale_temp_files(directory)
             for label, rows in _split_by_bucket(incoming, layout):
                 path = directory / f"{label}.parquet"
@@ -221,9 +247,7 @@ class Lake:
         if path.exists() and pq.read_schema(path).equals(schema, check_metadata=False):
             return path
         directory.mkdir(parents=True, exist_ok=True)
-        with exclusive_lock(
-            directory / ".lock", timeout=self.lock_timeout, purpose=f"lake table {layout.table}"
-        ):
+        with self._locked(layout.table, directory):
             _write_atomically(path, schema.empty_table())
         return path
 
@@ -233,9 +257,7 @@ class Lake:
         directory = self.root / schema / name
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"{bucket_label(name)}.parquet"
-        with exclusive_lock(
-            directory / ".lock", timeout=self.lock_timeout, purpose=f"lake table {schema}.{name}"
-        ):
+        with self._locked(f"{schema}.{name}", directory):
             _remove_stale_temp_files(directory)
             _write_atomically(path, data)
         return path
