@@ -297,7 +297,7 @@ def _run_statuses(deployment: Deployment) -> str:
     lines = []
     with _instance(deployment) as instance:
         for run in instance.get_runs():
-            tags = {k: v for k, v in run.tags.items() if "partition" in k or "retry" in k}
+            tags = {k: v for k, v in run.tags.items() if not k.startswith(".")}
             lines.append(f"{run.run_id[:8]} {run.status.value} {tags}")
             if run.status.value == "SUCCESS":
                 continue
@@ -306,14 +306,18 @@ def _run_statuses(deployment: Deployment) -> str:
                 if event is None or not (event.is_failure or event.event_type_value in (
                         "RUN_FAILURE", "ENGINE_EVENT", "STEP_FAILURE")):
                     continue
-                error = ""
-                if event.is_step_failure:
-                    error = str(event.step_failure_data.error)
-                elif event.engine_event_data is not None and event.engine_event_data.error:
-                    error = str(event.engine_event_data.error)
+                error = str(getattr(event.event_specific_data, "error", None) or "")
                 lines.append(f"    {event.event_type_value} {event.step_key or ''} "
                              f"{(entry.message or '')[:300]} {error[:1500]}")
     return "\n".join(lines)
+
+
+def _wait_until_no_run_is_in_progress(deployment: Deployment, timeout: float = 600) -> None:
+    def quiet() -> bool:
+        with _instance(deployment) as instance:
+            return all(r.is_finished for r in instance.get_runs())
+
+    deployment.wait("every run to finish", quiet, timeout)
 
 
 def _table(deployment: Deployment, table: str) -> pa.Table:
@@ -348,6 +352,7 @@ def test_a_backfill_and_a_sync_spread_over_both_workers_exactly_once(
         ("--select", "key:brokerage/alpaca_*"),
     ])
     elapsed = time.monotonic() - started
+    _wait_until_no_run_is_in_progress(cluster)  # retries, and marts built from the backfill
 
     with _instance(cluster) as instance:
         # the backfill's runs (marts_automation may still be building marts from them)
@@ -410,7 +415,7 @@ def test_a_killed_workers_step_is_retried_on_the_other_and_the_data_is_unchanged
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
 
-    output, _ = materialize.communicate(timeout=300)
+    output, _ = materialize.communicate(timeout=600)
     assert materialize.returncode == 0, output.decode(errors="replace") + _run_statuses(cluster)
     with _instance(cluster) as instance:
         again = [w for r, s, w in _celery_steps(instance, [run_id]) if s == step_key]
