@@ -33,7 +33,7 @@ from dashtam_pipeline.storage.locks import (
 from dashtam_pipeline_tests.test_lake import BAR_KEY, BARS, bars_frame
 
 DAY = dt.date(2024, 1, 2)  # every writer's row falls into the same month bucket
-PAUSE_SECONDS = 0.4
+PAUSE_SECONDS = 1.0  # long beside thread start-up even on a loaded machine
 
 
 class HostLocalFileLock:
