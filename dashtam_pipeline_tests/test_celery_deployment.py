@@ -196,7 +196,9 @@ def celery_cluster(
 
 
 @pytest.fixture(scope="module")
-def cluster_and_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Deployment, Any]]:
+def cluster_and_sandbox(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Deployment, Any]]:
     with celery_cluster(tmp_path_factory.mktemp("celery")) as running:
         yield running
 
