@@ -47,8 +47,8 @@ from dashtam_pipeline_tests.test_celery_deployment import (
 
 MODES: dict[str, tuple[str, tuple[str, ...]]] = {
     "multiprocess": ("multiprocess", ()),
-    "celery, 1 worker": ("celery", ("worker-a",)),
-    "celery, 2 workers": ("celery", ("worker-a", "worker-b")),
+    "celery-1-worker": ("celery", ("worker-a",)),
+    "celery-2-workers": ("celery", ("worker-a", "worker-b")),
 }
 ROLES = (
     ("celery worker", ("celery", " worker")),
@@ -194,9 +194,9 @@ def main() -> None:
     print_table(headers, rows)
     by_mode = {r["mode"]: r for r in results}
     ratio = None
-    if {"celery, 1 worker", "celery, 2 workers"} <= set(by_mode):
-        ratio = (by_mode["celery, 2 workers"]["partitions_per_s"]
-                 / by_mode["celery, 1 worker"]["partitions_per_s"])
+    if {"celery-1-worker", "celery-2-workers"} <= set(by_mode):
+        ratio = (by_mode["celery-2-workers"]["partitions_per_s"]
+                 / by_mode["celery-1-worker"]["partitions_per_s"])
         print(f"2 workers / 1 worker throughput: {ratio:.2f}x")
     size = "" if (args.fred, args.days) == (50, 50) else f"_{args.fred}_{args.days}"
     write_result(f"scale{size}", {"args": vars(args), "results": results, "ratio": ratio})
