@@ -55,7 +55,8 @@ ROLES = (
     ("daemon", ("dagster-daemon",)),
     ("run worker", ("execute_run",)),
     ("code server", ("api grpc",)),
-    ("launcher (dashtam/graphql)", ("dashtam materialize", "dagster_graphql")),
+    ("launcher (dashtam)", ("dashtam materialize",)),
+    ("launcher (dagster-graphql)", ("dagster_graphql",)),
     ("redis", ("redis-server",)),
 )
 
