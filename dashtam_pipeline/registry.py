@@ -133,6 +133,11 @@ class DatasetSpec:
     value picks the Parquet file a row lives in. Because it is a function of the key, a key
     lives in exactly one file, so upserting file by file can never duplicate a row.
     ``lake_bucket_format`` is a strftime pattern for date buckets (``"%Y-%m"`` groups a month).
+    ``lake_buckets``: hash the bucket value into this many files instead of one file per
+    value. Tables keyed by a series or a symbol would otherwise hold one small file per
+    value (1,000 series, 1,000 files), and a query over them pays a file open and a footer
+    read per file: hashing keeps a table at a few large, row-grouped files that DuckDB
+    scans near native speed, at the cost of rewriting a larger file per upsert.
     ``serves_stale``: when every provider fails, the last good row per symbol is served
     again for the requested date with ``is_stale = true`` instead of leaving the day empty.
     ``companions``: datasets whose rows this dataset's fetch returns too (FRED's ``/series``
@@ -150,6 +155,7 @@ class DatasetSpec:
     partitioning: Partitioning
     lake_bucket: str
     lake_bucket_format: str | None = None
+    lake_buckets: int | None = None
     serves_stale: bool = False
     companions: tuple[Dataset, ...] = ()
     description: str
@@ -267,6 +273,7 @@ DATASETS: tuple[DatasetSpec, ...] = (
         sourcing=Sourcing.FALLBACK,
         partitioning=Partitioning.NONE,
         lake_bucket="symbol",
+        lake_buckets=8,
         description="Income statement and balance sheet lines per fiscal period.",
     ),
     DatasetSpec(
@@ -278,6 +285,7 @@ DATASETS: tuple[DatasetSpec, ...] = (
         sourcing=Sourcing.FALLBACK,
         partitioning=Partitioning.NONE,
         lake_bucket="symbol",
+        lake_buckets=8,
         description="Earnings reports: actual and estimated EPS and revenue.",
     ),
     DatasetSpec(
@@ -301,6 +309,7 @@ DATASETS: tuple[DatasetSpec, ...] = (
         sourcing=Sourcing.FALLBACK,
         partitioning=Partitioning.FRED_SERIES,
         lake_bucket="series_id",
+        lake_buckets=4,
         description="FRED series metadata (title, frequency, units, last update).",
     ),
     DatasetSpec(
@@ -312,6 +321,7 @@ DATASETS: tuple[DatasetSpec, ...] = (
         sourcing=Sourcing.FALLBACK,
         partitioning=Partitioning.FRED_SERIES,
         lake_bucket="series_id",
+        lake_buckets=16,
         companions=(Dataset.FRED_SERIES,),
         description="Every ALFRED vintage of every FRED observation.",
     ),
@@ -324,6 +334,7 @@ DATASETS: tuple[DatasetSpec, ...] = (
         sourcing=Sourcing.FALLBACK,
         partitioning=Partitioning.TRADING_DAY,
         lake_bucket="symbol",
+        lake_buckets=8,
         description="News articles per symbol query, with a finance-lexicon sentiment score.",
     ),
     DatasetSpec(
