@@ -16,6 +16,7 @@ message is one sentence per bad variable, naming it and what is wrong with the v
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ from dashtam_pipeline.errors import ConfigurationError
 from dashtam_pipeline.registry import ProviderMetadata, ProviderSlug, get_provider_metadata
 from dashtam_pipeline.symbols import to_canonical
 
+#: The daily partitions' default first day (``DASHTAM_HISTORY_START``).
+DEFAULT_HISTORY_START = dt.date(2024, 1, 1)
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "JPM", "XOM", "BRK.B")
 DEFAULT_FRED_SERIES = (
     "GDP", "CPIAUCSL", "UNRATE", "FEDFUNDS", "DGS10", "T10Y2Y", "PAYEMS", "INDPRO",
@@ -132,6 +135,9 @@ class Settings(BaseSettings):
     dashtam_fred_series: Annotated[tuple[str, ...], NoDecode] = DEFAULT_FRED_SERIES
     dashtam_news_queries: Annotated[tuple[str, ...], NoDecode] = ()
     dashtam_rights_profile: str = "basic"
+    #: First trading day of the daily (market, news) partitions: how far back a backfill
+    #: of "all partitions" reaches.
+    dashtam_history_start: dt.date = DEFAULT_HISTORY_START
     chase_import_dir: Path | None = None
 
     # --- providers: keys and base URLs -------------------------------------------------
@@ -360,6 +366,18 @@ class Settings(BaseSettings):
                 return False
             raise ValueError(f"DASHTAM_SANDBOX must be true or false, got {shown(value)}")
         return value
+
+    @field_validator("dashtam_history_start", mode="before")
+    @classmethod
+    def _history_start(cls, value: object) -> dt.date:
+        what = "a date (YYYY-MM-DD) from 1990-01-01 on"
+        try:
+            day = value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value).strip())
+        except ValueError:
+            raise ValueError(f"DASHTAM_HISTORY_START must be {what}, got {shown(value)}") from None
+        if day < dt.date(1990, 1, 1):
+            raise ValueError(f"DASHTAM_HISTORY_START must be {what}, got {shown(value)}")
+        return day
 
     @field_validator("sandbox_data_seed", mode="before")
     @classmethod

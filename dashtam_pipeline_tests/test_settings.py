@@ -62,3 +62,9 @@ def test_every_contract_variable_is_a_setting() -> None:
     for prefix in ("FMP", "POLYGON", "FRED", "NEWS", "ALPACA", "SCHWAB"):
         for knob in ("TIMEOUT_SECONDS", "CIRCUIT_BREAKER_THRESHOLD", "CIRCUIT_BREAKER_TIMEOUT"):
             assert f"{prefix}_{knob}".lower() in Settings.model_fields
+
+
+@pytest.mark.parametrize("value", ["yesterday", "1899-01-01", "2024-02-30"])
+def test_a_history_start_that_is_not_a_date_is_a_clear_error(data_dir: Path, value: str) -> None:
+    with pytest.raises(ConfigurationError, match="DASHTAM_HISTORY_START must be a date"):
+        load_settings(dashtam_history_start=value)
