@@ -1,45 +1,32 @@
-"""The client registry: one client class per provider, found by slug.
+"""Building a provider's client, found by slug.
 
-Classes are named here as import paths and loaded on first use, so importing the
-pipeline does not import every provider's module, and the compliance tests can check
-that every registered provider has a client implementing its capabilities.
+Each provider's metadata names its client class as an import path (``client``), loaded on
+first use, so importing the pipeline does not import every provider's module, and the
+compliance tests can check that every provider has a client implementing its capabilities.
+The shared client machinery (``base``, ``records``) lives in this package.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
 from dashtam_pipeline.http import CallHook, RetryPolicy
-from dashtam_pipeline.registry import ProviderSlug, get_provider_metadata
+from dashtam_pipeline.registry import ProviderSlug, get_provider_metadata, load_attribute
 from dashtam_pipeline.settings import Settings
-
-CLIENT_CLASSES: dict[ProviderSlug, str] = {
-    ProviderSlug.FMP: "dashtam_pipeline.clients.fmp:FMPClient",
-    ProviderSlug.POLYGON: "dashtam_pipeline.clients.polygon:PolygonClient",
-    ProviderSlug.FRED: "dashtam_pipeline.clients.fred:FredClient",
-    ProviderSlug.NEWSAPI: "dashtam_pipeline.clients.newsapi:NewsApiClient",
-    ProviderSlug.SCHWAB: "dashtam_pipeline.clients.schwab:SchwabClient",
-    ProviderSlug.ALPACA: "dashtam_pipeline.clients.alpaca:AlpacaClient",
-    ProviderSlug.CHASE_FILE: "dashtam_pipeline.clients.chase_file:ChaseFileClient",
-}
 
 
 def client_class(slug: ProviderSlug | str) -> type[Any]:
-    """The client class of a provider (imported on first use)."""
+    """The client class of a provider: its metadata's ``client`` (imported on first use)."""
     meta = get_provider_metadata(slug)
-    try:
-        target = CLIENT_CLASSES[meta.slug]
-    except KeyError:
+    if not meta.client:
         raise ValueError(
-            f"provider {meta.slug.value!r} is in the registry but has no client in "
-            "dashtam_pipeline.clients.CLIENT_CLASSES"
-        ) from None
-    module_name, _, class_name = target.partition(":")
-    return getattr(importlib.import_module(module_name), class_name)
+            f"provider {meta.slug.value!r} declares no client: set METADATA.client in "
+            f"dashtam_pipeline/providers/{meta.slug.value}/__init__.py"
+        )
+    return load_attribute(meta.client)  # type: ignore[no-any-return]
 
 
 def build_client(
