@@ -152,7 +152,7 @@ class StoredTokens:
 
     @classmethod
     def from_oauth(cls, tokens: Any) -> StoredTokens:
-        """From a ``clients.schwab.OAuthTokens`` (or anything with the same fields)."""
+        """From a ``providers.schwab.client.OAuthTokens`` (or anything with the same fields)."""
         return cls(
             access_token=tokens.access_token,
             refresh_token=tokens.refresh_token,
@@ -351,7 +351,7 @@ def refresh_oauth_connection(
     tokens = StoredTokens.unseal(cipher, connection.credentials, meta.slug.value)
     if not connection.credentials.can_refresh(now):
         _expire(repo, connection, now, "the refresh token expired")
-    from dashtam_pipeline.clients import schwab
+    from dashtam_pipeline.providers.schwab import client as schwab
 
     provider_settings, transport = sandboxed(settings.provider(meta.slug), transport)
     try:
@@ -419,7 +419,7 @@ def connect_oauth_provider(
     meta = get_provider_metadata(provider)
     if not meta.is_oauth:
         raise PipelineError(f"{meta.display_name} does not use OAuth; nothing to connect")
-    from dashtam_pipeline.clients import schwab
+    from dashtam_pipeline.providers.schwab import client as schwab
 
     now = now or utcnow()
     provider_settings, transport = sandboxed(settings.provider(meta.slug), transport)

@@ -65,7 +65,7 @@ def connect_sandbox_schwab(settings: Settings) -> None:
     made, EXPIRED, or its refresh refused) is reconnected, which also shows the demo's
     reconnect path: EXPIRED → ACTIVE on the same connection.
     """
-    from dashtam_pipeline.clients import schwab
+    from dashtam_pipeline.providers.schwab import client as schwab
 
     try:
         token_source_for(ProviderSlug.SCHWAB, settings).access_token()

@@ -35,7 +35,7 @@ METADATA = ProviderMetadata(
     rate_limits={"free": RateLimit(requests_per_minute=200)},
     default_tier="free",
     docs_url="https://docs.alpaca.markets",
-    client="dashtam_pipeline.clients.alpaca:AlpacaClient",
+    client="dashtam_pipeline.providers.alpaca.client:AlpacaClient",
     sandbox_routes="dashtam_pipeline.sandbox.alpaca_api:PROVIDER",
     priority=20,
     accepts_user_keys=True,

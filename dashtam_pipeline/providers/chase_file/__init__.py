@@ -29,5 +29,5 @@ METADATA = ProviderMetadata(
     default_timeout_seconds=None,
     pool_limit=1,
     partitioning_overrides={Dataset.TRANSACTIONS: Partitioning.INBOX_FILE},
-    client="dashtam_pipeline.clients.chase_file:ChaseFileClient",
+    client="dashtam_pipeline.providers.chase_file.client:ChaseFileClient",
 )

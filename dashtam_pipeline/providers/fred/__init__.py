@@ -30,6 +30,6 @@ METADATA = ProviderMetadata(
     rate_limits={"free": RateLimit(requests_per_minute=120)},
     default_tier="free",
     docs_url="https://fred.stlouisfed.org/docs/api/fred/",
-    client="dashtam_pipeline.clients.fred:FredClient",
+    client="dashtam_pipeline.providers.fred.client:FredClient",
     sandbox_routes="dashtam_pipeline.sandbox.fred_api:PROVIDER",
 )

@@ -34,6 +34,6 @@ METADATA = ProviderMetadata(
     default_tier="developer",
     pool_limit=1,
     docs_url="https://newsapi.org/docs",
-    client="dashtam_pipeline.clients.newsapi:NewsApiClient",
+    client="dashtam_pipeline.providers.newsapi.client:NewsApiClient",
     sandbox_routes="dashtam_pipeline.sandbox.newsapi_api:PROVIDER",
 )

@@ -38,7 +38,7 @@ METADATA = ProviderMetadata(
     default_tier="free",
     pool_limit=1,
     docs_url="https://polygon.io/docs",
-    client="dashtam_pipeline.clients.polygon:PolygonClient",
+    client="dashtam_pipeline.providers.polygon.client:PolygonClient",
     sandbox_routes="dashtam_pipeline.sandbox.polygon_api:PROVIDER",
     priority=20,
 )
