@@ -1,4 +1,7 @@
-"""The sandbox: one WSGI app answering all seven providers' real paths.
+"""The sandbox: one WSGI app answering every provider's real paths.
+
+The routes are each provider's own (``providers/<slug>/sandbox.py``, named by its
+metadata's ``sandbox_routes``); this core knows no provider and imports none.
 
 Requests arrive as ``/<slug>`` + the provider's real path (``/fmp/stable/quote``,
 ``/fred/fred/series/observations``...). The app counts them, applies injected faults,

@@ -41,7 +41,7 @@ METADATA = ProviderMetadata(
     default_tier="free",
     docs_url="https://site.financialmodelingprep.com/developer/docs/stable",
     client="dashtam_pipeline.providers.fmp.client:FMPClient",
-    sandbox_routes="dashtam_pipeline.sandbox.fmp_api:PROVIDER",
+    sandbox_routes="dashtam_pipeline.providers.fmp.sandbox:PROVIDER",
     priority=10,
     symbol_class_separator="-",
 )

@@ -31,5 +31,5 @@ METADATA = ProviderMetadata(
     default_tier="free",
     docs_url="https://fred.stlouisfed.org/docs/api/fred/",
     client="dashtam_pipeline.providers.fred.client:FredClient",
-    sandbox_routes="dashtam_pipeline.sandbox.fred_api:PROVIDER",
+    sandbox_routes="dashtam_pipeline.providers.fred.sandbox:PROVIDER",
 )

@@ -35,5 +35,5 @@ METADATA = ProviderMetadata(
     pool_limit=1,
     docs_url="https://newsapi.org/docs",
     client="dashtam_pipeline.providers.newsapi.client:NewsApiClient",
-    sandbox_routes="dashtam_pipeline.sandbox.newsapi_api:PROVIDER",
+    sandbox_routes="dashtam_pipeline.providers.newsapi.sandbox:PROVIDER",
 )

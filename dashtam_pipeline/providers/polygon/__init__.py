@@ -39,6 +39,6 @@ METADATA = ProviderMetadata(
     pool_limit=1,
     docs_url="https://polygon.io/docs",
     client="dashtam_pipeline.providers.polygon.client:PolygonClient",
-    sandbox_routes="dashtam_pipeline.sandbox.polygon_api:PROVIDER",
+    sandbox_routes="dashtam_pipeline.providers.polygon.sandbox:PROVIDER",
     priority=20,
 )

@@ -37,7 +37,7 @@ METADATA = ProviderMetadata(
     authorize_endpoint="/v1/oauth/authorize",
     docs_url="https://developer.schwab.com",
     client="dashtam_pipeline.providers.schwab.client:SchwabClient",
-    sandbox_routes="dashtam_pipeline.sandbox.schwab_api:PROVIDER",
+    sandbox_routes="dashtam_pipeline.providers.schwab.sandbox:PROVIDER",
     priority=10,
     symbol_class_separator="/",
 )
