@@ -38,6 +38,7 @@ METADATA = ProviderMetadata(
     docs_url="https://developer.schwab.com",
     client="dashtam_pipeline.providers.schwab.client:SchwabClient",
     sandbox_routes="dashtam_pipeline.providers.schwab.sandbox:PROVIDER",
+    oauth_flow="dashtam_pipeline.providers.schwab.oauth:FLOW",
     priority=10,
     symbol_class_separator="/",
 )
