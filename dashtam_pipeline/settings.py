@@ -17,6 +17,7 @@ message is one sentence per bad variable, naming it and what is wrong with the v
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -433,7 +434,7 @@ class Settings(BaseSettings):
         secrets = {
             name: value
             for name in meta.required_settings
-            if isinstance(value := getattr(self, name, None), SecretStr)
+            if isinstance(value := self._required_setting(name), SecretStr)
             and value.get_secret_value()
         }
         tier = str(knob("license_tier", None) or meta.default_tier or "")
@@ -463,6 +464,16 @@ class Settings(BaseSettings):
             secrets=secrets,
             sandbox=self.dashtam_sandbox,
         )
+
+    def _required_setting(self, name: str) -> object:
+        """A provider's required setting: the field when ``Settings`` declares it, else the
+        upper-case environment variable. Why the fallback: a provider folder brings its own
+        keys (``METADATA.required_settings``) without an edit to this module; such keys are
+        read from the process environment only (not from ``.env``)."""
+        if name in type(self).model_fields:
+            return getattr(self, name)
+        raw = os.environ.get(name.upper(), "").strip()
+        return SecretStr(raw) if raw else None
 
     def missing_settings(self, slug: ProviderSlug | str) -> list[str]:
         """Environment variables a provider needs that are unset (empty list: ready)."""
