@@ -429,7 +429,13 @@ class Settings(BaseSettings):
         prefix = (meta.env_prefix or "").lower()
 
         def knob(name: str, default: object) -> object:
-            return getattr(self, f"{prefix}_{name}", default) if prefix else default
+            if not prefix:
+                return default
+            field_name = f"{prefix}_{name}"
+            if field_name in type(self).model_fields:
+                return getattr(self, field_name)
+            # a provider folder's own <P>_... knob: from the environment, else the default
+            return os.environ.get(field_name.upper(), "").strip() or default
 
         secrets = {
             name: value

@@ -5,7 +5,7 @@ directory, puts it on the providers' discovery path (``DASHTAM_PROVIDERS_PATH``)
 fresh Python process, checks that the pipeline picked it up everywhere the core derives
 from the registry: its brokerage asset and its provider source asset are in the
 Definitions, it joins the quotes fallback after FMP and Polygon, its client is found, and
-the sandbox answers its routes.
+the sandbox answers its routes, and the compliance check finds the folder complete.
 
 Why a subprocess: discovery runs once per process and the result is shared by every module
 that read it; a separate process leaves this worker's registry untouched, so the test is
@@ -108,6 +108,7 @@ from dashtam_pipeline.definitions import build_definitions
 from dashtam_pipeline.registry import FALLBACK_ORDER, Dataset, get_provider_metadata
 from dashtam_pipeline.sandbox.app import PROVIDERS, SandboxApp
 from dashtam_pipeline.settings import load_settings
+from dashtam_pipeline_tests.test_registry_compliance import folder_problems
 
 settings = load_settings()
 defs = build_definitions(settings)
@@ -123,6 +124,7 @@ print(json.dumps({
     "sandbox": sorted(PROVIDERS),
     "sandbox_answer": [answer.status_code, answer.json()],
     "missing": settings.missing_settings("throwaway"),
+    "problems": folder_problems(get_provider_metadata("throwaway")),
 }))
 '''
 
@@ -155,6 +157,7 @@ def test_a_provider_folder_is_all_a_new_provider_takes(data_dir: Path, tmp_path:
     assert "throwaway" in seen["sandbox"]
     assert seen["sandbox_answer"] == [200, [{"account_id": "****0001", "cash": 100.0}]]
     assert seen["missing"] == ["THROWAWAY_API_KEY"]  # its own setting, no Settings field
+    assert seen["problems"] == []  # the compliance test finds the folder complete
 
 
 def test_without_the_folder_there_is_no_such_provider(data_dir: Path) -> None:
