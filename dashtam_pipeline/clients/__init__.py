@@ -14,7 +14,12 @@ from typing import Any
 import httpx
 
 from dashtam_pipeline.http import CallHook, RetryPolicy
-from dashtam_pipeline.registry import ProviderSlug, get_provider_metadata, load_attribute
+from dashtam_pipeline.registry import (
+    ProviderAuthType,
+    ProviderSlug,
+    get_provider_metadata,
+    load_attribute,
+)
 from dashtam_pipeline.settings import Settings
 
 
@@ -44,13 +49,14 @@ def build_client(
 
     Every HTTP client gets the resilience hooks (shared circuit breaker, rate limits and
     quotas, call audit) unless ``hooks`` replaces them. OAuth providers get a token source
-    backed by the encrypted connection store; file imports get their inbox.
+    backed by the encrypted connection store; a file import's class builds itself
+    (``from_settings``: its inbox).
     """
     meta = get_provider_metadata(slug)
     cls = client_class(meta.slug)
     provider_settings = settings.provider(meta.slug)
-    if meta.slug is ProviderSlug.CHASE_FILE:
-        return cls(provider_settings, inbox=settings.chase_inbox, sandbox=settings.dashtam_sandbox)
+    if meta.auth_type is ProviderAuthType.FILE_IMPORT:  # no HTTP: the client says what it needs
+        return cls.from_settings(provider_settings, settings)
     if hooks is None:
         from dashtam_pipeline.resilience.hooks import resilience_hooks
 
