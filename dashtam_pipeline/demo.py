@@ -15,7 +15,7 @@ from importlib import resources
 import httpx
 
 from dashtam_pipeline.clients.base import sandboxed
-from dashtam_pipeline.connections import connect_oauth_provider, token_source_for
+from dashtam_pipeline.connections import connect_oauth_provider, oauth_flow, token_source_for
 from dashtam_pipeline.errors import ProviderError
 from dashtam_pipeline.private_files import make_private_dirs
 from dashtam_pipeline.registry import ProviderSlug
@@ -70,8 +70,6 @@ def connect_sandbox_schwab(settings: Settings) -> None:
     made, EXPIRED, or its refresh refused) is reconnected, which also shows the demo's
     reconnect path: EXPIRED → ACTIVE on the same connection.
     """
-    from dashtam_pipeline.clients import schwab
-
     try:
         token_source_for(ProviderSlug.SCHWAB, settings).access_token()
         return
@@ -79,7 +77,7 @@ def connect_sandbox_schwab(settings: Settings) -> None:
         pass
     _, transport = sandboxed(settings.provider(ProviderSlug.SCHWAB), None)
     with httpx.Client(transport=transport, follow_redirects=False) as browser:
-        response = browser.get(schwab.authorize_url(settings))
+        response = browser.get(oauth_flow(ProviderSlug.SCHWAB).authorize_url(settings))
     redirect = response.headers.get("location", "")
     connect_oauth_provider("schwab", settings, redirect_url=redirect)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -446,12 +447,18 @@ class Settings(BaseSettings):
         prefix = (meta.env_prefix or "").lower()
 
         def knob(name: str, default: object) -> object:
-            return getattr(self, f"{prefix}_{name}", default) if prefix else default
+            if not prefix:
+                return default
+            field_name = f"{prefix}_{name}"
+            if field_name in type(self).model_fields:
+                return getattr(self, field_name)
+            # a provider folder's own <P>_... knob: from the environment, else the default
+            return os.environ.get(field_name.upper(), "").strip() or default
 
         secrets = {
             name: value
             for name in meta.required_settings
-            if isinstance(value := getattr(self, name, None), SecretStr)
+            if isinstance(value := self._required_setting(name), SecretStr)
             and value.get_secret_value()
         }
         tier = str(knob("license_tier", None) or meta.default_tier or "")
@@ -481,6 +488,16 @@ class Settings(BaseSettings):
             secrets=secrets,
             sandbox=self.dashtam_sandbox,
         )
+
+    def _required_setting(self, name: str) -> object:
+        """A provider's required setting: the field when ``Settings`` declares it, else the
+        upper-case environment variable. Why the fallback: a provider folder brings its own
+        keys (``METADATA.required_settings``) without an edit to this module; such keys are
+        read from the process environment only (not from ``.env``)."""
+        if name in type(self).model_fields:
+            return getattr(self, name)
+        raw = os.environ.get(name.upper(), "").strip()
+        return SecretStr(raw) if raw else None
 
     def missing_settings(self, slug: ProviderSlug | str) -> list[str]:
         """Environment variables a provider needs that are unset (empty list: ready)."""

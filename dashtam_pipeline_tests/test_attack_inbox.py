@@ -31,7 +31,7 @@ from dashtam_pipeline.assets.partitions import (
     file_partition_key,
 )
 from dashtam_pipeline.clients.base import FetchRequest
-from dashtam_pipeline.clients.chase_file import ChaseFileClient, parse_chase_csv
+from dashtam_pipeline.providers.chase_file.client import ChaseFileClient, parse_chase_csv
 from dashtam_pipeline.sensors.chase_inbox import (
     PARTIAL_GRACE_SECONDS,
     PARTITIONS,

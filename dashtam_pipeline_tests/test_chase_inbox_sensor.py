@@ -13,9 +13,9 @@ import pytest
 from dagster import DagsterInstance, SensorDefinition, build_sensor_context
 
 from dashtam_pipeline.assets.partitions import file_name_of, file_partition_key
-from dashtam_pipeline.clients.chase_file import parse_chase_csv
 from dashtam_pipeline.definitions import build_definitions
 from dashtam_pipeline.instance import get_instance
+from dashtam_pipeline.providers.chase_file.client import parse_chase_csv
 from dashtam_pipeline.runner import MaterializeReport, execute_plans, plan_runs
 from dashtam_pipeline.sensors.chase_inbox import (
     PARTITIONS,

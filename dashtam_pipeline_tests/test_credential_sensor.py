@@ -24,13 +24,13 @@ from dagster import (
 
 from dashtam_pipeline import connections
 from dashtam_pipeline.assets.partitions import MARKET_TZ
-from dashtam_pipeline.clients import schwab
 from dashtam_pipeline.connections import StoredTokens, current_connection, load_cipher
 from dashtam_pipeline.definitions import build_definitions
 from dashtam_pipeline.domain import ConnectionStatus
 from dashtam_pipeline.domain.provider_connection import ProviderConnection
 from dashtam_pipeline.instance import get_instance
 from dashtam_pipeline.jobs import PARTITION_RANGE_END, PARTITION_RANGE_START
+from dashtam_pipeline.providers.schwab import client as schwab
 from dashtam_pipeline.registry import ProviderSlug
 from dashtam_pipeline.sandbox.app import SandboxApp
 from dashtam_pipeline.sandbox.server import SandboxServer

@@ -11,7 +11,6 @@ import pytest
 
 from dashtam_pipeline.cli import main
 from dashtam_pipeline.clients.base import FetchRequest
-from dashtam_pipeline.clients.chase_file import ChaseFileClient, chase_connection_id
 from dashtam_pipeline.connections import (
     connect_user_keys,
     connection_secrets,
@@ -19,6 +18,7 @@ from dashtam_pipeline.connections import (
 )
 from dashtam_pipeline.domain.provider_connection import OPERATOR_USER_ID
 from dashtam_pipeline.ingest import ingest_dataset
+from dashtam_pipeline.providers.chase_file.client import ChaseFileClient, chase_connection_id
 from dashtam_pipeline.registry import Dataset, get_dataset_spec, get_provider_metadata
 from dashtam_pipeline.settings import load_settings
 from dashtam_pipeline.state.connection_repository import ConnectionRepository
@@ -161,9 +161,9 @@ def _connect_schwab(user: uuid.UUID, alias: str) -> None:
     """The OAuth flow against the in-process sandbox, for one user's connection."""
     import httpx
 
-    from dashtam_pipeline.clients import schwab
     from dashtam_pipeline.clients.base import sandbox_transport
     from dashtam_pipeline.connections import connect_oauth_provider
+    from dashtam_pipeline.providers.schwab import client as schwab
 
     settings = load_settings()
     with httpx.Client(transport=sandbox_transport(), follow_redirects=False) as browser:

@@ -60,7 +60,7 @@ from dashtam_pipeline.assets.partitions import (
     file_partition_key,
     inbox_partitions,
 )
-from dashtam_pipeline.clients.chase_file import (
+from dashtam_pipeline.providers.chase_file.client import (
     RefusedEntry,
     UnreadableExport,
     list_inbox,
