@@ -2,12 +2,16 @@
 
 ``ProviderResource`` (one per registry entry, key ``provider_<slug>``) builds that
 provider's client from the current settings; ``StorageResource`` opens the lake and the
-warehouse under ``DASHTAM_DATA_DIR``. Secrets are read from the environment when a step
-runs (``settings.py``), never placed in resource config, so they never render in the UI.
+warehouse under ``DASHTAM_DATA_DIR``; ``ClockResource`` (key ``clock``) is the time the
+sensors and the credential refresh job decide on. Secrets are read from the environment
+when a step runs (``settings.py``), never placed in resource config, so they never
+render in the UI.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +60,39 @@ class StorageResource(ConfigurableResource):
         return Warehouse(root / "warehouse.duckdb", root / "lake")
 
 
+CLOCK_RESOURCE_KEY = "clock"
+
+
+class ClockResource(ConfigurableResource):
+    """The time sensors and jobs decide on (credential expiry, token refresh, breaker
+    timeouts and quota resets of the DLQ replay): the wall clock, in UTC.
+
+    Tests replace it with ``ClockResource.following(fake_clock)`` (through
+    ``build_definitions(resources={"clock": ...})`` or
+    ``build_sensor_context(resources={"clock": ...})``), so time moves when they say.
+    """
+
+    @classmethod
+    def following(cls, source: Callable[[], dt.datetime]) -> ClockResource:
+        """A clock that asks ``source`` for the time (a test's fake clock). A subclass,
+        not a field: Dagster rebuilds a resource from its config when it binds it, and a
+        callable is no config."""
+        follower = type(
+            f"{cls.__name__}Following",
+            (cls,),
+            {"__module__": cls.__module__, "now": lambda _self: source()},
+        )
+        return follower()
+
+    def now(self) -> dt.datetime:
+        from dashtam_pipeline import connections  # looked up per call: a patch is honoured
+
+        return connections.utcnow()
+
+
 def build_resources() -> dict[str, Any]:
-    """Every resource the generated assets may ask for, keyed as they ask."""
-    resources: dict[str, Any] = {"storage": StorageResource()}
+    """Every resource the generated assets, sensors and jobs may ask for, keyed as they ask."""
+    resources: dict[str, Any] = {"storage": StorageResource(), CLOCK_RESOURCE_KEY: ClockResource()}
     for meta in PROVIDER_REGISTRY:
         resources[provider_resource_key(meta.slug)] = ProviderResource(slug=meta.slug.value)
     return resources
