@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from dagster import ConfigurableResource
+from pydantic import Field
 
 from dashtam_pipeline.clients import build_client
-from dashtam_pipeline.registry import PROVIDER_REGISTRY, ProviderSlug
+from dashtam_pipeline.errors import ConfigurationError
+from dashtam_pipeline.registry import PROVIDER_REGISTRY, ProviderSlug, get_provider_metadata
 from dashtam_pipeline.settings import Settings, load_settings
 from dashtam_pipeline.storage.lake import Lake
 from dashtam_pipeline.storage.warehouse import Warehouse
@@ -29,15 +31,60 @@ def provider_resource_key(slug: ProviderSlug | str) -> str:
 
 
 class ProviderResource(ConfigurableResource):
-    """Gives assets a configured client for one provider (see ``clients.build_client``)."""
+    """Gives assets a configured client for one provider (see ``clients.build_client``).
+
+    Its non-secret knobs are config, so the launchpad shows them and a run may override
+    them; left unset they are the settings in force when the step runs (``<P>_BASE_URL``,
+    ``<P>_TIMEOUT_SECONDS``, else the registry's defaults). An override is checked like the
+    environment variable it replaces (one sentence naming it). Keys are never config: the
+    client reads them from the environment (``settings.py``), so they never render in the UI.
+    """
 
     slug: str
+    base_url: str | None = Field(
+        default=None,
+        description=(
+            "Base URL of the provider's API (http:// or https://, a path prefix allowed). "
+            "Unset: <P>_BASE_URL, else the registry's default."
+        ),
+    )
+    timeout_seconds: float | None = Field(
+        default=None,
+        description="Per-request timeout in seconds. Unset: <P>_TIMEOUT_SECONDS, else the "
+        "registry's default.",
+    )
+
+    def setting_overrides(self) -> dict[str, object]:
+        """The settings this resource's config replaces, by ``Settings`` field name."""
+        given = {"base_url": self.base_url, "timeout_seconds": self.timeout_seconds}
+        given = {name: value for name, value in given.items() if value is not None}
+        if not given:
+            return {}
+        prefix = get_provider_metadata(self.slug).env_prefix
+        if not prefix:
+            raise ConfigurationError(
+                f"{provider_resource_key(self.slug)} has no {' or '.join(sorted(given))} to "
+                "configure: it calls no API"
+            )
+        return {f"{prefix.lower()}_{name}": value for name, value in given.items()}
+
+    def configured(self, settings: Settings | None = None) -> Settings:
+        """``settings`` (the environment's when None) with this resource's config applied."""
+        overrides = self.setting_overrides()
+        if not overrides:
+            return settings or load_settings()
+        try:
+            return load_settings(**overrides)
+        except ConfigurationError as error:
+            raise ConfigurationError(
+                f"{error} (set in the config of the {provider_resource_key(self.slug)} resource)"
+            ) from None
 
     def client(
         self, settings: Settings | None = None, *, run_id: str | None = None,
         connection_id: str | None = None,
     ) -> Any:
-        return build_client(ProviderSlug(self.slug), settings or load_settings(), run_id=run_id,
+        return build_client(ProviderSlug(self.slug), self.configured(settings), run_id=run_id,
                             connection_id=connection_id)
 
 
