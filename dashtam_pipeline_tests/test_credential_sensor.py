@@ -42,7 +42,6 @@ from dashtam_pipeline.sensors.credentials import (
     EXPIRY_SENSOR_NAME,
     REFRESH_JOB_NAME,
     RELOGIN_WARNING_TAG,
-    build_credential_jobs,
 )
 from dashtam_pipeline.sensors.dlq_replay import LAUNCHED_BY_TAG, PROVIDER_TAG
 from dashtam_pipeline.settings import Settings, load_settings
@@ -69,8 +68,7 @@ class Sensors:
 
     def __init__(self, clock: FakeClock) -> None:
         self.clock = clock
-        self.jobs = build_credential_jobs(clock=clock)
-        self.defs = build_definitions(load_settings(), clock=clock)
+        self.defs = build_definitions(load_settings(), resources=clock.resources())
         self.repository: RepositoryDefinition = self.defs.get_repository_def()
         self.cursors: dict[str, str | None] = {}
 
@@ -80,6 +78,7 @@ class Sensors:
                 instance=instance,
                 cursor=self.cursors.get(name),
                 repository_def=self.repository,
+                resources=self.clock.resources(),
             )
             result = self.repository.get_sensor_def(name).evaluate_tick(context)
         self.cursors[name] = result.cursor
