@@ -386,13 +386,15 @@ def missed_partitions(
 ) -> list[str]:
     """The partitions of ``key`` a catch-up must fill, in the definition's order.
 
-    Time windows: every partition after the last one materialized, up to now (since the
-    connection went down when none ever was). Other partitions (series, files): those with
-    no materialization since the connection went down.
+    Time windows: every partition after the last one materialized (since the connection
+    went down when none ever was) up to the last one that began before today: today's
+    session is under way, the nightly run takes it. Other partitions (series, files):
+    those with no materialization since the connection went down.
     """
     with partition_loading_context(effective_dt=now, dynamic_partitions_store=instance):
         keys = list(partitions_def.get_partition_keys())
         if isinstance(partitions_def, TimeWindowPartitionsDefinition):
+            keys = [k for k in keys if _began_before_today(partitions_def, k, now)]
             done = instance.get_materialized_partitions(key)
             last = max((i for i, k in enumerate(keys) if k in done), default=None)
             if last is not None:
@@ -406,6 +408,13 @@ def missed_partitions(
     ).records
     landed = {r.partition_key for r in records}
     return [k for k in keys if k not in landed]
+
+
+def _began_before_today(
+    partitions_def: TimeWindowPartitionsDefinition, key: str, now: dt.datetime
+) -> bool:
+    start = partitions_def.time_window_for_partition_key(key).start
+    return start.date() < now.astimezone(start.tzinfo).date()
 
 
 @dataclass
