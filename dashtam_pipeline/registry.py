@@ -166,12 +166,26 @@ class Partitioning(StrEnum):
     INBOX_FILE = "inbox_file"
 
 
+class LimitScope(StrEnum):
+    """Who shares a rate limit's budget (``RateLimit.per``)."""
+
+    APP = "app"
+    KEY = "key"
+
+
 @dataclass(frozen=True, kw_only=True)
 class RateLimit:
-    """A license tier's published limits. ``None`` means the provider publishes none."""
+    """A license tier's published limits. ``None`` means the provider publishes none.
+
+    ``per`` says whose budget a limit is. ``APP``: one budget for the platform's
+    credentials, shared by every user (Schwab counts requests per registered app, FMP per
+    platform key). ``KEY``: one budget per API key, so a user who brings their own key
+    (Alpaca) has a budget of their own, and one user's sync cannot starve another's.
+    """
 
     requests_per_minute: int | None = None
     requests_per_day: int | None = None
+    per: LimitScope = LimitScope.APP
 
 
 @dataclass(frozen=True, kw_only=True)

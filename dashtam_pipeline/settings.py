@@ -17,6 +17,7 @@ message is one sentence per bad variable, naming it and what is wrong with the v
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import math
 import os
 import re
@@ -38,7 +39,12 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from dashtam_pipeline.errors import ConfigurationError
-from dashtam_pipeline.registry import ProviderMetadata, ProviderSlug, get_provider_metadata
+from dashtam_pipeline.registry import (
+    LimitScope,
+    ProviderMetadata,
+    ProviderSlug,
+    get_provider_metadata,
+)
 from dashtam_pipeline.symbols import to_canonical
 
 #: The daily partitions' default first day (``DASHTAM_HISTORY_START``).
@@ -487,6 +493,7 @@ class Settings(BaseSettings):
             breaker_timeout_seconds=float(knob("circuit_breaker_timeout", 60)),  # type: ignore[arg-type]
             secrets=secrets,
             sandbox=self.dashtam_sandbox,
+            limit_scope=published.per if published else LimitScope.APP,
         )
 
     def _required_setting(self, name: str) -> object:
@@ -522,6 +529,22 @@ class ProviderSettings:
     breaker_timeout_seconds: float
     secrets: dict[str, SecretStr]
     sandbox: bool
+    #: Whose budget the rate limits are: the platform's (``APP``) or each key's (``KEY``).
+    limit_scope: LimitScope = LimitScope.APP
+    #: The id of the user's own key this client spends (``None``: the platform's).
+    user_key_id: str | None = None
+
+    def limit_key(self) -> str:
+        """The name the state store counts this client's requests under: the provider
+        for an app-wide budget or the platform's own key; ``<slug>:key-<digest>`` for a
+        per-key budget spent with a user's own key (a digest of the key id, never the
+        key itself, so the store holds no secret)."""
+        slug = self.meta.slug.value
+        if self.limit_scope is not LimitScope.KEY or not self.user_key_id:
+            return slug
+        digest = hashlib.sha256(self.user_key_id.encode()).hexdigest()[:16]
+        return f"{slug}:key-{digest}"
+
 
     def secret(self, name: str) -> str:
         """The clear value of one secret, for building a request (never for logging)."""

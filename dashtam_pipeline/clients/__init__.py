@@ -57,11 +57,7 @@ def build_client(
     provider_settings = settings.provider(meta.slug)
     if meta.auth_type is ProviderAuthType.FILE_IMPORT:  # no HTTP: the client says what it needs
         return cls.from_settings(provider_settings, settings)
-    if hooks is None:
-        from dashtam_pipeline.resilience.hooks import resilience_hooks
-
-        hooks = resilience_hooks(settings, meta.slug, run_id=run_id)
-    kwargs: dict[str, Any] = {"transport": transport, "retry": retry, "hooks": hooks}
+    kwargs: dict[str, Any] = {"transport": transport, "retry": retry}
     if meta.is_oauth:
         from dashtam_pipeline.connections import token_source_for
 
@@ -75,9 +71,18 @@ def build_client(
         from dashtam_pipeline.connections import connection_secrets
 
         own = connection_secrets(settings, connection_id)
-        if own:  # a user's own keys: never the environment's
-            provider_settings = replace(provider_settings, secrets={
-                **provider_settings.secrets, **{k: SecretStr(v) for k, v in own.items()}})
+        if own:  # a user's own keys: never the environment's, and their own rate budget
+            provider_settings = replace(
+                provider_settings,
+                secrets={**provider_settings.secrets,
+                         **{k: SecretStr(v) for k, v in own.items()}},
+                user_key_id=next(iter(own.values())),  # the first user key field: its id
+            )
+    if hooks is None:
+        from dashtam_pipeline.resilience.hooks import resilience_hooks
+
+        hooks = resilience_hooks(settings, meta.slug, run_id=run_id, config=provider_settings)
+    kwargs["hooks"] = hooks
     wiring = getattr(cls, "wiring", None)  # a client's own extra collaborators
     if wiring is not None:
         kwargs.update(wiring(settings))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dashtam_pipeline.registry import (
     Dataset,
+    LimitScope,
     ProviderAuthType,
     ProviderCapability,
     ProviderCategory,
@@ -32,7 +33,7 @@ METADATA = ProviderMetadata(
     env_prefix="ALPACA",
     default_base_url="https://paper-api.alpaca.markets",
     default_timeout_seconds=10,
-    rate_limits={"free": RateLimit(requests_per_minute=200)},
+    rate_limits={"free": RateLimit(requests_per_minute=200, per=LimitScope.KEY)},
     default_tier="free",
     docs_url="https://docs.alpaca.markets",
     client="dashtam_pipeline.providers.alpaca.client:AlpacaClient",

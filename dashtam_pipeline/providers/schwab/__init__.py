@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dashtam_pipeline.registry import (
     Dataset,
+    LimitScope,
     ProviderAuthType,
     ProviderCapability,
     ProviderCategory,
@@ -31,7 +32,7 @@ METADATA = ProviderMetadata(
     env_prefix="SCHWAB",
     default_base_url="https://api.schwabapi.com",
     default_timeout_seconds=10,
-    rate_limits={"individual": RateLimit(requests_per_minute=120)},
+    rate_limits={"individual": RateLimit(requests_per_minute=120, per=LimitScope.APP)},
     default_tier="individual",
     token_endpoint="/v1/oauth/token",
     authorize_endpoint="/v1/oauth/authorize",
