@@ -34,6 +34,8 @@ def machine() -> dict[str, Any]:
     except OSError:
         free = ""
     return {
+        "commit": _commit(),
+        "load_average": os.getloadavg(),
         "nproc": os.cpu_count(),
         "free_h": free.strip(),
         "platform": platform.platform(),
@@ -42,6 +44,18 @@ def machine() -> dict[str, Any]:
         "pyarrow": pyarrow.__version__,
         "pandas": pandas.__version__,
     }
+
+
+def _commit() -> str:
+    """The measured code: ``git describe`` of the checkout, ``-dirty`` when it has edits."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
+            check=False, cwd=Path(__file__).parent,
+        )
+    except OSError:
+        return "unknown"
+    return out.stdout.strip() or "unknown"
 
 
 def print_table(headers: list[str], rows: list[list[Any]]) -> None:

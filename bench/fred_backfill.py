@@ -152,7 +152,7 @@ def run_side(side: str, base_url: str, ids: list[str], work: Path) -> dict[str, 
 def ours(base_url: str, ids: list[str], work: Path, phases: dict[str, float]) -> int:
     """FredClient → validate → Lake.upsert → Warehouse.ensure_views, as the assets do."""
     from dashtam_pipeline.clients.base import FetchRequest
-    from dashtam_pipeline.clients.fred import FredClient
+    from dashtam_pipeline.providers.fred.client import FredClient
     from dashtam_pipeline.registry import get_dataset_spec
     from dashtam_pipeline.schemas import SCHEMAS
     from dashtam_pipeline.settings import load_settings
@@ -298,7 +298,7 @@ def _phase(phases: dict[str, float], name: str) -> Iterator[None]:
 
 #: What each side imports; loaded before its clock starts ("process s" includes them).
 IMPORTS = {
-    "ours": ("dashtam_pipeline.clients.fred", "dashtam_pipeline.registry",
+    "ours": ("dashtam_pipeline.providers.fred.client", "dashtam_pipeline.registry",
              "dashtam_pipeline.schemas", "dashtam_pipeline.settings",
              "dashtam_pipeline.storage.lake", "dashtam_pipeline.storage.warehouse",
              "dashtam_pipeline.validation"),

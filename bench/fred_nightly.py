@@ -45,9 +45,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from dashtam_pipeline.clients.base import FetchRequest, sandbox_base_url
-    from dashtam_pipeline.clients.fred import FredClient
     from dashtam_pipeline.fred_sync import FredSync
     from dashtam_pipeline.ingest import ingest_dataset
+    from dashtam_pipeline.providers.fred.client import FredClient
     from dashtam_pipeline.registry import Dataset, get_dataset_spec, providers_serving
     from dashtam_pipeline.sandbox.app import SandboxApp
     from dashtam_pipeline.sandbox.common import CHICAGO

@@ -8,7 +8,8 @@ the state store (``ConnectionRepository``). This module is the infrastructure ar
   comes from ``DASHTAM_SECRET_KEY`` (comma-separated keys rotate: the first encrypts, all
   decrypt) or is generated once into ``$DASHTAM_DATA_DIR/.secret_key`` with mode 0600. A
   blob the key cannot open is a ``SecretKeyError`` that says what to do, never garbage.
-* **Schwab (OAuth).** ``connect_oauth_provider`` runs the authorization-code flow and makes
+* **OAuth providers (Schwab).** ``connect_oauth_provider`` runs the authorization-code
+  flow through the provider's ``OAuthFlow`` (``providers/<slug>/oauth.py``) and makes
   the connection ACTIVE (PENDING → ACTIVE, or EXPIRED → ACTIVE on reconnect). Access tokens
   live 30 minutes, refresh tokens 7 days: ``StoredTokenSource`` hands the client a valid
   access token, refreshing it within 5 minutes of expiry. When refresh is impossible it
@@ -32,7 +33,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 import httpx
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -56,11 +57,65 @@ from dashtam_pipeline.registry import (
     ProviderMetadata,
     ProviderSlug,
     get_provider_metadata,
+    load_attribute,
 )
-from dashtam_pipeline.settings import Settings
+from dashtam_pipeline.settings import ProviderSettings, Settings
 from dashtam_pipeline.state.connection_repository import ConnectionRepository, to_text
 
 Clock = Callable[[], dt.datetime]
+
+
+class OAuthTokensLike(Protocol):
+    """A token response as a flow returns it (``StoredTokens.from_oauth`` reads these)."""
+
+    access_token: str
+    refresh_token: str
+    expires_at: dt.datetime
+    refresh_expires_at: dt.datetime
+
+
+class OAuthFlow(Protocol):
+    """An OAuth provider's side of connecting and refreshing, named by its metadata's
+    ``oauth_flow`` (Schwab's is ``providers/schwab/oauth.py``).
+
+    Why a protocol: the connection's life (PENDING → ACTIVE, refresh once, EXPIRED with the
+    command to run, tokens encrypted) is the same for every OAuth provider and stays here;
+    the authorize page, the code's spelling and the token endpoint are the provider's, so
+    adding an OAuth provider is its folder and no edit to this module.
+    """
+
+    #: How messages name the provider ("Schwab", not "Charles Schwab").
+    short_name: str
+
+    def authorize_url(self, settings: Settings) -> str: ...
+
+    def missing_app_credentials(self, provider_settings: ProviderSettings) -> str | None:
+        """A sentence naming the unset app credentials, or ``None`` when all are set."""
+        ...
+
+    def code_from_redirect_url(self, redirect_url: str) -> str: ...
+
+    def exchange_code(
+        self, settings: Settings, provider_settings: ProviderSettings, code: str, *,
+        transport: httpx.BaseTransport | None, now: dt.datetime,
+    ) -> OAuthTokensLike: ...
+
+    def refresh_tokens(
+        self, provider_settings: ProviderSettings, refresh_token: str, *,
+        refresh_expires_at: dt.datetime, transport: httpx.BaseTransport | None,
+        now: dt.datetime,
+    ) -> OAuthTokensLike: ...
+
+
+def oauth_flow(slug: ProviderSlug | str) -> OAuthFlow:
+    """The ``OAuthFlow`` an OAuth provider declares (``METADATA.oauth_flow``)."""
+    meta = get_provider_metadata(slug)
+    if not meta.is_oauth or not meta.oauth_flow:
+        raise PipelineError(
+            f"{meta.display_name} declares no OAuth flow (METADATA.oauth_flow in "
+            f"providers/{meta.slug.value}/__init__.py)"
+        )
+    return load_attribute(meta.oauth_flow)  # type: ignore[no-any-return]
 
 
 class SecretKeyError(PipelineError):
@@ -152,7 +207,7 @@ class StoredTokens:
 
     @classmethod
     def from_oauth(cls, tokens: Any) -> StoredTokens:
-        """From a ``clients.schwab.OAuthTokens`` (or anything with the same fields)."""
+        """From a ``providers.schwab.client.OAuthTokens`` (or anything with the same fields)."""
         return cls(
             access_token=tokens.access_token,
             refresh_token=tokens.refresh_token,
@@ -219,7 +274,8 @@ def operator_connection(
 
 def _short_name(slug: ProviderSlug) -> str:
     """How messages name a provider: users say "Schwab", not "Charles Schwab"."""
-    return "Schwab" if slug is ProviderSlug.SCHWAB else get_provider_metadata(slug).display_name
+    meta = get_provider_metadata(slug)
+    return oauth_flow(slug).short_name if meta.oauth_flow else meta.display_name
 
 
 def _command(slug: ProviderSlug, connection: ProviderConnection | None = None) -> str:
@@ -279,9 +335,9 @@ def unusable_reason(connection: ProviderConnection | None, slug: ProviderSlug) -
     return f"the {name} connection is {connection.status.value}{reason}: run `{command}`"
 
 
-# -- Schwab: the token source ------------------------------------------------------------
+# -- OAuth: the token source -------------------------------------------------------------
 class StoredTokenSource:
-    """Hands the Schwab client a valid access token, refreshing and saving as needed."""
+    """Hands an OAuth client a valid access token, refreshing and saving as needed."""
 
     def __init__(
         self,
@@ -351,13 +407,12 @@ def refresh_oauth_connection(
     tokens = StoredTokens.unseal(cipher, connection.credentials, meta.slug.value)
     if not connection.credentials.can_refresh(now):
         _expire(repo, connection, now, "the refresh token expired")
-    from dashtam_pipeline.clients import schwab
-
+    flow = oauth_flow(meta.slug)
     provider_settings, transport = sandboxed(settings.provider(meta.slug), transport)
     try:
-        fresh = schwab.refresh_tokens(
-            schwab.oauth_http(provider_settings, transport=transport),
-            tokens.refresh_token, refresh_expires_at=tokens.refresh_expires_at, now=now,
+        fresh = flow.refresh_tokens(
+            provider_settings, tokens.refresh_token,
+            refresh_expires_at=tokens.refresh_expires_at, transport=transport, now=now,
         )
     except ProviderError as error:
         if error.kind is ErrorKind.AUTH and error.status_code == 400:
@@ -395,7 +450,7 @@ def token_source_for(
                              connection_id=connection_id)
 
 
-# -- Schwab: connecting ------------------------------------------------------------------
+# -- OAuth: connecting -------------------------------------------------------------------
 def connect_oauth_provider(
     provider: str,
     settings: Settings,
@@ -419,18 +474,16 @@ def connect_oauth_provider(
     meta = get_provider_metadata(provider)
     if not meta.is_oauth:
         raise PipelineError(f"{meta.display_name} does not use OAuth; nothing to connect")
-    from dashtam_pipeline.clients import schwab
-
+    flow = oauth_flow(meta.slug)
     now = now or utcnow()
     provider_settings, transport = sandboxed(settings.provider(meta.slug), transport)
     if code is None and redirect_url is None:
         print("Open this URL, log in, and paste the URL you are redirected to:")
-        print(schwab.authorize_url(settings))
+        print(flow.authorize_url(settings))
         redirect_url = input("redirected URL: ").strip()
-    if not all(schwab.app_credentials(provider_settings)):
-        raise ProviderError(meta.slug.value, ErrorKind.NOT_CONFIGURED,
-                            "SCHWAB_APP_KEY and SCHWAB_APP_SECRET must be set to connect "
-                            "Schwab", retryable=False)
+    missing = flow.missing_app_credentials(provider_settings)
+    if missing:
+        raise ProviderError(meta.slug.value, ErrorKind.NOT_CONFIGURED, missing, retryable=False)
     repo = ConnectionRepository.from_settings(settings)
     cipher = load_cipher(settings)
     user = user_id or OPERATOR_USER_ID
@@ -441,11 +494,9 @@ def connect_oauth_provider(
         repo.save(connection)
     try:
         if code is None:
-            code = schwab.code_from_redirect_url(redirect_url or "")
-        tokens = schwab.exchange_code(
-            schwab.oauth_http(provider_settings, transport=transport),
-            code, callback_url=settings.schwab_callback_url, now=now,
-        )
+            code = flow.code_from_redirect_url(redirect_url or "")
+        tokens = flow.exchange_code(settings, provider_settings, code, transport=transport,
+                                    now=now)
     except ProviderError as error:
         if connection.mark_failed(error.message, now=now):  # only a PENDING one can fail
             repo.save(connection)
@@ -676,8 +727,8 @@ def list_connections(
 # -- a user's own API keys (Alpaca) --------------------------------------------------------
 #: What a user's own key connection stores (encrypted): the names of the provider's
 #: settings they stand in for, so the client is built exactly as from the environment.
-USER_KEY_FIELDS: dict[ProviderSlug, tuple[str, str]] = {
-    ProviderSlug.ALPACA: ("alpaca_api_key_id", "alpaca_api_secret_key"),
+USER_KEY_FIELDS: dict[ProviderSlug, tuple[str, ...]] = {
+    m.slug: m.required_settings for m in PROVIDER_REGISTRY if m.accepts_user_keys
 }
 
 

@@ -1,56 +1,71 @@
 """The Dagster code location: everything the UI, the daemon and the CLI load.
 
-Kept tiny on purpose: assets come from the registry (``assets/factory.py``), marts from
-``assets/marts.py``, resources from ``resources.py``, jobs/schedules from ``jobs.py``,
-sensors (inbox, run-failure recovery, DLQ replay, credentials) from ``sensors/``.
+A dg project (``[tool.dg]`` in pyproject.toml): the Dagster objects are wired in
+``defs/``, one folder per concern (ingestion, marts, schedules, recovery, credentials,
+inbox, resources), and built by the factories beside the code they run
+(``assets/factory.py``, ``assets/marts.py``, ``jobs.py``, ``sensors/``). This module only
+loads that folder (``load_from_defs_folder``) and merges the caller's resource overrides
+(``Definitions.merge``); tests replace the ``clock`` resource that way.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Callable
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 from dagster import Definitions
+from dagster.components import load_from_defs_folder
 
-from dashtam_pipeline.assets.factory import build_ingestion_assets
-from dashtam_pipeline.assets.marts import build_mart_assets
-from dashtam_pipeline.assets.sources import provider_source_specs
-from dashtam_pipeline.executors import job_executor
-from dashtam_pipeline.jobs import build_nightly_schedules, domain_jobs, marts_automation
-from dashtam_pipeline.resources import build_resources
-from dashtam_pipeline.sensors.chase_inbox import chase_inbox_sensor
-from dashtam_pipeline.sensors.credentials import build_credential_jobs, build_credential_sensors
-from dashtam_pipeline.sensors.run_failure import build_recovery_sensors
+from dashtam_pipeline.defs import building_with
+from dashtam_pipeline.errors import ConfigurationError
 from dashtam_pipeline.settings import Settings, load_settings
+
+#: Inside the project whose pyproject.toml holds ``[tool.dg]``.
+PROJECT_PATH = Path(__file__).resolve().parent
+
+
+def load_definitions(
+    *, resources: Mapping[str, Any] | None = None, settings: Settings | None = None
+) -> Definitions:
+    """The definitions for the settings in force now (what every run and step process,
+    the daemon and ``dashtam materialize`` load afresh from their environment).
+
+    ``resources`` replaces resources by key (``{"clock": ClockResource.following(fake)}``);
+    ``settings`` replaces the environment's settings (symbols, FRED series).
+
+    A bad setting stops the load with ``load_settings``'s one sentence, not with the
+    folder loader's report around it (``dagster dev`` and the daemon show that sentence)."""
+    settings = settings or load_settings()
+    overrides = dict(resources or {})
+    try:
+        with building_with(settings, overrides.keys()):
+            loaded = load_from_defs_folder(path_within_project=PROJECT_PATH)
+    except Exception as error:
+        cause = _configuration_error(error)
+        if cause is None:
+            raise
+        raise cause from None
+    return Definitions.merge(loaded, Definitions(resources=overrides)) if overrides else loaded
+
+
+def _configuration_error(error: BaseException) -> ConfigurationError | None:
+    """The ``ConfigurationError`` behind ``error`` (the loader wraps what a module raised)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ConfigurationError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def build_definitions(
-    settings: Settings | None = None, *, clock: Callable[[], dt.datetime] | None = None
+    settings: Settings | None = None, *, resources: Mapping[str, Any] | None = None
 ) -> Definitions:
-    """Everything the code location holds. ``clock`` replaces the wall clock of the
-    sensors that decide on time (credential expiry, refresh job, DLQ replay): tests move
-    time with it."""
-    settings = settings or load_settings()
-    timed = {"clock": clock} if clock is not None else {}
-    return Definitions(
-        assets=[*provider_source_specs(), *build_ingestion_assets(settings), *build_mart_assets()],
-        resources=build_resources(),
-        executor=job_executor(settings),  # DASHTAM_EXECUTOR: multiprocess or celery
-        jobs=[*domain_jobs(), *build_credential_jobs(**timed)],
-        schedules=build_nightly_schedules(settings.dashtam_fred_series),
-        sensors=[
-            marts_automation,
-            chase_inbox_sensor,
-            *build_recovery_sensors(**timed),
-            *build_credential_sensors(**timed),
-        ],
-    )
+    """``load_definitions`` for ``settings`` (the environment's when None)."""
+    return load_definitions(resources=resources, settings=settings)
 
 
-def load_definitions() -> Definitions:
-    """The definitions for the settings in force now (what ``dashtam materialize`` runs:
-    every run and step process builds them afresh from its environment)."""
-    return build_definitions()
-
-
-defs = build_definitions()
+defs = load_definitions()

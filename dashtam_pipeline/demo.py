@@ -15,13 +15,18 @@ from importlib import resources
 import httpx
 
 from dashtam_pipeline.clients.base import sandboxed
-from dashtam_pipeline.connections import connect_oauth_provider, token_source_for
+from dashtam_pipeline.connections import connect_oauth_provider, oauth_flow, token_source_for
 from dashtam_pipeline.errors import ProviderError
 from dashtam_pipeline.private_files import make_private_dirs
 from dashtam_pipeline.registry import ProviderSlug
 from dashtam_pipeline.settings import Settings, load_settings
 from dashtam_pipeline.storage.warehouse import Warehouse
-from dashtam_pipeline.trading_calendar import market_today, previous_trading_day, why_no_session
+from dashtam_pipeline.trading_calendar import (
+    is_trading_day,
+    market_today,
+    previous_trading_day,
+    why_no_session,
+)
 
 CONTRACT_TABLES = (
     "market.quotes",
@@ -65,8 +70,6 @@ def connect_sandbox_schwab(settings: Settings) -> None:
     made, EXPIRED, or its refresh refused) is reconnected, which also shows the demo's
     reconnect path: EXPIRED → ACTIVE on the same connection.
     """
-    from dashtam_pipeline.clients import schwab
-
     try:
         token_source_for(ProviderSlug.SCHWAB, settings).access_token()
         return
@@ -74,7 +77,7 @@ def connect_sandbox_schwab(settings: Settings) -> None:
         pass
     _, transport = sandboxed(settings.provider(ProviderSlug.SCHWAB), None)
     with httpx.Client(transport=transport, follow_redirects=False) as browser:
-        response = browser.get(schwab.authorize_url(settings))
+        response = browser.get(oauth_flow(ProviderSlug.SCHWAB).authorize_url(settings))
     redirect = response.headers.get("location", "")
     connect_oauth_provider("schwab", settings, redirect_url=redirect)
 
@@ -104,11 +107,13 @@ def recent_window(now: dt.datetime | None = None) -> tuple[str, str, str]:
     the demo fills for them (the last ``DEMO_WINDOW_DAYS`` days up to the last completed
     session, never before the partitions start)."""
     from dashtam_pipeline.assets.factory import ingestion_asset_specs
-    from dashtam_pipeline.assets.partitions import DAILY_START
     from dashtam_pipeline.registry import Partitioning
 
     last = previous_trading_day(market_today(now))
-    first = max(last - dt.timedelta(days=DEMO_WINDOW_DAYS - 1), dt.date.fromisoformat(DAILY_START))
+    history_start = load_settings().dashtam_history_start
+    first = max(last - dt.timedelta(days=DEMO_WINDOW_DAYS - 1), history_start)
+    while not is_trading_day(first):  # a partition key: the first session of the window
+        first += dt.timedelta(days=1)
     keys = [
         s.key.to_user_string() for s in ingestion_asset_specs()
         if s.partitioning is Partitioning.TRADING_DAY

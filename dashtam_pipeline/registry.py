@@ -3,31 +3,80 @@
 Everything provider-shaped in the pipeline is derived from the data in this module: the
 Dagster assets and their checks (``assets/factory.py``), the HTTP clients' configuration
 (base URL, timeout, circuit-breaker knobs), the settings a provider needs, the CLI's
-``dashtam providers`` listing and the compliance tests. Adding a provider is one
-``ProviderMetadata`` entry here, one client module in ``clients/`` and, for a new dataset,
-one schema in ``schemas/`` — the compliance tests say what is missing.
+``dashtam providers`` listing and the compliance tests.
 
-The module holds data and lookups only: no I/O, no imports of clients or Dagster.
+The datasets are declared here; the providers are not. Each provider is a folder
+``dashtam_pipeline/providers/<slug>/`` whose ``__init__`` declares its ``METADATA``, found
+by ``discover_providers`` on first use. Adding a provider on an existing dataset is one new
+folder; a new dataset adds one ``DatasetSpec`` here and one schema in ``schemas/``. The
+compliance tests say what a folder is missing.
+
+The module holds data and lookups only: no I/O, and no static import of providers, clients
+or Dagster (layering: ``registry`` ← ``providers/*`` ← assets and definitions).
 """
 
 from __future__ import annotations
 
+import importlib
+import os
+import pkgutil
+import re
+import threading
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any, ClassVar
 
 
-class ProviderSlug(StrEnum):
-    """Stable identifiers of providers; the value is what lands in ``provider`` columns."""
+class ProviderSlug(str):
+    """A provider's stable identifier; its text is what lands in ``provider`` columns.
 
-    FMP = "fmp"
-    POLYGON = "polygon"
-    FRED = "fred"
-    NEWSAPI = "newsapi"
-    SCHWAB = "schwab"
-    ALPACA = "alpaca"
-    CHASE_FILE = "chase_file"
+    An open set rather than an enum: providers are discovered from their folders under
+    ``dashtam_pipeline.providers``, so the core cannot list them. Instances are interned,
+    so ``slug is ProviderSlug.SCHWAB`` holds whenever the text is equal (as it did when this
+    was an enum), and ``.value`` is the plain string. The constants name the built-in
+    providers the core refers to by name; a new provider needs none.
+    """
+
+    __slots__ = ()
+    _interned: ClassVar[dict[str, ProviderSlug]] = {}
+
+    FMP: ClassVar[ProviderSlug]
+    POLYGON: ClassVar[ProviderSlug]
+    FRED: ClassVar[ProviderSlug]
+    NEWSAPI: ClassVar[ProviderSlug]
+    SCHWAB: ClassVar[ProviderSlug]
+    ALPACA: ClassVar[ProviderSlug]
+    CHASE_FILE: ClassVar[ProviderSlug]
+
+    def __new__(cls, value: str) -> ProviderSlug:
+        if isinstance(value, ProviderSlug):
+            return value
+        text = str(value)
+        found = cls._interned.get(text)
+        if found is None:
+            if not _SLUG_PATTERN.fullmatch(text):
+                raise ValueError(
+                    f"{text!r} is not a provider slug (lower-case letters, digits, underscores)"
+                )
+            found = cls._interned.setdefault(text, super().__new__(cls, text))
+        return found
+
+    @property
+    def value(self) -> str:
+        """The slug as a plain ``str`` (for JSON, Arrow columns and Dagster tags)."""
+        return str.__str__(self)
+
+
+_SLUG_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,39}")
+ProviderSlug.FMP = ProviderSlug("fmp")
+ProviderSlug.POLYGON = ProviderSlug("polygon")
+ProviderSlug.FRED = ProviderSlug("fred")
+ProviderSlug.NEWSAPI = ProviderSlug("newsapi")
+ProviderSlug.SCHWAB = ProviderSlug("schwab")
+ProviderSlug.ALPACA = ProviderSlug("alpaca")
+ProviderSlug.CHASE_FILE = ProviderSlug("chase_file")
 
 
 class ProviderCategory(StrEnum):
@@ -117,12 +166,26 @@ class Partitioning(StrEnum):
     INBOX_FILE = "inbox_file"
 
 
+class LimitScope(StrEnum):
+    """Who shares a rate limit's budget (``RateLimit.per``)."""
+
+    APP = "app"
+    KEY = "key"
+
+
 @dataclass(frozen=True, kw_only=True)
 class RateLimit:
-    """A license tier's published limits. ``None`` means the provider publishes none."""
+    """A license tier's published limits. ``None`` means the provider publishes none.
+
+    ``per`` says whose budget a limit is. ``APP``: one budget for the platform's
+    credentials, shared by every user (Schwab counts requests per registered app, FMP per
+    platform key). ``KEY``: one budget per API key, so a user who brings their own key
+    (Alpaca) has a budget of their own, and one user's sync cannot starve another's.
+    """
 
     requests_per_minute: int | None = None
     requests_per_day: int | None = None
+    per: LimitScope = LimitScope.APP
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,6 +196,11 @@ class DatasetSpec:
     value picks the Parquet file a row lives in. Because it is a function of the key, a key
     lives in exactly one file, so upserting file by file can never duplicate a row.
     ``lake_bucket_format`` is a strftime pattern for date buckets (``"%Y-%m"`` groups a month).
+    ``lake_buckets``: hash the bucket value into this many files instead of one file per
+    value. Tables keyed by a series or a symbol would otherwise hold one small file per
+    value (1,000 series, 1,000 files), and a query over them pays a file open and a footer
+    read per file: hashing keeps a table at a few large, row-grouped files that DuckDB
+    scans near native speed, at the cost of rewriting a larger file per upsert.
     ``serves_stale``: when every provider fails, the last good row per symbol is served
     again for the requested date with ``is_stale = true`` instead of leaving the day empty.
     ``companions``: datasets whose rows this dataset's fetch returns too (FRED's ``/series``
@@ -150,6 +218,7 @@ class DatasetSpec:
     partitioning: Partitioning
     lake_bucket: str
     lake_bucket_format: str | None = None
+    lake_buckets: int | None = None
     serves_stale: bool = False
     companions: tuple[Dataset, ...] = ()
     description: str
@@ -172,6 +241,16 @@ class ProviderMetadata:
     ``partitioning_overrides`` replaces a dataset's partitioning for this provider's own
     asset of a ``PER_PROVIDER`` dataset: a file import is partitioned by inbox file while
     the API brokerages' assets of the same dataset stay as the dataset says.
+
+    The provider's code is named by ``"module:attribute"`` paths and imported on first
+    use, so listing providers never imports HTTP clients or the sandbox: ``client`` is its
+    client class, ``sandbox_routes`` its ``sandbox.routing.Provider`` (what the sandbox
+    answers in its name), ``oauth_flow`` its ``connections.OAuthFlow`` (OAuth providers).
+    ``priority`` orders the providers of a ``FALLBACK`` dataset (lower is tried
+    first; ties by slug) and providers of one category in listings.
+    ``symbol_class_separator`` is how the provider spells the share class of ``BRK.B``.
+    ``accepts_user_keys``: a user may store their own keys (the
+    ``required_settings``) as a connection of theirs with ``dashtam connect <slug>``.
     """
 
     slug: ProviderSlug
@@ -191,6 +270,12 @@ class ProviderMetadata:
     authorize_endpoint: str | None = None
     docs_url: str | None = None
     partitioning_overrides: Mapping[Dataset, Partitioning] = field(default_factory=dict)
+    client: str | None = None
+    sandbox_routes: str | None = None
+    oauth_flow: str | None = None
+    priority: int = 100
+    symbol_class_separator: str = "."
+    accepts_user_keys: bool = False
 
     def partitioning_of(self, spec: DatasetSpec) -> Partitioning:
         """How this provider's asset of ``spec`` is partitioned (the dataset's own
@@ -267,6 +352,7 @@ DATASETS: tuple[DatasetSpec, ...] = (
         sourcing=Sourcing.FALLBACK,
         partitioning=Partitioning.NONE,
         lake_bucket="symbol",
+        lake_buckets=8,
         description="Income statement and balance sheet lines per fiscal period.",
     ),
     DatasetSpec(
@@ -278,6 +364,7 @@ DATASETS: tuple[DatasetSpec, ...] = (
         sourcing=Sourcing.FALLBACK,
         partitioning=Partitioning.NONE,
         lake_bucket="symbol",
+        lake_buckets=8,
         description="Earnings reports: actual and estimated EPS and revenue.",
     ),
     DatasetSpec(
@@ -301,6 +388,7 @@ DATASETS: tuple[DatasetSpec, ...] = (
         sourcing=Sourcing.FALLBACK,
         partitioning=Partitioning.FRED_SERIES,
         lake_bucket="series_id",
+        lake_buckets=4,
         description="FRED series metadata (title, frequency, units, last update).",
     ),
     DatasetSpec(
@@ -312,6 +400,7 @@ DATASETS: tuple[DatasetSpec, ...] = (
         sourcing=Sourcing.FALLBACK,
         partitioning=Partitioning.FRED_SERIES,
         lake_bucket="series_id",
+        lake_buckets=16,
         companions=(Dataset.FRED_SERIES,),
         description="Every ALFRED vintage of every FRED observation.",
     ),
@@ -324,6 +413,7 @@ DATASETS: tuple[DatasetSpec, ...] = (
         sourcing=Sourcing.FALLBACK,
         partitioning=Partitioning.TRADING_DAY,
         lake_bucket="symbol",
+        lake_buckets=8,
         description="News articles per symbol query, with a finance-lexicon sentiment score.",
     ),
     DatasetSpec(
@@ -361,171 +451,114 @@ DATASETS: tuple[DatasetSpec, ...] = (
     ),
 )
 
-#: Order in which providers are tried for ``FALLBACK`` datasets (first that serves wins).
-FALLBACK_ORDER: Mapping[Dataset, tuple[ProviderSlug, ...]] = {
-    Dataset.QUOTES: (ProviderSlug.FMP, ProviderSlug.POLYGON),
-    Dataset.DAILY_BARS: (ProviderSlug.FMP, ProviderSlug.POLYGON),
-    Dataset.FUNDAMENTALS: (ProviderSlug.FMP,),
-    Dataset.EARNINGS: (ProviderSlug.FMP,),
-    Dataset.OPTIONS_CHAIN: (ProviderSlug.POLYGON,),
-    Dataset.FRED_SERIES: (ProviderSlug.FRED,),
-    Dataset.FRED_OBSERVATIONS: (ProviderSlug.FRED,),
-    Dataset.NEWS_ARTICLES: (ProviderSlug.NEWSAPI,),
-}
-
-
-PROVIDER_REGISTRY: tuple[ProviderMetadata, ...] = (
-    # --- API-key market, macro and news data -------------------------------------------
-    ProviderMetadata(
-        slug=ProviderSlug.FMP,
-        display_name="Financial Modeling Prep",
-        category=ProviderCategory.MARKET_DATA,
-        auth_type=ProviderAuthType.API_KEY,
-        capabilities=(
-            ProviderCapability.QUOTES,
-            ProviderCapability.DAILY_BARS,
-            ProviderCapability.FUNDAMENTALS,
-            ProviderCapability.EARNINGS,
-        ),
-        required_settings=("fmp_api_key",),
-        datasets=(Dataset.QUOTES, Dataset.DAILY_BARS, Dataset.FUNDAMENTALS, Dataset.EARNINGS),
-        env_prefix="FMP",
-        default_base_url="https://financialmodelingprep.com/stable",
-        default_timeout_seconds=5,
-        rate_limits={
-            "free": RateLimit(requests_per_day=250),
-            "starter": RateLimit(requests_per_minute=300),
-            "premium": RateLimit(requests_per_minute=750),
-        },
-        default_tier="free",
-        docs_url="https://site.financialmodelingprep.com/developer/docs/stable",
-    ),
-    ProviderMetadata(
-        slug=ProviderSlug.POLYGON,
-        display_name="Polygon.io (Massive)",
-        category=ProviderCategory.MARKET_DATA,
-        auth_type=ProviderAuthType.API_KEY,
-        capabilities=(
-            ProviderCapability.QUOTES,
-            ProviderCapability.DAILY_BARS,
-            ProviderCapability.OPTIONS,
-        ),
-        required_settings=("polygon_api_key",),
-        datasets=(Dataset.QUOTES, Dataset.DAILY_BARS, Dataset.OPTIONS_CHAIN),
-        env_prefix="POLYGON",
-        default_base_url="https://api.polygon.io",
-        default_timeout_seconds=5,
-        rate_limits={
-            "free": RateLimit(requests_per_minute=5),
-            "starter": RateLimit(),
-        },
-        default_tier="free",
-        pool_limit=1,
-        docs_url="https://polygon.io/docs",
-    ),
-    ProviderMetadata(
-        slug=ProviderSlug.FRED,
-        display_name="FRED / ALFRED (St. Louis Fed)",
-        category=ProviderCategory.ECONOMIC_DATA,
-        auth_type=ProviderAuthType.API_KEY,
-        capabilities=(ProviderCapability.ECONOMIC_SERIES,),
-        required_settings=("fred_api_key",),
-        datasets=(Dataset.FRED_SERIES, Dataset.FRED_OBSERVATIONS),
-        env_prefix="FRED",
-        default_base_url="https://api.stlouisfed.org/fred",
-        default_timeout_seconds=10,
-        rate_limits={"free": RateLimit(requests_per_minute=120)},
-        default_tier="free",
-        docs_url="https://fred.stlouisfed.org/docs/api/fred/",
-    ),
-    ProviderMetadata(
-        slug=ProviderSlug.NEWSAPI,
-        display_name="NewsAPI",
-        category=ProviderCategory.NEWS,
-        auth_type=ProviderAuthType.API_KEY,
-        capabilities=(ProviderCapability.NEWS,),
-        required_settings=("news_api_key",),
-        datasets=(Dataset.NEWS_ARTICLES,),
-        env_prefix="NEWS",
-        default_base_url="https://newsapi.org/v2",
-        default_timeout_seconds=3,
-        rate_limits={
-            "developer": RateLimit(requests_per_day=100),
-            "business": RateLimit(requests_per_day=250_000),
-        },
-        default_tier="developer",
-        pool_limit=1,
-        docs_url="https://newsapi.org/docs",
-    ),
-    # --- Brokerages --------------------------------------------------------------------
-    ProviderMetadata(
-        slug=ProviderSlug.SCHWAB,
-        display_name="Charles Schwab",
-        category=ProviderCategory.BROKERAGE,
-        auth_type=ProviderAuthType.OAUTH,
-        capabilities=(
-            ProviderCapability.ACCOUNTS,
-            ProviderCapability.POSITIONS,
-            ProviderCapability.TRANSACTIONS,
-        ),
-        required_settings=("schwab_app_key", "schwab_app_secret"),
-        datasets=(Dataset.ACCOUNTS, Dataset.POSITIONS, Dataset.TRANSACTIONS),
-        env_prefix="SCHWAB",
-        default_base_url="https://api.schwabapi.com",
-        default_timeout_seconds=10,
-        rate_limits={"individual": RateLimit(requests_per_minute=120)},
-        default_tier="individual",
-        token_endpoint="/v1/oauth/token",
-        authorize_endpoint="/v1/oauth/authorize",
-        docs_url="https://developer.schwab.com",
-    ),
-    ProviderMetadata(
-        slug=ProviderSlug.ALPACA,
-        display_name="Alpaca Markets",
-        category=ProviderCategory.BROKERAGE,
-        auth_type=ProviderAuthType.API_KEY,
-        capabilities=(
-            ProviderCapability.ACCOUNTS,
-            ProviderCapability.POSITIONS,
-            ProviderCapability.TRANSACTIONS,
-        ),
-        required_settings=("alpaca_api_key_id", "alpaca_api_secret_key"),
-        datasets=(Dataset.ACCOUNTS, Dataset.POSITIONS, Dataset.TRANSACTIONS),
-        env_prefix="ALPACA",
-        default_base_url="https://paper-api.alpaca.markets",
-        default_timeout_seconds=10,
-        rate_limits={"free": RateLimit(requests_per_minute=200)},
-        default_tier="free",
-        docs_url="https://docs.alpaca.markets",
-    ),
-    # --- File imports ------------------------------------------------------------------
-    ProviderMetadata(
-        slug=ProviderSlug.CHASE_FILE,
-        display_name="Chase (CSV file import)",
-        category=ProviderCategory.BANK,
-        auth_type=ProviderAuthType.FILE_IMPORT,
-        capabilities=(ProviderCapability.TRANSACTIONS,),
-        required_settings=(),
-        datasets=(Dataset.TRANSACTIONS,),
-        env_prefix=None,
-        default_base_url=None,
-        default_timeout_seconds=None,
-        pool_limit=1,
-        partitioning_overrides={Dataset.TRANSACTIONS: Partitioning.INBOX_FILE},
-    ),
-)
-
-
-_BY_SLUG: dict[ProviderSlug, ProviderMetadata] = {p.slug: p for p in PROVIDER_REGISTRY}
 _DATASETS: dict[Dataset, DatasetSpec] = {d.dataset: d for d in DATASETS}
+
+
+#: The package whose sub-packages are the providers (``providers/<slug>/``); each declares
+#: ``METADATA`` (a ``ProviderMetadata``) in its ``__init__``.
+PROVIDERS_PACKAGE = "dashtam_pipeline.providers"
+
+
+def discover_providers(package: str = PROVIDERS_PACKAGE) -> tuple[ProviderMetadata, ...]:
+    """Every provider folder under ``package``, found with ``pkgutil.iter_modules``.
+
+    Why discovery rather than a list: a new provider is one new folder and no edit to the
+    core (OpenBB's provider packages work the same way). Order is the folders' declared
+    ``METADATA``, sorted by category and then slug, so listings are stable. A folder without
+    ``METADATA``, or whose slug is not its folder name, is an error that names it.
+    """
+    root = importlib.import_module(package)
+    found: list[ProviderMetadata] = []
+    for info in sorted(pkgutil.iter_modules(root.__path__), key=lambda i: i.name):
+        if not info.ispkg or info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{package}.{info.name}")
+        meta = getattr(module, "METADATA", None)
+        if not isinstance(meta, ProviderMetadata):
+            raise ProviderDeclarationError(
+                f"provider folder {package}.{info.name} declares no METADATA "
+                "(a dashtam_pipeline.registry.ProviderMetadata) in its __init__.py"
+            )
+        if meta.slug.value != info.name:
+            raise ProviderDeclarationError(
+                f"provider folder {info.name!r} declares slug {meta.slug.value!r}; "
+                "the folder must be named after its slug"
+            )
+        found.append(meta)
+    order = {category: n for n, category in enumerate(ProviderCategory)}
+    return tuple(sorted(found, key=lambda m: (order[m.category], m.priority, m.slug.value)))
+
+
+class ProviderDeclarationError(ValueError):
+    """A provider folder that cannot be loaded as a provider."""
+
+
+class _Catalogue:
+    """The discovered providers and what is derived from them, built once per process."""
+
+    def __init__(self, providers: tuple[ProviderMetadata, ...]) -> None:
+        self.providers = providers
+        self.by_slug: dict[ProviderSlug, ProviderMetadata] = {p.slug: p for p in providers}
+        if len(self.by_slug) != len(providers):
+            raise ProviderDeclarationError("two provider folders declare the same slug")
+        self.fallback_order: dict[Dataset, tuple[ProviderSlug, ...]] = {
+            spec.dataset: tuple(
+                p.slug for p in sorted(
+                    (p for p in providers if spec.dataset in p.datasets),
+                    key=lambda p: (p.priority, p.slug.value),
+                )
+            )
+            for spec in DATASETS
+            if spec.sourcing is Sourcing.FALLBACK
+        }
+
+
+_catalogue: _Catalogue | None = None
+_catalogue_lock = threading.Lock()
+
+
+def _loaded() -> _Catalogue:
+    global _catalogue
+    if _catalogue is None:
+        with _catalogue_lock:
+            if _catalogue is None:
+                _catalogue = _Catalogue(discover_providers())
+    return _catalogue
+
+
+def __getattr__(name: str) -> Any:
+    """``PROVIDER_REGISTRY`` and ``FALLBACK_ORDER`` are computed on first use: discovery
+    imports the provider folders, which import this module for their types."""
+    if name == "PROVIDER_REGISTRY":
+        return _loaded().providers
+    if name == "FALLBACK_ORDER":
+        return _loaded().fallback_order
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+#: Extra folders searched for provider packages (``os.pathsep``-separated), read by
+#: ``dashtam_pipeline.providers``: providers kept outside this repository, and tests.
+PROVIDERS_PATH_ENV = "DASHTAM_PROVIDERS_PATH"
+
+
+def extra_provider_dirs() -> list[str]:
+    """The folders named by ``DASHTAM_PROVIDERS_PATH``, in order."""
+    raw = os.environ.get(PROVIDERS_PATH_ENV, "")
+    return [part for part in raw.split(os.pathsep) if part.strip()]
+
+
+def load_attribute(target: str) -> Any:
+    """The object a ``"module:attribute"`` path names (a provider's client, routes, flow)."""
+    module_name, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
 
 
 def get_provider_metadata(slug: ProviderSlug | str) -> ProviderMetadata:
     """Metadata of one provider. Unknown slugs raise ``ValueError`` naming the known ones."""
     try:
-        return _BY_SLUG[ProviderSlug(slug)]
+        return _loaded().by_slug[ProviderSlug(slug)]
     except (ValueError, KeyError):
-        supported = ", ".join(p.slug.value for p in PROVIDER_REGISTRY)
+        supported = ", ".join(p.slug.value for p in _loaded().providers)
         raise ValueError(
             f"Unknown provider {slug!r}; supported providers: {supported}"
         ) from None
@@ -533,30 +566,30 @@ def get_provider_metadata(slug: ProviderSlug | str) -> ProviderMetadata:
 
 def get_all_provider_slugs() -> list[ProviderSlug]:
     """Every registered provider, in registry order."""
-    return [p.slug for p in PROVIDER_REGISTRY]
+    return [p.slug for p in _loaded().providers]
 
 
 def get_oauth_providers() -> set[ProviderSlug]:
     """Providers that authenticate with OAuth (and so need a connection and tokens)."""
-    return {p.slug for p in PROVIDER_REGISTRY if p.auth_type is ProviderAuthType.OAUTH}
+    return {p.slug for p in _loaded().providers if p.auth_type is ProviderAuthType.OAUTH}
 
 
 def get_providers_by_category(category: ProviderCategory | str) -> list[ProviderMetadata]:
     """Providers of one category, in registry order."""
     wanted = ProviderCategory(category)
-    return [p for p in PROVIDER_REGISTRY if p.category is wanted]
+    return [p for p in _loaded().providers if p.category is wanted]
 
 
 def get_statistics() -> dict[str, int]:
     """Counts for compliance snapshots and monitoring."""
     stats: dict[str, int] = {
-        "total_providers": len(PROVIDER_REGISTRY),
+        "total_providers": len(_loaded().providers),
         "oauth_providers": len(get_oauth_providers()),
         "total_datasets": len(DATASETS),
     }
-    for category, count in Counter(p.category for p in PROVIDER_REGISTRY).items():
+    for category, count in Counter(p.category for p in _loaded().providers).items():
         stats[f"category_{category.value}"] = count
-    for auth_type, count in Counter(p.auth_type for p in PROVIDER_REGISTRY).items():
+    for auth_type, count in Counter(p.auth_type for p in _loaded().providers).items():
         stats[f"auth_{auth_type.value}"] = count
     return stats
 
@@ -575,5 +608,5 @@ def providers_serving(dataset: Dataset) -> list[ProviderMetadata]:
     registry order otherwise."""
     spec = get_dataset_spec(dataset)
     if spec.sourcing is Sourcing.FALLBACK:
-        return [get_provider_metadata(slug) for slug in FALLBACK_ORDER[dataset]]
-    return [p for p in PROVIDER_REGISTRY if dataset in p.datasets]
+        return [get_provider_metadata(slug) for slug in _loaded().fallback_order[dataset]]
+    return [p for p in _loaded().providers if dataset in p.datasets]

@@ -231,6 +231,8 @@ def _chosen_partitions(
         return ([partition] if partition else all_keys), {k: v for k, v in tags.items() if v}
     if partition and (start or end):
         return None  # a range of partitions and one partition: only series take both
+    if isinstance(partitions_def, TimeWindowPartitionsDefinition) and not partition:
+        return _sessions_between(all_keys, start, end)
     requested = [k for k in (partition, start, end) if k]
     if not all(k in all_keys for k in requested):
         return None
@@ -241,6 +243,30 @@ def _chosen_partitions(
     if lo > hi:
         raise SelectionError(f"--from {start} is after --to {end}")
     return all_keys[lo : hi + 1], {}
+
+
+def _sessions_between(
+    all_keys: list[str], start: str | None, end: str | None
+) -> tuple[list[str], dict[str, str]] | None:
+    """The trading-day partitions from ``start`` to ``end`` (any dates: a range may begin
+    on a holiday or end on a weekend), or None when the arguments are not dates."""
+    try:
+        first = dt.date.fromisoformat(start) if start else None
+        last = dt.date.fromisoformat(end) if end else None
+    except ValueError:
+        return None
+    if first and last and first > last:
+        raise SelectionError(f"--from {start} is after --to {end}")
+    chosen = [
+        key for key in all_keys
+        if (first is None or key >= first.isoformat()) and (last is None or key <= last.isoformat())
+    ]
+    if not chosen:
+        raise SelectionError(
+            f"no trading day from {start or 'the first partition'} to {end or 'today'}: "
+            "daily assets have a partition per NYSE session"
+        )
+    return chosen, {}
 
 
 def _iso_date(text: str | None, option: str) -> dt.date | None:

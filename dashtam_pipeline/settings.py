@@ -16,7 +16,10 @@ message is one sentence per bad variable, naming it and what is wrong with the v
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import math
+import os
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -36,9 +39,16 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from dashtam_pipeline.errors import ConfigurationError
-from dashtam_pipeline.registry import ProviderMetadata, ProviderSlug, get_provider_metadata
+from dashtam_pipeline.registry import (
+    LimitScope,
+    ProviderMetadata,
+    ProviderSlug,
+    get_provider_metadata,
+)
 from dashtam_pipeline.symbols import to_canonical
 
+#: The daily partitions' default first day (``DASHTAM_HISTORY_START``).
+DEFAULT_HISTORY_START = dt.date(2024, 1, 1)
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "JPM", "XOM", "BRK.B")
 DEFAULT_FRED_SERIES = (
     "GDP", "CPIAUCSL", "UNRATE", "FEDFUNDS", "DGS10", "T10Y2Y", "PAYEMS", "INDPRO",
@@ -137,6 +147,9 @@ class Settings(BaseSettings):
     dashtam_fred_series: Annotated[tuple[str, ...], NoDecode] = DEFAULT_FRED_SERIES
     dashtam_news_queries: Annotated[tuple[str, ...], NoDecode] = ()
     dashtam_rights_profile: str = "basic"
+    #: First trading day of the daily (market, news) partitions: how far back a backfill
+    #: of "all partitions" reaches.
+    dashtam_history_start: dt.date = DEFAULT_HISTORY_START
     chase_import_dir: Path | None = None
 
     # --- providers: keys and base URLs -------------------------------------------------
@@ -414,6 +427,18 @@ class Settings(BaseSettings):
             raise ValueError(f"DASHTAM_SANDBOX must be true or false, got {shown(value)}")
         return value
 
+    @field_validator("dashtam_history_start", mode="before")
+    @classmethod
+    def _history_start(cls, value: object) -> dt.date:
+        what = "a date (YYYY-MM-DD) from 1990-01-01 on"
+        try:
+            day = value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value).strip())
+        except ValueError:
+            raise ValueError(f"DASHTAM_HISTORY_START must be {what}, got {shown(value)}") from None
+        if day < dt.date(1990, 1, 1):
+            raise ValueError(f"DASHTAM_HISTORY_START must be {what}, got {shown(value)}")
+        return day
+
     @field_validator("sandbox_data_seed", mode="before")
     @classmethod
     def _seed(cls, value: object) -> int:
@@ -492,12 +517,18 @@ class Settings(BaseSettings):
         prefix = (meta.env_prefix or "").lower()
 
         def knob(name: str, default: object) -> object:
-            return getattr(self, f"{prefix}_{name}", default) if prefix else default
+            if not prefix:
+                return default
+            field_name = f"{prefix}_{name}"
+            if field_name in type(self).model_fields:
+                return getattr(self, field_name)
+            # a provider folder's own <P>_... knob: from the environment, else the default
+            return os.environ.get(field_name.upper(), "").strip() or default
 
         secrets = {
             name: value
             for name in meta.required_settings
-            if isinstance(value := getattr(self, name, None), SecretStr)
+            if isinstance(value := self._required_setting(name), SecretStr)
             and value.get_secret_value()
         }
         tier = str(knob("license_tier", None) or meta.default_tier or "")
@@ -526,7 +557,18 @@ class Settings(BaseSettings):
             breaker_timeout_seconds=float(knob("circuit_breaker_timeout", 60)),  # type: ignore[arg-type]
             secrets=secrets,
             sandbox=self.dashtam_sandbox,
+            limit_scope=published.per if published else LimitScope.APP,
         )
+
+    def _required_setting(self, name: str) -> object:
+        """A provider's required setting: the field when ``Settings`` declares it, else the
+        upper-case environment variable. Why the fallback: a provider folder brings its own
+        keys (``METADATA.required_settings``) without an edit to this module; such keys are
+        read from the process environment only (not from ``.env``)."""
+        if name in type(self).model_fields:
+            return getattr(self, name)
+        raw = os.environ.get(name.upper(), "").strip()
+        return SecretStr(raw) if raw else None
 
     def missing_settings(self, slug: ProviderSlug | str) -> list[str]:
         """Environment variables a provider needs that are unset (empty list: ready)."""
@@ -551,6 +593,22 @@ class ProviderSettings:
     breaker_timeout_seconds: float
     secrets: dict[str, SecretStr]
     sandbox: bool
+    #: Whose budget the rate limits are: the platform's (``APP``) or each key's (``KEY``).
+    limit_scope: LimitScope = LimitScope.APP
+    #: The id of the user's own key this client spends (``None``: the platform's).
+    user_key_id: str | None = None
+
+    def limit_key(self) -> str:
+        """The name the state store counts this client's requests under: the provider
+        for an app-wide budget or the platform's own key; ``<slug>:key-<digest>`` for a
+        per-key budget spent with a user's own key (a digest of the key id, never the
+        key itself, so the store holds no secret)."""
+        slug = self.meta.slug.value
+        if self.limit_scope is not LimitScope.KEY or not self.user_key_id:
+            return slug
+        digest = hashlib.sha256(self.user_key_id.encode()).hexdigest()[:16]
+        return f"{slug}:key-{digest}"
+
 
     def secret(self, name: str) -> str:
         """The clear value of one secret, for building a request (never for logging)."""

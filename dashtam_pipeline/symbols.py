@@ -1,27 +1,19 @@
 """Canonical symbols (``BRK.B``) and each provider's spelling of them.
 
 Canonical form is what lands in every ``symbol`` column: upper case, share classes
-separated by a dot. Providers that spell classes differently are listed here, once.
+separated by a dot. Providers that spell classes differently say so in their metadata
+(``symbol_class_separator``).
 """
 
 from __future__ import annotations
 
-from dashtam_pipeline.registry import ProviderSlug
-
-#: Share-class separator each provider uses instead of the canonical ``.``.
-_CLASS_SEPARATOR: dict[ProviderSlug, str] = {
-    ProviderSlug.FMP: "-",
-    ProviderSlug.POLYGON: ".",
-    ProviderSlug.ALPACA: ".",
-    ProviderSlug.SCHWAB: "/",
-    ProviderSlug.NEWSAPI: ".",
-}
+from dashtam_pipeline.registry import ProviderSlug, get_provider_metadata
 
 
 def to_provider(symbol: str, provider: ProviderSlug) -> str:
     """``BRK.B`` → ``BRK-B`` for FMP, ``BRK/B`` for Schwab, unchanged where dots are used."""
     canonical = to_canonical(symbol)
-    separator = _CLASS_SEPARATOR.get(provider, ".")
+    separator = get_provider_metadata(provider).symbol_class_separator
     return canonical.replace(".", separator)
 
 

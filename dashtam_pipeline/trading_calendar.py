@@ -30,6 +30,17 @@ def is_trading_day(day: dt.date) -> bool:
     return day.weekday() < 5 and day not in _nyse_holidays(day.year)
 
 
+def weekday_closures(first_year: int, last_year: int) -> list[dt.date]:
+    """Weekdays of ``first_year``..``last_year`` with no session (holidays and special
+    closures), in order: what a weekday calendar must leave out to be a trading calendar."""
+    return sorted(
+        day
+        for year in range(first_year, last_year + 1)
+        for day in _nyse_holidays(year)
+        if day.weekday() < 5
+    )
+
+
 def why_no_session(day: dt.date) -> str | None:
     """``None`` for a trading day, else the reason in words ("Saturday", "Thanksgiving
     Day"), for messages such as "no session on 2026-11-26 (Thanksgiving Day)"."""

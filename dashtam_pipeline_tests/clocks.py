@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from dashtam_pipeline.resources import CLOCK_RESOURCE_KEY, ClockResource
+
 
 class FakeClock:
     """A clock that stands still until a test moves it (``advance(5)`` or
@@ -17,3 +19,12 @@ class FakeClock:
 
     def advance(self, seconds: float = 0, **delta: float) -> None:
         self.now += dt.timedelta(seconds=seconds, **delta)
+
+    def resource(self) -> ClockResource:
+        """This clock as the ``clock`` resource of the sensors and jobs."""
+        return ClockResource.following(self)
+
+    def resources(self) -> dict[str, ClockResource]:
+        """``{"clock": ...}``, for ``build_definitions(resources=...)`` and
+        ``build_sensor_context(resources=...)``."""
+        return {CLOCK_RESOURCE_KEY: self.resource()}

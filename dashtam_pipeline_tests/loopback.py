@@ -19,10 +19,10 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
-from dashtam_pipeline.clients import schwab
 from dashtam_pipeline.connections import connect_oauth_provider
 from dashtam_pipeline.definitions import build_definitions
 from dashtam_pipeline.instance import get_instance
+from dashtam_pipeline.providers.schwab import client as schwab
 from dashtam_pipeline.runner import MaterializeReport, execute_plans, plan_runs, resolve_selection
 from dashtam_pipeline.sandbox.app import SandboxApp
 from dashtam_pipeline.sandbox.server import SandboxServer, environment_lines, serve

@@ -15,7 +15,7 @@ import unicodedata
 import pytest
 from dagster import DagsterInstance
 
-from dashtam_pipeline.clients.chase_file import parse_chase_csv
+from dashtam_pipeline.providers.chase_file.client import parse_chase_csv
 from dashtam_pipeline.validation import QuarantineRecord
 from dashtam_pipeline_tests.payloads import load_bytes
 from dashtam_pipeline_tests.test_chase_inbox_sensor import (

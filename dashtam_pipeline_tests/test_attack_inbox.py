@@ -31,11 +31,10 @@ from dashtam_pipeline.assets.partitions import (
     file_partition_key,
 )
 from dashtam_pipeline.clients.base import FetchRequest
-from dashtam_pipeline.clients.chase_file import ChaseFileClient, parse_chase_csv
+from dashtam_pipeline.providers.chase_file.client import ChaseFileClient, parse_chase_csv
 from dashtam_pipeline.sensors.chase_inbox import (
     PARTIAL_GRACE_SECONDS,
     PARTITIONS,
-    build_chase_inbox_sensor,
     scan_inbox,
 )
 from dashtam_pipeline.settings import load_settings
@@ -43,6 +42,7 @@ from dashtam_pipeline_tests.payloads import load_bytes
 from dashtam_pipeline_tests.test_chase_inbox_sensor import (
     PROVIDER,
     drop,
+    epoch_clock,
     inbox,
     query,
     run_partition,
@@ -175,13 +175,13 @@ def test_a_cut_off_last_line_waits_then_never_lands_as_a_phantom_row(
     chase_instance: DagsterInstance,
 ) -> None:
     now = [time.time()]
-    sensor = build_chase_inbox_sensor(clock=lambda: now[0])
+    clock = epoch_clock(now)
     data = load_bytes(CARD)
     cut = data[: data.rindex(b"-14.31") + 4]  # "...,Food & Drink,Sale,-14." : no line end
     name = "Chase5678_Activity_20260430.CSV"
     path = drop(name, cut, age_seconds=60)  # a copy that kept its source's mtime
 
-    waiting = tick(chase_instance, None, sensor)
+    waiting = tick(chase_instance, None, clock=clock)
     assert waiting.run_requests == []
     assert parse_chase_csv(cut, name).cut_line == 7
 
@@ -189,17 +189,17 @@ def test_a_cut_off_last_line_waits_then_never_lands_as_a_phantom_row(
     path.write_bytes(data)
     os.utime(path, (now[0] - 60, now[0] - 60))
     now[0] += 30
-    grown = tick(chase_instance, waiting.cursor, sensor)  # it grew since the last tick: waits
+    grown = tick(chase_instance, waiting.cursor, clock=clock)  # it grew since the last tick: waits
     assert grown.run_requests == []
     now[0] += 30
-    complete = tick(chase_instance, grown.cursor, sensor)
+    complete = tick(chase_instance, grown.cursor, clock=clock)
     assert [r.partition_key for r in complete.run_requests] == [file_partition_key(name, data)]
 
     # a copy that never completes is imported after the grace, its cut line quarantined
     stalled = drop("Chase9999_Activity_20260430.CSV", cut, age_seconds=60)
-    assert tick(chase_instance, complete.cursor, sensor).run_requests == []
+    assert tick(chase_instance, complete.cursor, clock=clock).run_requests == []
     os.utime(stalled, (now[0] - PARTIAL_GRACE_SECONDS - 1,) * 2)
-    late = tick(chase_instance, None, sensor)
+    late = tick(chase_instance, None, clock=clock)
     assert [file_name_of(r.partition_key) for r in late.run_requests] == [stalled.name]
     for request in complete.run_requests + late.run_requests:
         assert run_partition(chase_instance, request.partition_key).ok

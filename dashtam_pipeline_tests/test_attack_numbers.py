@@ -10,9 +10,9 @@ from decimal import Decimal
 import pandas as pd
 import pytest
 
-from dashtam_pipeline.clients.chase_file import parse_amount, parse_chase_csv
-from dashtam_pipeline.clients.fmp import parse_quotes
 from dashtam_pipeline.ingest import rejected_to_quarantine
+from dashtam_pipeline.providers.chase_file.client import parse_amount, parse_chase_csv
+from dashtam_pipeline.providers.fmp.client import parse_quotes
 from dashtam_pipeline.schemas import SCHEMAS
 from dashtam_pipeline.schemas.base import duckdb_columns
 from dashtam_pipeline.validation import validate

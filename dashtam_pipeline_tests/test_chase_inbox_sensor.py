@@ -4,6 +4,7 @@ import every recorded layout and quarantine what is not a Chase export."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import time
 from collections.abc import Iterator
@@ -13,13 +14,13 @@ import pytest
 from dagster import DagsterInstance, SensorDefinition, build_sensor_context
 
 from dashtam_pipeline.assets.partitions import file_name_of, file_partition_key
-from dashtam_pipeline.clients.chase_file import parse_chase_csv
 from dashtam_pipeline.definitions import build_definitions
 from dashtam_pipeline.instance import get_instance
+from dashtam_pipeline.providers.chase_file.client import parse_chase_csv
+from dashtam_pipeline.resources import ClockResource
 from dashtam_pipeline.runner import MaterializeReport, execute_plans, plan_runs
 from dashtam_pipeline.sensors.chase_inbox import (
     PARTITIONS,
-    build_chase_inbox_sensor,
     chase_asset_key,
     chase_inbox_sensor,
 )
@@ -73,15 +74,26 @@ def first_name_per_content(dropped: dict[str, bytes]) -> dict[str, bytes]:
     return {name: data for data, name in firsts.items()}
 
 
+def epoch_clock(now: list[float]) -> ClockResource:
+    """The ``clock`` resource reading ``now[0]`` (seconds since the epoch), which a test moves."""
+    return ClockResource.following(lambda: dt.datetime.fromtimestamp(now[0], dt.UTC))
+
+
 def tick(
-    instance: DagsterInstance, cursor: str | None, sensor: SensorDefinition = chase_inbox_sensor
+    instance: DagsterInstance,
+    cursor: str | None,
+    sensor: SensorDefinition = chase_inbox_sensor,
+    *,
+    clock: ClockResource | None = None,
 ) -> SensorTick:
-    """One evaluation, then what the daemon does with it: add the requested partitions."""
+    """One evaluation (on the wall clock unless ``clock``), then what the daemon does with
+    it: add the requested partitions."""
     # the daemon's context carries the instance's ref too: partition keys are checked
     # against the instance (with this tick's additions) only when it does
     context = build_sensor_context(
         instance=instance, instance_ref=instance.get_ref(), cursor=cursor,
         definitions=build_definitions(load_settings()),
+        resources={"clock": clock or ClockResource()},
     )
     result = sensor.evaluate_tick(context)
     for request in result.dynamic_partitions_requests or []:
@@ -126,21 +138,21 @@ def test_each_export_becomes_one_partition_and_one_run(instance: DagsterInstance
 
 def test_a_file_still_being_written_waits_for_the_next_tick(instance: DagsterInstance) -> None:
     now = [time.time()]
-    sensor = build_chase_inbox_sensor(clock=lambda: now[0])
+    clock = epoch_clock(now)
     data = payload_path("chase/legacy_2013_credit_card_jdmullin_ledger.csv").read_bytes()
     path = drop("Chase9012_Activity_20130901.CSV", data[:40], age_seconds=1)
 
-    writing = tick(instance, None, sensor)  # modified a second ago
+    writing = tick(instance, None, clock=clock)  # modified a second ago
     assert writing.run_requests == []
     now[0] += 30
     path.write_bytes(data)  # the copy goes on, keeping the source's old mtime
     os.utime(path, (now[0] - 600, now[0] - 600))
-    grown = tick(instance, writing.cursor, sensor)  # size changed since the last tick
+    grown = tick(instance, writing.cursor, clock=clock)  # size changed since the last tick
     assert grown.run_requests == []
     assert instance.get_dynamic_partitions(PARTITIONS.name) == []
 
     now[0] += 30
-    settled = tick(instance, grown.cursor, sensor)
+    settled = tick(instance, grown.cursor, clock=clock)
     assert [r.partition_key for r in settled.run_requests] == [
         file_partition_key(path.name, data)]
 

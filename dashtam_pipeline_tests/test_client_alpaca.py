@@ -9,16 +9,16 @@ import datetime as dt
 import httpx
 import pytest
 
-from dashtam_pipeline.clients import alpaca
-from dashtam_pipeline.clients.alpaca import (
+from dashtam_pipeline.clients.base import FetchRequest
+from dashtam_pipeline.errors import ErrorKind, ProviderError
+from dashtam_pipeline.providers.alpaca import client as alpaca
+from dashtam_pipeline.providers.alpaca.client import (
     AlpacaClient,
     activity_type_of,
     parse_account,
     parse_activities,
     parse_positions,
 )
-from dashtam_pipeline.clients.base import FetchRequest
-from dashtam_pipeline.errors import ErrorKind, ProviderError
 from dashtam_pipeline.schemas.base import column_names
 from dashtam_pipeline.schemas.brokerage import AccountSchema, PositionSchema, TransactionSchema
 from dashtam_pipeline_tests.client_helpers import (

@@ -11,7 +11,7 @@ import pytest
 from dashtam_pipeline.accounts import mask_account, scrub_account_numbers
 from dashtam_pipeline.assets.partitions import file_partition_key
 from dashtam_pipeline.clients.base import FetchRequest
-from dashtam_pipeline.clients.chase_file import (
+from dashtam_pipeline.providers.chase_file.client import (
     ChaseFileClient,
     account_from_file_name,
     parse_chase_csv,

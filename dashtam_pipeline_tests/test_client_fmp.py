@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from dashtam_pipeline.clients.base import FetchRequest, RejectedRecord
-from dashtam_pipeline.clients.fmp import (
+from dashtam_pipeline.errors import ErrorKind, ProviderError
+from dashtam_pipeline.providers.fmp.client import (
     FMPClient,
     parse_daily_bars,
     parse_earnings,
@@ -22,7 +23,6 @@ from dashtam_pipeline.clients.fmp import (
     parse_profile,
     parse_quotes,
 )
-from dashtam_pipeline.errors import ErrorKind, ProviderError
 from dashtam_pipeline.schemas.base import column_names
 from dashtam_pipeline.schemas.market import (
     DailyBarSchema,

@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from dashtam_pipeline.clients.base import FetchRequest
-from dashtam_pipeline.clients.fred import (
+from dashtam_pipeline.errors import ErrorKind, ProviderError
+from dashtam_pipeline.providers.fred.client import (
     REALTIME_END,
     REALTIME_START,
     FredClient,
@@ -27,7 +28,6 @@ from dashtam_pipeline.clients.fred import (
     realtime_windows,
     stitch_windows,
 )
-from dashtam_pipeline.errors import ErrorKind, ProviderError
 from dashtam_pipeline.registry import Dataset
 from dashtam_pipeline.schemas.base import OPEN_END, column_names
 from dashtam_pipeline.schemas.macro import FredObservationSchema, FredSeriesSchema

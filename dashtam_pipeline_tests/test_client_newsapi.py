@@ -13,14 +13,14 @@ import pandas as pd
 import pytest
 
 from dashtam_pipeline.clients.base import FetchRequest
-from dashtam_pipeline.clients.newsapi import (
+from dashtam_pipeline.errors import ErrorKind, ProviderError
+from dashtam_pipeline.providers.newsapi.client import (
     NewsApiClient,
     article_id,
     classify_newsapi_error,
     parse_articles,
     request_window,
 )
-from dashtam_pipeline.errors import ErrorKind, ProviderError
 from dashtam_pipeline.schemas.base import column_names
 from dashtam_pipeline.schemas.news import NewsArticleSchema
 from dashtam_pipeline.sentiment import score_article

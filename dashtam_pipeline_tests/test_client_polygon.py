@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from dashtam_pipeline.clients.base import FetchRequest, RejectedRecord
-from dashtam_pipeline.clients.polygon import (
+from dashtam_pipeline.errors import ErrorKind, ProviderError
+from dashtam_pipeline.providers.polygon.client import (
     PolygonClient,
     occ_contract,
     parse_aggs,
@@ -25,7 +26,6 @@ from dashtam_pipeline.clients.polygon import (
     parse_prev_quotes,
     parse_trades,
 )
-from dashtam_pipeline.errors import ErrorKind, ProviderError
 from dashtam_pipeline.schemas.base import column_names
 from dashtam_pipeline.schemas.market import DailyBarSchema, OptionContractSchema, QuoteSchema
 from dashtam_pipeline_tests.client_helpers import (

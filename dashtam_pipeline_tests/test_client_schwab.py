@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from dashtam_pipeline.clients.base import FetchRequest
-from dashtam_pipeline.clients.schwab import (
+from dashtam_pipeline.errors import ErrorKind, ProviderError
+from dashtam_pipeline.providers.schwab.client import (
     TRANSACTION_TYPES,
     OAuthTokens,
     SchwabClient,
@@ -30,7 +31,6 @@ from dashtam_pipeline.clients.schwab import (
     refresh_tokens,
     transaction_windows,
 )
-from dashtam_pipeline.errors import ErrorKind, ProviderError
 from dashtam_pipeline.schemas.brokerage import AccountSchema, PositionSchema, TransactionSchema
 from dashtam_pipeline.settings import ProviderSettings, load_settings
 from dashtam_pipeline_tests.client_helpers import (

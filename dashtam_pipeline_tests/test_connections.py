@@ -16,7 +16,6 @@ from cryptography.fernet import Fernet
 
 from dashtam_pipeline import connections
 from dashtam_pipeline.cli import main
-from dashtam_pipeline.clients import schwab
 from dashtam_pipeline.clients.base import sandbox_base_url
 from dashtam_pipeline.connections import (
     SecretKeyError,
@@ -31,6 +30,7 @@ from dashtam_pipeline.connections import (
 )
 from dashtam_pipeline.domain import ConnectionStatus, CredentialType, Failure
 from dashtam_pipeline.errors import ConfigurationError, ErrorKind, ProviderError
+from dashtam_pipeline.providers.schwab import client as schwab
 from dashtam_pipeline.registry import ProviderSlug
 from dashtam_pipeline.sandbox.app import SandboxApp
 from dashtam_pipeline.settings import Settings, load_settings

@@ -8,7 +8,6 @@ Schwab's OAuth server is the sandbox on loopback, on the same clock as the senso
 """
 
 import datetime as dt
-import itertools
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,13 +23,13 @@ from dagster import (
 
 from dashtam_pipeline import connections
 from dashtam_pipeline.assets.partitions import MARKET_TZ
-from dashtam_pipeline.clients import schwab
 from dashtam_pipeline.connections import StoredTokens, current_connection, load_cipher
 from dashtam_pipeline.definitions import build_definitions
 from dashtam_pipeline.domain import ConnectionStatus
 from dashtam_pipeline.domain.provider_connection import ProviderConnection
 from dashtam_pipeline.instance import get_instance
 from dashtam_pipeline.jobs import PARTITION_RANGE_END, PARTITION_RANGE_START
+from dashtam_pipeline.providers.schwab import client as schwab
 from dashtam_pipeline.registry import ProviderSlug
 from dashtam_pipeline.sandbox.app import SandboxApp
 from dashtam_pipeline.sandbox.server import SandboxServer
@@ -42,11 +41,15 @@ from dashtam_pipeline.sensors.credentials import (
     EXPIRY_SENSOR_NAME,
     REFRESH_JOB_NAME,
     RELOGIN_WARNING_TAG,
-    build_credential_jobs,
 )
 from dashtam_pipeline.sensors.dlq_replay import LAUNCHED_BY_TAG, PROVIDER_TAG
 from dashtam_pipeline.settings import Settings, load_settings
 from dashtam_pipeline.state.connection_repository import ConnectionRepository
+from dashtam_pipeline.trading_calendar import (
+    is_trading_day,
+    previous_trading_day,
+    trading_day_on_or_before,
+)
 from dashtam_pipeline_tests.clocks import FakeClock
 from dashtam_pipeline_tests.loopback import configured_sandbox, materialize
 from dashtam_pipeline_tests.sensor_ticks import SensorTick
@@ -69,8 +72,7 @@ class Sensors:
 
     def __init__(self, clock: FakeClock) -> None:
         self.clock = clock
-        self.jobs = build_credential_jobs(clock=clock)
-        self.defs = build_definitions(load_settings(), clock=clock)
+        self.defs = build_definitions(load_settings(), resources=clock.resources())
         self.repository: RepositoryDefinition = self.defs.get_repository_def()
         self.cursors: dict[str, str | None] = {}
 
@@ -80,6 +82,7 @@ class Sensors:
                 instance=instance,
                 cursor=self.cursors.get(name),
                 repository_def=self.repository,
+                resources=self.clock.resources(),
             )
             result = self.repository.get_sensor_def(name).evaluate_tick(context)
         self.cursors[name] = result.cursor
@@ -296,12 +299,18 @@ def landed(asset: str, partition: str) -> None:
         )
 
 
+def sessions_after(first: dt.date, last: dt.date) -> list[dt.date]:
+    """The trading days after ``first`` up to ``last``: the daily partitions between."""
+    days = (first + dt.timedelta(days=n) for n in range(1, (last - first).days + 1))
+    return [day for day in days if is_trading_day(day)]
+
+
 def test_catch_up_covers_the_partitions_missed_while_down(api_key_providers: FakeClock) -> None:
     clock = api_key_providers
-    last_complete_day = clock().astimezone(MARKET_TZ).date() - dt.timedelta(days=1)
+    last_complete_day = previous_trading_day(clock().astimezone(MARKET_TZ).date())
     settings = load_settings()
     connections.ensure_api_key_connections(settings, clock())
-    before_outage = last_complete_day - dt.timedelta(days=4)
+    before_outage = trading_day_on_or_before(last_complete_day - dt.timedelta(days=4))
     landed("news/articles", before_outage.isoformat())  # the last daily partition that landed
     sensors = Sensors(clock)
     assert not sensors.catch_up().run_requests
@@ -316,10 +325,10 @@ def test_catch_up_covers_the_partitions_missed_while_down(api_key_providers: Fak
 
     requests = {r.tags[PROVIDER_TAG]: r for r in sensors.catch_up().run_requests or []}
     news, fred = requests["newsapi"], requests["fred"]
-    # daily: from the day after the last materialized one up to the last complete day
+    # daily: from the session after the last materialized one up to the last complete one
     assert [k.to_user_string() for k in news.asset_selection or []] == ["news/articles"]
     assert (news.tags[PARTITION_RANGE_START], news.tags[PARTITION_RANGE_END]) == (
-        (before_outage + dt.timedelta(days=1)).isoformat(),
+        sessions_after(before_outage, last_complete_day)[0].isoformat(),
         last_complete_day.isoformat(),
     )
     # per series: only what has not landed since the connection went down
@@ -332,27 +341,31 @@ def test_catch_up_covers_the_partitions_missed_while_down(api_key_providers: Fak
     assert not sensors.catch_up().run_requests
 
 
-def news_landed_days_before_yesterday(
+def news_landed_sessions_before_yesterday(
     clock: FakeClock, days: int
-) -> tuple[Settings, dt.date, Sensors]:
-    """API-key connections made, news landed up to ``days`` before the last complete day,
-    and one catch-up tick that finds nothing to do (the sensor has seen them ACTIVE)."""
-    last_complete_day = clock().astimezone(MARKET_TZ).date() - dt.timedelta(days=1)
+) -> tuple[Settings, list[dt.date], Sensors]:
+    """API-key connections made, news landed up to the session ``days`` sessions before
+    the last complete one, and one catch-up tick that finds nothing to do (the sensor has
+    seen them ACTIVE). Returns the sessions a catch-up must fill."""
+    last_complete_day = previous_trading_day(clock().astimezone(MARKET_TZ).date())
     settings = load_settings()
     connections.ensure_api_key_connections(settings, clock())
-    landed("news/articles", (last_complete_day - dt.timedelta(days=days)).isoformat())
+    landed_day = last_complete_day
+    for _ in range(days):
+        landed_day = previous_trading_day(landed_day)
+    landed("news/articles", landed_day.isoformat())
     sensors = Sensors(clock)
     assert not sensors.catch_up().run_requests
-    return settings, last_complete_day, sensors
+    return settings, sessions_after(landed_day, last_complete_day), sensors
 
 
 def test_a_long_outage_is_caught_up_in_runs_the_backfill_policy_allows(
     api_key_providers: FakeClock,
 ) -> None:
-    """70 missed days of a daily asset (at most 31 days per run) are three catch-up runs,
+    """70 missed sessions of a daily asset (at most 31 per run) are three catch-up runs,
     back to back, each with its own run key."""
     clock = api_key_providers
-    settings, last_complete_day, sensors = news_landed_days_before_yesterday(clock, 70)
+    settings, missed, sensors = news_landed_sessions_before_yesterday(clock, 70)
     assert connections.mark_auth_failure(settings, "newsapi", "401 Unauthorized", clock())
     assert not sensors.catch_up().run_requests
     connections.reconnect_api_key_provider(settings, "newsapi", clock())
@@ -364,11 +377,8 @@ def test_a_long_outage_is_caught_up_in_runs_the_backfill_policy_allows(
          dt.date.fromisoformat(r.tags[PARTITION_RANGE_END]))
         for r in runs
     ]
-    assert [(end - start).days + 1 for start, end in ranges] == [31, 31, 8]
-    assert ranges[0][0] == last_complete_day - dt.timedelta(days=69)
-    assert ranges[-1][1] == last_complete_day
-    for (_, end), (start, _) in itertools.pairwise(ranges):
-        assert start == end + dt.timedelta(days=1)
+    assert len(missed) == 70
+    assert ranges == [(missed[0], missed[30]), (missed[31], missed[61]), (missed[62], missed[69])]
     assert len({r.run_key for r in runs}) == 3
 
 
@@ -379,7 +389,7 @@ def test_a_drop_and_return_between_two_ticks_is_still_caught_up(
     the daemon was stopped meanwhile): the connection's status history shows the outage,
     and its partitions are caught up once."""
     clock = api_key_providers
-    settings, last_complete_day, sensors = news_landed_days_before_yesterday(clock, 3)
+    settings, missed, sensors = news_landed_sessions_before_yesterday(clock, 3)
 
     clock.advance(minutes=1)
     assert connections.mark_auth_failure(settings, "newsapi", "401 Unauthorized", clock())
@@ -391,7 +401,8 @@ def test_a_drop_and_return_between_two_ticks_is_still_caught_up(
     tick = sensors.catch_up()
     (request,) = [r for r in tick.run_requests or [] if r.tags[PROVIDER_TAG] == "newsapi"]
     assert (request.tags[PARTITION_RANGE_START], request.tags[PARTITION_RANGE_END]) == (
-        (last_complete_day - dt.timedelta(days=2)).isoformat(), last_complete_day.isoformat())
+        missed[0].isoformat(), missed[-1].isoformat())
+    assert len(missed) == 3
     assert f"since {down_at.isoformat(timespec='microseconds')}" in request.tags[
         CATCH_UP_REASON_TAG]
     clock.advance(seconds=30)

@@ -63,14 +63,18 @@ class Sensor:
     """The DLQ replay sensor evaluated like the daemon does, cursor kept between ticks."""
 
     def __init__(self, clock: FakeClock) -> None:
-        self.definition = build_dlq_replay_sensor(clock=clock)
+        self.clock = clock
+        self.definition = build_dlq_replay_sensor()
         self.repository = build_definitions(load_settings()).get_repository_def()
         self.cursor: str | None = None
 
     def tick(self) -> SensorTick:
         with get_instance(load_settings()) as instance:
             context = build_sensor_context(
-                instance=instance, cursor=self.cursor, repository_def=self.repository
+                instance=instance,
+                cursor=self.cursor,
+                repository_def=self.repository,
+                resources=self.clock.resources(),
             )
             result = self.definition.evaluate_tick(context)
         self.cursor = result.cursor

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from dashtam_pipeline.clients.fred import parse_observations
+from dashtam_pipeline.providers.fred.client import parse_observations
 from dashtam_pipeline.registry import Dataset, get_dataset_spec
 from dashtam_pipeline.schemas.macro import FredObservationSchema
 from dashtam_pipeline.storage.warehouse import Warehouse

@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 
 from dashtam_pipeline.clients.base import FetchRequest
-from dashtam_pipeline.clients.fred import FredClient
 from dashtam_pipeline.fred_sync import FredSync, SyncMark, normalize_last_updated
 from dashtam_pipeline.ingest import IngestionOutcome, ingest_dataset
+from dashtam_pipeline.providers.fred.client import FredClient
 from dashtam_pipeline.registry import Dataset, ProviderSlug, get_dataset_spec, providers_serving
 from dashtam_pipeline.resilience.hooks import resilience_hooks
 from dashtam_pipeline.sandbox.app import SandboxApp

@@ -17,16 +17,16 @@ import httpx
 import pandas as pd
 import pytest
 
-from dashtam_pipeline.clients import fred as fred_module
 from dashtam_pipeline.clients.base import FetchRequest
-from dashtam_pipeline.clients.fred import (
+from dashtam_pipeline.fred_sync import FredSync
+from dashtam_pipeline.ingest import IngestionOutcome, ingest_dataset
+from dashtam_pipeline.providers.fred import client as fred_module
+from dashtam_pipeline.providers.fred.client import (
     FredClient,
     join_overlapping_windows,
     plan_windows,
     request_budget,
 )
-from dashtam_pipeline.fred_sync import FredSync
-from dashtam_pipeline.ingest import IngestionOutcome, ingest_dataset
 from dashtam_pipeline.registry import Dataset, ProviderSlug, get_dataset_spec, providers_serving
 from dashtam_pipeline.resilience.hooks import resilience_hooks
 from dashtam_pipeline.sandbox.app import SandboxApp

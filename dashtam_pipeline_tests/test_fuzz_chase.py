@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dashtam_pipeline.clients.base import FetchRequest
-from dashtam_pipeline.clients.chase_file import ChaseFileClient, parse_chase_csv
 from dashtam_pipeline.errors import ProviderError
+from dashtam_pipeline.providers.chase_file.client import ChaseFileClient, parse_chase_csv
 from dashtam_pipeline.schemas.base import duckdb_columns
 from dashtam_pipeline.schemas.brokerage import TransactionSchema
 from dashtam_pipeline.settings import load_settings

@@ -33,9 +33,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dashtam_pipeline.clients import alpaca, fmp, fred, newsapi, polygon, schwab
 from dashtam_pipeline.clients.base import FetchResult
 from dashtam_pipeline.errors import ProviderError
+from dashtam_pipeline.providers.alpaca import client as alpaca
+from dashtam_pipeline.providers.fmp import client as fmp
+from dashtam_pipeline.providers.fred import client as fred
+from dashtam_pipeline.providers.newsapi import client as newsapi
+from dashtam_pipeline.providers.polygon import client as polygon
+from dashtam_pipeline.providers.schwab import client as schwab
 from dashtam_pipeline.registry import Dataset, get_dataset_spec
 from dashtam_pipeline.schemas import SCHEMAS
 from dashtam_pipeline.validation import validate

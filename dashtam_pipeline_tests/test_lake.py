@@ -3,8 +3,10 @@ publication, cross-process locking, and the quarantine table."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import multiprocessing
+import re
 import time
 from multiprocessing.synchronize import Event
 from pathlib import Path
@@ -320,3 +322,86 @@ def test_quarantining_the_same_bad_input_twice_does_not_duplicate(lake: Lake) ->
     assert set(table.column("dataset").to_pylist()) == {"market.quotes"}
     assert [p.name for p in lake.files("ops.quarantine")] == ["market.quotes.parquet"]
     assert lake.quarantine([]) == 0
+
+
+# --- hashed buckets (series and symbols) --------------------------------------------------
+OBS = "macro.fred_observations"
+
+
+def observations_frame(series: list[str], *, value: float) -> pd.DataFrame:
+    """One open-ended vintage of one date per series."""
+    return pd.DataFrame(
+        {
+            "series_id": series,
+            "date": [dt.date(2024, 1, 1)] * len(series),
+            "value": [value] * len(series),
+            "realtime_start": [dt.date(2024, 2, 1)] * len(series),
+            "realtime_end": [dt.date(9999, 12, 31)] * len(series),
+        }
+    )
+
+
+def per_value_layout() -> lake_module.TableLayout:
+    """``macro.fred_observations`` as earlier versions stored it: one file per series."""
+    return dataclasses.replace(lake_module.table_layout(OBS), buckets=None)
+
+
+def test_a_thousand_series_land_in_sixteen_row_grouped_snappy_files(tmp_path: Path) -> None:
+    lake = Lake(tmp_path)
+    series = [f"S{i:04d}" for i in range(1000)]
+    lake.upsert(OBS, observations_frame(series, value=1.0))
+
+    names = sorted(p.name for p in lake.files(OBS))
+    assert len(names) == 16
+    assert all(re.fullmatch(r"hash16-\d{3}\.parquet", name) for name in names)
+    table = lake.read(OBS)
+    assert sorted(table.column("series_id").to_pylist()) == series
+    metadata = pq.ParquetFile(lake.files(OBS)[0]).metadata
+    assert metadata.row_group(0).column(0).compression == "SNAPPY"
+
+
+def test_a_series_always_hashes_to_the_same_file(tmp_path: Path) -> None:
+    lake = Lake(tmp_path)
+    first = lake.upsert(OBS, observations_frame(["GDP"], value=1.0))
+    again = lake.upsert(OBS, observations_frame(["GDP"], value=2.0))
+    assert first.files == again.files
+    assert again.rows_replaced == 1
+    assert lake.read(OBS).column("value").to_pylist() == [2.0]
+
+
+def test_files_of_the_per_value_layout_are_merged_into_the_hashed_files(tmp_path: Path) -> None:
+    lake = Lake(tmp_path)
+    old = ["GDP", "UNRATE", "DGS10"]
+    lake.upsert(per_value_layout(), observations_frame(old, value=1.0))
+    assert sorted(p.name for p in lake.files(OBS)) == [
+        "DGS10.parquet", "GDP.parquet", "UNRATE.parquet"
+    ]
+
+    lake.upsert(OBS, observations_frame(["GDP", "CPIAUCSL"], value=2.0))
+
+    names = [p.name for p in lake.files(OBS)]
+    assert all(name.startswith("hash16-") for name in names), names
+    values = dict(
+        zip(*lake.read(OBS).select(["series_id", "value"]).to_pydict().values(), strict=True)
+    )
+    # the new GDP row wins, rows only the old files held are kept, nothing twice
+    assert values == {"GDP": 2.0, "UNRATE": 1.0, "DGS10": 1.0, "CPIAUCSL": 2.0}
+    assert lake.read(OBS).num_rows == 4
+
+
+def test_an_old_file_left_by_a_crash_after_the_merge_loses_to_the_merged_rows(
+    tmp_path: Path,
+) -> None:
+    lake = Lake(tmp_path)
+    lake.upsert(per_value_layout(), observations_frame(["GDP"], value=1.0))
+    (stale,) = lake.files(OBS)
+    kept = stale.read_bytes()
+    lake.upsert(OBS, observations_frame(["GDP"], value=2.0))
+    stale.write_bytes(kept)  # the crash: the merged bucket was published, this not removed
+
+    lake.upsert(OBS, observations_frame(["UNRATE"], value=3.0))
+
+    assert not stale.exists()
+    rows = sorted(zip(*lake.read(OBS).select(["series_id", "value"]).to_pydict().values(),
+                      strict=True))
+    assert rows == [("GDP", 2.0), ("UNRATE", 3.0)]

@@ -73,7 +73,7 @@ def _quote_worker(
 ) -> None:
     """One process: ``calls`` quote calls through an FMP client with the resilience hooks;
     puts the outcome of each call (``ok`` or the error kind) on ``results``."""
-    from dashtam_pipeline.clients.fmp import FMPClient
+    from dashtam_pipeline.providers.fmp.client import FMPClient
 
     settings = load_settings(**settings_kwargs)
     hooks = resilience_hooks(settings, "fmp")

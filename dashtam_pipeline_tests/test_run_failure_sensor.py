@@ -78,7 +78,7 @@ class Recovery:
 
     def __init__(self, clock: FakeClock) -> None:
         self.clock = clock
-        defs = build_definitions(load_settings(), clock=clock)
+        defs = build_definitions(load_settings(), resources=clock.resources())
         self.run_failure = defs.resolve_sensor_def("run_failure_recovery_sensor")
         self.dlq_replay = defs.resolve_sensor_def("dlq_replay_sensor")
         self.repository: RepositoryDefinition = defs.get_repository_def()
@@ -110,7 +110,10 @@ class Recovery:
         """One evaluation of the DLQ replay sensor, keeping its cursor like the daemon."""
         with self.instance() as instance:
             context = build_sensor_context(
-                instance=instance, cursor=self.cursor, repository_def=self.repository
+                instance=instance,
+                cursor=self.cursor,
+                repository_def=self.repository,
+                resources=self.clock.resources(),
             )
             result = self.dlq_replay.evaluate_tick(context)
         self.cursor = result.cursor

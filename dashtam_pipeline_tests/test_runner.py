@@ -49,10 +49,13 @@ def test_date_range_is_split_by_the_backfill_policy(defs) -> None:
     keys = resolve_selection(defs, "key:market/daily_bars")
     plans = plan_runs(defs, keys, start="2025-01-01", end="2025-03-15")
     ranges = [(p.tags[PARTITION_RANGE_START], p.tags[PARTITION_RANGE_END]) for p in plans]
-    assert ranges == [("2025-01-01", "2025-01-31"), ("2025-02-01", "2025-03-03"),
-                      ("2025-03-04", "2025-03-15")]
+    # 49 sessions (New Year's Day, the 2025-01-09 closure, MLK and Presidents' Day and the
+    # weekends are none), 31 per run; the range may start on a holiday, end on a Saturday
+    assert ranges == [("2025-01-02", "2025-02-18"), ("2025-02-19", "2025-03-14")]
     with pytest.raises(SelectionError, match="after"):
         plan_runs(defs, keys, start="2025-03-15", end="2025-01-01")
+    with pytest.raises(SelectionError, match="no trading day from 2025-03-15 to 2025-03-16"):
+        plan_runs(defs, keys, start="2025-03-15", end="2025-03-16")
 
 
 def test_bad_selection_names_the_known_assets(defs) -> None:

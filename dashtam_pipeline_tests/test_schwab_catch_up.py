@@ -50,14 +50,17 @@ def schwab_tokens() -> tuple[ConnectionStatus, StoredTokens]:
 def test_connect_refresh_expire_reconnect_catch_up(
     clocked_sandbox: SandboxServer, connections_clock: FakeClock, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    defs = build_definitions(load_settings(), clock=connections_clock)
+    defs = build_definitions(load_settings(), resources=connections_clock.resources())
     repository = defs.get_repository_def()
     cursors: dict[str, str | None] = {}
 
     def tick(name: str) -> SensorTick:
         with get_instance(load_settings()) as instance:
             context = build_sensor_context(
-                instance=instance, cursor=cursors.get(name), repository_def=repository
+                instance=instance,
+                cursor=cursors.get(name),
+                repository_def=repository,
+                resources=connections_clock.resources(),
             )
             result = repository.get_sensor_def(name).evaluate_tick(context)
         cursors[name] = result.cursor

@@ -97,3 +97,9 @@ def test_the_executor_follows_the_setting(data_dir: Path) -> None:
     config = celery_config(settings)
     assert config["broker"] == config["backend"] == "redis://h:6379/0"
     assert config["config_source"]["broker_transport_options"]["visibility_timeout"] == 40
+
+
+@pytest.mark.parametrize("value", ["yesterday", "1899-01-01", "2024-02-30"])
+def test_a_history_start_that_is_not_a_date_is_a_clear_error(data_dir: Path, value: str) -> None:
+    with pytest.raises(ConfigurationError, match="DASHTAM_HISTORY_START must be a date"):
+        load_settings(dashtam_history_start=value)

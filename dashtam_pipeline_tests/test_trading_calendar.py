@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
@@ -72,3 +73,34 @@ def test_the_demo_says_when_today_has_no_session() -> None:
     assert market_day_note(dt.datetime(2026, 12, 2, 15, tzinfo=UTC)) == (
         "market data for the last completed session, Tuesday 2026-12-01"
     )
+
+
+def test_daily_partitions_are_trading_days_from_the_history_start(data_dir: Path) -> None:
+    from dashtam_pipeline.assets.partitions import trading_day_partitions
+    from dashtam_pipeline.settings import load_settings
+
+    partitions = trading_day_partitions(load_settings(dashtam_history_start="2026-11-20"))
+    # 02:00 New York on Saturday 2026-11-28: Thanksgiving (Thursday) and the weekend are
+    # not partitions, Friday's session (its window runs to Monday) already is
+    saturday_night = dt.datetime(2026, 11, 28, 7, 0, tzinfo=UTC)
+    assert partitions.get_partition_keys(current_time=saturday_night) == [
+        "2026-11-20", "2026-11-23", "2026-11-24", "2026-11-25", "2026-11-27",
+    ]
+    years = dt.datetime(2031, 1, 2, 12, 0, tzinfo=UTC)
+    keys = partitions.get_partition_keys(current_time=years)
+    assert all(is_trading_day(dt.date.fromisoformat(key)) for key in keys)
+    assert "2030-12-25" not in keys and "2030-12-24" in keys
+
+
+def test_the_nightly_run_asks_for_a_partition_that_exists(data_dir: Path) -> None:
+    from dashtam_pipeline.assets.partitions import trading_day_partitions
+    from dashtam_pipeline.jobs import nightly_run_request
+    from dashtam_pipeline.registry import Partitioning
+    from dashtam_pipeline.settings import load_settings
+
+    partitions = trading_day_partitions(load_settings())
+    start = dt.datetime(2026, 11, 23, 7, 0, tzinfo=UTC)  # 02:00 New York, every night
+    for night in (start + dt.timedelta(days=n) for n in range(14)):
+        request = nightly_run_request(Partitioning.TRADING_DAY, night, ())
+        assert request is not None
+        assert request.partition_key in partitions.get_partition_keys(current_time=night), night

@@ -11,7 +11,6 @@ import pytest
 
 from dashtam_pipeline.cli import main
 from dashtam_pipeline.clients.base import FetchRequest
-from dashtam_pipeline.clients.chase_file import ChaseFileClient, chase_connection_id
 from dashtam_pipeline.connections import (
     connect_user_keys,
     connection_secrets,
@@ -19,6 +18,7 @@ from dashtam_pipeline.connections import (
 )
 from dashtam_pipeline.domain.provider_connection import OPERATOR_USER_ID
 from dashtam_pipeline.ingest import ingest_dataset
+from dashtam_pipeline.providers.chase_file.client import ChaseFileClient, chase_connection_id
 from dashtam_pipeline.registry import Dataset, get_dataset_spec, get_provider_metadata
 from dashtam_pipeline.settings import load_settings
 from dashtam_pipeline.state.connection_repository import ConnectionRepository
@@ -161,9 +161,9 @@ def _connect_schwab(user: uuid.UUID, alias: str) -> None:
     """The OAuth flow against the in-process sandbox, for one user's connection."""
     import httpx
 
-    from dashtam_pipeline.clients import schwab
     from dashtam_pipeline.clients.base import sandbox_transport
     from dashtam_pipeline.connections import connect_oauth_provider
+    from dashtam_pipeline.providers.schwab import client as schwab
 
     settings = load_settings()
     with httpx.Client(transport=sandbox_transport(), follow_redirects=False) as browser:
@@ -199,3 +199,56 @@ def test_a_lapsed_login_expires_only_its_connection_and_the_others_land(sandbox:
     assert f"dashtam connect schwab --user {ALICE} --alias ira" in note
     users = set(lake.read_frame("brokerage.accounts")["user_id"])
     assert users == {str(BOB)}
+
+
+def limit_keys(client: object) -> list[str]:
+    """The rate budgets a client's requests spend (its ``RateLimiter`` hooks)."""
+    from dashtam_pipeline.resilience.limits import RateLimiter
+
+    return [h.provider for h in client.http.hooks if isinstance(h, RateLimiter)]  # type: ignore[attr-defined]
+
+
+def test_rate_budgets_are_where_the_provider_counts_them(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Alpaca counts requests per key: each user's own key spends a budget of its own
+    (named by a digest of the key id, never the key), the operator's key the provider's.
+    Schwab counts per app: every user's connection spends the one app budget."""
+    from dashtam_pipeline.clients import build_client
+    from dashtam_pipeline.state.store import state_store
+
+    monkeypatch.setenv("ALPACA_API_KEY_ID", "operator-key-id")
+    monkeypatch.setenv("ALPACA_API_SECRET_KEY", "operator-secret")
+    settings = load_settings()  # not the sandbox: the limiter runs
+    alice = connect_user_keys(settings, "alpaca", user_id=ALICE, alias="paper",
+                              key_id="alice-key-id", secret_key="alice-secret")
+    bob = connect_user_keys(settings, "alpaca", user_id=BOB, alias="paper",
+                            key_id="bob-key-id", secret_key="bob-secret")
+
+    (alice_budget,) = limit_keys(build_client("alpaca", settings, connection_id=str(alice.id)))
+    (bob_budget,) = limit_keys(build_client("alpaca", settings, connection_id=str(bob.id)))
+    (operator_budget,) = limit_keys(build_client("alpaca", settings))
+    assert alice_budget.startswith("alpaca:key-") and bob_budget.startswith("alpaca:key-")
+    assert len({alice_budget, bob_budget, operator_budget}) == 3
+    assert operator_budget == "alpaca"
+    assert "alice-key-id" not in alice_budget and "alice-secret" not in alice_budget
+    # the same key is the same budget, whichever process builds the client
+    (again,) = limit_keys(build_client("alpaca", settings, connection_id=str(alice.id)))
+    assert again == alice_budget
+
+    # one user's budget spent does not slow another's (the store holds both counts)
+    for _ in range(3):
+        for hook in build_client("alpaca", settings, connection_id=str(alice.id)).http.hooks:
+            hook.before_attempt("alpaca", "/v2/account")
+    from dashtam_pipeline.resilience.limits import RateLimiter
+
+    def used(budget: str) -> int:
+        limiter = RateLimiter(state_store(settings), budget, per_minute=200, per_day=None,
+                              tier="free")
+        return int(limiter.usage()["requests_today"])
+
+    assert used(alice_budget) == 3 and used(bob_budget) == 0 and used("alpaca") == 0
+
+    schwab_meta = get_provider_metadata("schwab")
+    assert all(limit.per.value == "app" for limit in schwab_meta.rate_limits.values())
+    assert settings.provider("schwab").limit_key() == "schwab"

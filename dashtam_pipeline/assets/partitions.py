@@ -1,7 +1,9 @@
 """Partitions of the ingestion assets, one definition per ``registry.Partitioning``.
 
-Daily assets use calendar days in America/New_York: the nightly run materializes the
-previous day, weekends simply hold no bars. FRED observations are partitioned by series
+Daily assets are partitioned by trading day (``trading_day_partitions``): one partition
+per NYSE session from ``DASHTAM_HISTORY_START``, weekends and exchange holidays left out,
+so an asset that holds every session shows 100% filled. The nightly run materializes the
+previous session. FRED observations are partitioned by series
 (from ``DASHTAM_FRED_SERIES``, so adding a series needs no code) so one series can be
 re-pulled alone; a backfill covers up to ``FRED_SERIES_PER_RUN`` series per run.
 
@@ -23,6 +25,7 @@ real Chase exports) is its own encoding, so keys registered before it are unchan
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import unicodedata
@@ -30,10 +33,10 @@ from urllib.parse import unquote_to_bytes
 
 from dagster import (
     BackfillPolicy,
-    DailyPartitionsDefinition,
     DynamicPartitionsDefinition,
     PartitionsDefinition,
     StaticPartitionsDefinition,
+    TimeWindowPartitionsDefinition,
 )
 
 from dashtam_pipeline.registry import Partitioning
@@ -42,6 +45,7 @@ from dashtam_pipeline.trading_calendar import (  # noqa: F401  (re-exported)
     MARKET_TZ,
     market_today,
     previous_trading_day,
+    weekday_closures,
 )
 
 #: Run tags bounding the observation dates of a FRED backfill (YYYY-MM-DD, either may be
@@ -49,15 +53,36 @@ from dashtam_pipeline.trading_calendar import (  # noqa: F401  (re-exported)
 #: backfill dialog. Without them a FRED run covers each series' whole history.
 OBSERVATION_START_TAG = "dashtam/observation_start"
 OBSERVATION_END_TAG = "dashtam/observation_end"
-DAILY_START = "2024-01-01"
 #: Series per FRED backfill run: enough that the per-run cost (~1 s) is amortized and
 #: series are fetched concurrently, few enough that a backfill of hundreds of series shows
 #: progress run by run (UI and CLI), bounds a run's memory, and one bad run is cheap to redo.
 FRED_SERIES_PER_RUN = 25
 
-daily_partitions = DailyPartitionsDefinition(
-    start_date=DAILY_START, timezone="America/New_York", end_offset=0
-)
+#: Years of exchange closures listed ahead of today: the partitions are rebuilt whenever
+#: the code location loads, so this only has to outlast one deployment.
+CLOSURE_YEARS_AHEAD = 5
+
+
+def trading_day_partitions(settings: Settings) -> TimeWindowPartitionsDefinition:
+    """One partition per NYSE session from ``DASHTAM_HISTORY_START``, keyed ``YYYY-MM-DD``.
+
+    A weekday calendar (windows start at midnight New York, Monday to Friday) without the
+    weekdays the exchange is closed (``trading_calendar.weekday_closures``, Dagster's
+    ``exclusions``). A Friday's window runs to Monday, so the partition of a session
+    exists from the session's own midnight on (``end_offset=1``): the nightly run at 02:00
+    on Saturday can take Friday's close instead of waiting for Monday. The partition of
+    the session under way today exists too, and stays missing until the next nightly run.
+    """
+    start = settings.dashtam_history_start
+    closures = weekday_closures(start.year, market_today().year + CLOSURE_YEARS_AHEAD)
+    return TimeWindowPartitionsDefinition(
+        start=start.isoformat(),
+        fmt="%Y-%m-%d",
+        cron_schedule="0 0 * * 1-5",
+        timezone="America/New_York",
+        end_offset=1,
+        exclusions=[dt.datetime.combine(day, dt.time()) for day in closures if day >= start],
+    )
 
 
 def fred_series_partitions(settings: Settings) -> StaticPartitionsDefinition:
@@ -149,7 +174,7 @@ def partitions_for(
 ) -> PartitionsDefinition | None:
     """The partitions of an asset; ``owner`` (the provider slug) names per-file ones."""
     if partitioning is Partitioning.TRADING_DAY:
-        return daily_partitions
+        return trading_day_partitions(settings)
     if partitioning is Partitioning.FRED_SERIES:
         return fred_series_partitions(settings)
     if partitioning is Partitioning.INBOX_FILE:

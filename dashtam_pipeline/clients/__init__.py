@@ -1,45 +1,37 @@
-"""The client registry: one client class per provider, found by slug.
+"""Building a provider's client, found by slug.
 
-Classes are named here as import paths and loaded on first use, so importing the
-pipeline does not import every provider's module, and the compliance tests can check
-that every registered provider has a client implementing its capabilities.
+Each provider's metadata names its client class as an import path (``client``), loaded on
+first use, so importing the pipeline does not import every provider's module, and the
+compliance tests can check that every provider has a client implementing its capabilities.
+The shared client machinery (``base``, ``records``) lives in this package.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
 from dashtam_pipeline.http import CallHook, RetryPolicy
-from dashtam_pipeline.registry import ProviderSlug, get_provider_metadata
+from dashtam_pipeline.registry import (
+    ProviderAuthType,
+    ProviderSlug,
+    get_provider_metadata,
+    load_attribute,
+)
 from dashtam_pipeline.settings import Settings
-
-CLIENT_CLASSES: dict[ProviderSlug, str] = {
-    ProviderSlug.FMP: "dashtam_pipeline.clients.fmp:FMPClient",
-    ProviderSlug.POLYGON: "dashtam_pipeline.clients.polygon:PolygonClient",
-    ProviderSlug.FRED: "dashtam_pipeline.clients.fred:FredClient",
-    ProviderSlug.NEWSAPI: "dashtam_pipeline.clients.newsapi:NewsApiClient",
-    ProviderSlug.SCHWAB: "dashtam_pipeline.clients.schwab:SchwabClient",
-    ProviderSlug.ALPACA: "dashtam_pipeline.clients.alpaca:AlpacaClient",
-    ProviderSlug.CHASE_FILE: "dashtam_pipeline.clients.chase_file:ChaseFileClient",
-}
 
 
 def client_class(slug: ProviderSlug | str) -> type[Any]:
-    """The client class of a provider (imported on first use)."""
+    """The client class of a provider: its metadata's ``client`` (imported on first use)."""
     meta = get_provider_metadata(slug)
-    try:
-        target = CLIENT_CLASSES[meta.slug]
-    except KeyError:
+    if not meta.client:
         raise ValueError(
-            f"provider {meta.slug.value!r} is in the registry but has no client in "
-            "dashtam_pipeline.clients.CLIENT_CLASSES"
-        ) from None
-    module_name, _, class_name = target.partition(":")
-    return getattr(importlib.import_module(module_name), class_name)
+            f"provider {meta.slug.value!r} declares no client: set METADATA.client in "
+            f"dashtam_pipeline/providers/{meta.slug.value}/__init__.py"
+        )
+    return load_attribute(meta.client)  # type: ignore[no-any-return]
 
 
 def build_client(
@@ -57,18 +49,15 @@ def build_client(
 
     Every HTTP client gets the resilience hooks (shared circuit breaker, rate limits and
     quotas, call audit) unless ``hooks`` replaces them. OAuth providers get a token source
-    backed by the encrypted connection store; file imports get their inbox.
+    backed by the encrypted connection store; a file import's class builds itself
+    (``from_settings``: its inbox).
     """
     meta = get_provider_metadata(slug)
     cls = client_class(meta.slug)
     provider_settings = settings.provider(meta.slug)
-    if meta.slug is ProviderSlug.CHASE_FILE:
-        return cls(provider_settings, inbox=settings.chase_inbox, sandbox=settings.dashtam_sandbox)
-    if hooks is None:
-        from dashtam_pipeline.resilience.hooks import resilience_hooks
-
-        hooks = resilience_hooks(settings, meta.slug, run_id=run_id)
-    kwargs: dict[str, Any] = {"transport": transport, "retry": retry, "hooks": hooks}
+    if meta.auth_type is ProviderAuthType.FILE_IMPORT:  # no HTTP: the client says what it needs
+        return cls.from_settings(provider_settings, settings)
+    kwargs: dict[str, Any] = {"transport": transport, "retry": retry}
     if meta.is_oauth:
         from dashtam_pipeline.connections import token_source_for
 
@@ -82,9 +71,18 @@ def build_client(
         from dashtam_pipeline.connections import connection_secrets
 
         own = connection_secrets(settings, connection_id)
-        if own:  # a user's own keys: never the environment's
-            provider_settings = replace(provider_settings, secrets={
-                **provider_settings.secrets, **{k: SecretStr(v) for k, v in own.items()}})
+        if own:  # a user's own keys: never the environment's, and their own rate budget
+            provider_settings = replace(
+                provider_settings,
+                secrets={**provider_settings.secrets,
+                         **{k: SecretStr(v) for k, v in own.items()}},
+                user_key_id=next(iter(own.values())),  # the first user key field: its id
+            )
+    if hooks is None:
+        from dashtam_pipeline.resilience.hooks import resilience_hooks
+
+        hooks = resilience_hooks(settings, meta.slug, run_id=run_id, config=provider_settings)
+    kwargs["hooks"] = hooks
     wiring = getattr(cls, "wiring", None)  # a client's own extra collaborators
     if wiring is not None:
         kwargs.update(wiring(settings))

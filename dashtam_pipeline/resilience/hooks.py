@@ -29,19 +29,26 @@ from dashtam_pipeline.registry import ProviderSlug, get_provider_metadata
 from dashtam_pipeline.resilience.audit import CallAudit
 from dashtam_pipeline.resilience.breaker import CircuitBreaker
 from dashtam_pipeline.resilience.limits import RateLimiter
-from dashtam_pipeline.settings import Settings
+from dashtam_pipeline.settings import ProviderSettings, Settings
 from dashtam_pipeline.state.store import state_store
 
 
 def resilience_hooks(
-    settings: Settings, slug: ProviderSlug | str, *, run_id: str | None = None
+    settings: Settings,
+    slug: ProviderSlug | str,
+    *,
+    run_id: str | None = None,
+    config: ProviderSettings | None = None,
 ) -> list[CallHook]:
     """[breaker, rate limiter, audit] for one provider, configured from ``settings``
     ([breaker, audit] in sandbox mode). ``run_id`` tags the audit rows with the Dagster
-    run that made the calls."""
+    run that made the calls. ``config`` is the client's own resolved configuration when it
+    differs from the platform's (a user's own keys): its ``limit_key`` names the rate
+    budget the requests spend, and its secrets are scrubbed from the audit too. The
+    breaker stays per provider: an outage is the provider's, whoever's key it was."""
     meta = get_provider_metadata(slug)
     provider = meta.slug.value
-    config = settings.provider(meta.slug)
+    config = config or settings.provider(meta.slug)
     store = state_store(settings)
     hooks: list[CallHook] = [
         CircuitBreaker(
@@ -53,7 +60,7 @@ def resilience_hooks(
     if not settings.dashtam_sandbox:
         hooks.append(
             RateLimiter(
-                store, provider,
+                store, config.limit_key(),
                 per_minute=config.requests_per_minute,
                 per_day=config.requests_per_day,
                 tier=config.tier,

@@ -1,4 +1,7 @@
-"""The sandbox: one WSGI app answering all seven providers' real paths.
+"""The sandbox: one WSGI app answering every provider's real paths.
+
+The routes are each provider's own (``providers/<slug>/sandbox.py``, named by its
+metadata's ``sandbox_routes``); this core knows no provider and imports none.
 
 Requests arrive as ``/<slug>`` + the provider's real path (``/fmp/stable/quote``,
 ``/fred/fred/series/observations``...). The app counts them, applies injected faults,
@@ -22,14 +25,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
 
-from dashtam_pipeline.sandbox import (
-    alpaca_api,
-    fmp_api,
-    fred_api,
-    newsapi_api,
-    polygon_api,
-    schwab_api,
-)
+from dashtam_pipeline.registry import PROVIDER_REGISTRY, load_attribute
 from dashtam_pipeline.sandbox.common import (
     Clock,
     HTTPFailure,
@@ -47,17 +43,28 @@ DEFAULT_SEED = 42
 SEED_ENV = "DASHTAM_SANDBOX_SEED"
 CONTROL_PREFIX = "/_sandbox"
 
-PROVIDERS: dict[str, Provider] = {
-    p.slug: p
-    for p in (
-        fmp_api.PROVIDER,
-        polygon_api.PROVIDER,
-        fred_api.PROVIDER,
-        newsapi_api.PROVIDER,
-        alpaca_api.PROVIDER,
-        schwab_api.PROVIDER,
-    )
-}
+
+
+def sandbox_providers() -> dict[str, Provider]:
+    """Every provider that declares sandbox routes (``METADATA.sandbox_routes``), by slug.
+
+    Read from the registry rather than imported here: the sandbox core knows no provider,
+    so a provider folder brings its own routes and the app answers them unchanged.
+    """
+    found: dict[str, Provider] = {}
+    for meta in PROVIDER_REGISTRY:
+        if meta.sandbox_routes:
+            provider = load_attribute(meta.sandbox_routes)
+            if not isinstance(provider, Provider) or provider.slug != meta.slug.value:
+                raise TypeError(
+                    f"{meta.sandbox_routes} is not the sandbox routes of {meta.slug.value!r} "
+                    "(a dashtam_pipeline.sandbox.routing.Provider with that slug)"
+                )
+            found[meta.slug.value] = provider
+    return found
+
+
+PROVIDERS: dict[str, Provider] = sandbox_providers()
 
 StartResponse = Callable[..., Any]
 

@@ -8,7 +8,7 @@ export its own run, its own row in the UI and its own retry.
 
 What a tick does (``scan_inbox``):
 
-* only regular files are looked at (``clients.chase_file.list_inbox``): a symlink, FIFO,
+* only regular files are looked at (``providers.chase_file.client.list_inbox``): a symlink, FIFO,
   device, socket or folder is never opened; it is named in the log (once, when it first
   appears) and in the skip reason, and left where it is;
 * a file modified in the last ``SETTLE_SECONDS``, or whose size changed since the last
@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,7 +60,7 @@ from dashtam_pipeline.assets.partitions import (
     file_partition_key,
     inbox_partitions,
 )
-from dashtam_pipeline.clients.chase_file import (
+from dashtam_pipeline.providers.chase_file.client import (
     RefusedEntry,
     UnreadableExport,
     list_inbox,
@@ -69,6 +69,7 @@ from dashtam_pipeline.clients.chase_file import (
     relative_name,
 )
 from dashtam_pipeline.registry import Partitioning, ProviderSlug
+from dashtam_pipeline.resources import ClockResource
 from dashtam_pipeline.settings import load_settings
 
 SENSOR_NAME = "chase_inbox_sensor"
@@ -267,8 +268,9 @@ def _skip_reason(scan: InboxScan) -> str:
     return text
 
 
-def build_chase_inbox_sensor(clock: Callable[[], float] = time.time) -> SensorDefinition:
-    """The sensor; ``clock`` (seconds since the epoch) is injectable for tests."""
+def build_chase_inbox_sensor() -> SensorDefinition:
+    """The sensor; the ``clock`` resource (``resources.ClockResource``) says when a file
+    has settled, and tests replace it."""
 
     @sensor(
         name=SENSOR_NAME,
@@ -280,12 +282,12 @@ def build_chase_inbox_sensor(clock: Callable[[], float] = time.time) -> SensorDe
             "one import run; files still being written wait, the same bytes twice import once."
         ),
     )
-    def chase_inbox_sensor(context: SensorEvaluationContext) -> SensorResult:
+    def chase_inbox_sensor(context: SensorEvaluationContext, clock: ClockResource) -> SensorResult:
         scan = scan_inbox(
             load_settings().chase_inbox,
             context.instance.get_dynamic_partitions(PARTITIONS.name),
             read_cursor(context.cursor),
-            now=clock(),
+            now=clock.now().timestamp(),
             settle_seconds=SETTLE_SECONDS,
             partial_grace_seconds=PARTIAL_GRACE_SECONDS,
         )

@@ -22,13 +22,13 @@ broken nightly run. Two sensors and one job keep that from happening:
   key (``catchup-<connection id>-<updated_at>``) keeps a catch-up from running twice.
 
 Everything reads the registry (``get_oauth_providers``, the API-key providers) and the
-asset graph: no provider is named here. Both sensors take a clock, so tests move time.
+asset graph: no provider is named here. Both sensors and the refresh job read the time
+from the ``clock`` resource (``resources.ClockResource``), so tests move time.
 """
 
 import datetime as dt
 import json
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dagster import (
@@ -62,12 +62,11 @@ from dashtam_pipeline.domain.provider_connection import ConnectionStatus, Provid
 from dashtam_pipeline.errors import ErrorKind, ProviderError
 from dashtam_pipeline.jobs import PARTITION_RANGE_END, PARTITION_RANGE_START
 from dashtam_pipeline.registry import ProviderSlug, get_oauth_providers, get_provider_metadata
+from dashtam_pipeline.resources import ClockResource
 from dashtam_pipeline.sensors.dlq_replay import LAUNCHED_BY_TAG, PROVIDER_TAG, asset_graph_of
 from dashtam_pipeline.sensors.results import sensor_result
 from dashtam_pipeline.settings import Settings, load_settings
 from dashtam_pipeline.state.connection_repository import ConnectionRepository, to_text
-
-Clock = Callable[[], dt.datetime]
 
 EXPIRY_SENSOR_NAME = "credential_expiry_sensor"
 CATCH_UP_SENSOR_NAME = "connection_catch_up_sensor"
@@ -92,11 +91,6 @@ REFRESH_KEY_TAG = "dashtam/refresh_key"  # one token generation of one connectio
 RELOGIN_WARNING_TAG = "dashtam/relogin_warning"
 CATCH_UP_OF_TAG = "dashtam/catch_up_of"  # the connection whose return this run catches up
 CATCH_UP_REASON_TAG = "dashtam/catch_up_reason"
-
-
-def system_clock() -> dt.datetime:
-    """``connections.utcnow`` looked up at each call, so a patched one is honoured."""
-    return connections.utcnow()
 
 
 # -- shared wording ----------------------------------------------------------------------
@@ -159,7 +153,7 @@ def _refresh_one(
     return None
 
 
-def build_refresh_job(clock: Clock = system_clock) -> JobDefinition:
+def build_refresh_job() -> JobDefinition:
     """``credential_refresh_job``: renews the OAuth tokens of the connections in its run
     config. A refresh the provider refuses leaves the connection EXPIRED and fails the run
     with the command to run, so the UI shows it red until someone reconnects."""
@@ -168,12 +162,14 @@ def build_refresh_job(clock: Clock = system_clock) -> JobDefinition:
         name=REFRESH_OP_NAME,
         description="Refresh the OAuth access tokens of the connections named in the config.",
     )
-    def refresh_credentials(context: OpExecutionContext, config: RefreshConfig) -> None:
+    def refresh_credentials(
+        context: OpExecutionContext, config: RefreshConfig, clock: ClockResource
+    ) -> None:
         settings = load_settings()
         needs_person = [
             reason
             for raw_id in config.connection_ids
-            if (reason := _refresh_one(context, settings, raw_id, clock())) is not None
+            if (reason := _refresh_one(context, settings, raw_id, clock.now())) is not None
         ]
         if needs_person:
             raise Failure(
@@ -303,7 +299,7 @@ def _refresh_request(
 
 
 def build_expiry_sensor(
-    *, clock: Clock = system_clock, minimum_interval_seconds: int = MINIMUM_INTERVAL_SECONDS
+    *, minimum_interval_seconds: int = MINIMUM_INTERVAL_SECONDS
 ) -> SensorDefinition:
     """The expiry sensor over ``credential_refresh_job`` (wire the job beside it)."""
 
@@ -319,8 +315,10 @@ def build_expiry_sensor(
             f"{int(RELOGIN_WARNING.total_seconds() // 3600)} h ahead of a re-login."
         ),
     )
-    def credential_expiry_sensor(context: SensorEvaluationContext) -> SensorResult:
-        tick = plan_refreshes(context.instance, load_settings(), clock())
+    def credential_expiry_sensor(
+        context: SensorEvaluationContext, clock: ClockResource
+    ) -> SensorResult:
+        tick = plan_refreshes(context.instance, load_settings(), clock.now())
         for note in tick.notes:
             context.log.info(note)
         return tick.result("every OAuth connection is ACTIVE and its token fresh")
@@ -388,13 +386,15 @@ def missed_partitions(
 ) -> list[str]:
     """The partitions of ``key`` a catch-up must fill, in the definition's order.
 
-    Time windows: every partition after the last one materialized, up to now (since the
-    connection went down when none ever was). Other partitions (series, files): those with
-    no materialization since the connection went down.
+    Time windows: every partition after the last one materialized (since the connection
+    went down when none ever was) up to the last one that began before today: today's
+    session is under way, the nightly run takes it. Other partitions (series, files):
+    those with no materialization since the connection went down.
     """
     with partition_loading_context(effective_dt=now, dynamic_partitions_store=instance):
         keys = list(partitions_def.get_partition_keys())
         if isinstance(partitions_def, TimeWindowPartitionsDefinition):
+            keys = [k for k in keys if _began_before_today(partitions_def, k, now)]
             done = instance.get_materialized_partitions(key)
             last = max((i for i, k in enumerate(keys) if k in done), default=None)
             if last is not None:
@@ -408,6 +408,13 @@ def missed_partitions(
     ).records
     landed = {r.partition_key for r in records}
     return [k for k in keys if k not in landed]
+
+
+def _began_before_today(
+    partitions_def: TimeWindowPartitionsDefinition, key: str, now: dt.datetime
+) -> bool:
+    start = partitions_def.time_window_for_partition_key(key).start
+    return start.date() < now.astimezone(start.tzinfo).date()
 
 
 @dataclass
@@ -597,7 +604,7 @@ def _seen_now(connection: ProviderConnection, before: SeenStatus | None) -> Seen
 
 
 def build_catch_up_sensor(
-    *, clock: Clock = system_clock, minimum_interval_seconds: int = MINIMUM_INTERVAL_SECONDS
+    *, minimum_interval_seconds: int = MINIMUM_INTERVAL_SECONDS
 ) -> SensorDefinition:
     """The catch-up sensor over the assets of every provider that has a connection."""
 
@@ -611,14 +618,16 @@ def build_catch_up_sensor(
             "EXPIRED, REVOKED or FAILED back to ACTIVE (the partitions missed while down)."
         ),
     )
-    def connection_catch_up_sensor(context: SensorEvaluationContext) -> SensorResult:
+    def connection_catch_up_sensor(
+        context: SensorEvaluationContext, clock: ClockResource
+    ) -> SensorResult:
         settings = load_settings()
         tick = plan_catch_ups(
             context.instance,
             asset_graph_of(context, settings),
             settings,
             context.cursor,
-            clock(),
+            clock.now(),
         )
         for note in tick.notes:
             context.log.info(note)
@@ -628,16 +637,18 @@ def build_catch_up_sensor(
 
 
 # -- wiring ------------------------------------------------------------------------------
-def build_credential_jobs(clock: Clock = system_clock) -> list[JobDefinition]:
-    """For ``Definitions(jobs=[...])``: ``credential_refresh_job``."""
-    return [build_refresh_job(clock)]
+def build_credential_jobs() -> list[JobDefinition]:
+    """For ``Definitions(jobs=[...])``: ``credential_refresh_job`` (needs the ``clock``
+    resource)."""
+    return [build_refresh_job()]
 
 
 def build_credential_sensors(
-    *, clock: Clock = system_clock, minimum_interval_seconds: int = MINIMUM_INTERVAL_SECONDS
+    *, minimum_interval_seconds: int = MINIMUM_INTERVAL_SECONDS
 ) -> list[SensorDefinition]:
-    """For ``Definitions(sensors=[...])``: the expiry sensor and the catch-up sensor."""
+    """For ``Definitions(sensors=[...])``: the expiry sensor and the catch-up sensor (both
+    need the ``clock`` resource)."""
     return [
-        build_expiry_sensor(clock=clock, minimum_interval_seconds=minimum_interval_seconds),
-        build_catch_up_sensor(clock=clock, minimum_interval_seconds=minimum_interval_seconds),
+        build_expiry_sensor(minimum_interval_seconds=minimum_interval_seconds),
+        build_catch_up_sensor(minimum_interval_seconds=minimum_interval_seconds),
     ]

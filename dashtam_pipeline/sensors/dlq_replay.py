@@ -63,6 +63,7 @@ from dashtam_pipeline.resilience.dlq import (
     DeadLetterError,
     DeadLetterQueue,
 )
+from dashtam_pipeline.resources import ClockResource
 from dashtam_pipeline.sensors.health import PROBE_DUE, provider_health_now
 from dashtam_pipeline.sensors.results import sensor_result
 from dashtam_pipeline.settings import Settings, load_settings
@@ -326,10 +327,10 @@ def asset_graph_of(
 
 
 def build_dlq_replay_sensor(
-    *, clock: Clock = utc_now, minimum_interval_seconds: int = MINIMUM_INTERVAL_SECONDS
+    *, minimum_interval_seconds: int = MINIMUM_INTERVAL_SECONDS
 ) -> SensorDefinition:
-    """The sensor, reading the settings in force at each tick; ``clock`` decides breaker
-    timeouts and quota resets (tests move it)."""
+    """The sensor, reading the settings in force at each tick; the ``clock`` resource
+    decides breaker timeouts and quota resets (tests replace it)."""
 
     @sensor(
         name=SENSOR_NAME,
@@ -342,14 +343,14 @@ def build_dlq_replay_sensor(
             "nothing while open or out of daily quota. Bounded by DASHTAM_DLQ_MAX_REPLAYS."
         ),
     )
-    def dlq_replay_sensor(context: SensorEvaluationContext) -> SensorResult:
+    def dlq_replay_sensor(context: SensorEvaluationContext, clock: ClockResource) -> SensorResult:
         settings = load_settings()
         tick = plan_replays(
             context.instance,
             asset_graph_of(context, settings),
             settings,
             context.cursor,
-            clock=clock,
+            clock=clock.now,
         )
         for note in tick.notes:
             context.log.info(note)

@@ -60,7 +60,6 @@ from dashtam_pipeline.dagster_names import (
     WILL_RETRY_TAG,
     AssetGraph,
 )
-from dashtam_pipeline.resilience.breaker import Clock, utc_now
 from dashtam_pipeline.resilience.dlq import (
     ABANDONED,
     PENDING,
@@ -348,7 +347,8 @@ def build_run_failure_sensor(
     return run_failure_recovery_sensor
 
 
-def build_recovery_sensors(*, clock: Clock = utc_now) -> list[SensorDefinition]:
+def build_recovery_sensors() -> list[SensorDefinition]:
     """Both recovery sensors, for ``Definitions(sensors=[...])``: the run-failure sensor
-    and the DLQ replay sensor (``clock`` decides breaker timeouts and quota resets)."""
-    return [build_run_failure_sensor(), build_dlq_replay_sensor(clock=clock)]
+    and the DLQ replay sensor (the ``clock`` resource decides breaker timeouts and quota
+    resets)."""
+    return [build_run_failure_sensor(), build_dlq_replay_sensor()]

@@ -2,7 +2,15 @@
 
 Layout: ``<root>/<schema>/<table>/<bucket>.parquet``. The bucket is the value of the
 table's bucket column (a key column, or one the key determines), so a key lives in exactly
-one file and an upsert only ever has to merge the files its rows fall into.
+one file and an upsert only ever has to merge the files its rows fall into. A table with
+``lake_buckets`` (series, symbols) hashes that value into a fixed number of files
+(``hash16-007.parquet``) so a thousand series are sixteen files, not a thousand; files of
+any other name in such a table (the one-file-per-value layout of earlier versions, or a
+different bucket count) are merged into the hashed files by the next upsert, then removed.
+
+Files are Snappy-compressed, in row groups of 122,880 rows (DuckDB's own row-group size),
+sorted by key: a query decompresses fast, runs a thread per row group, and skips row
+groups by their min/max statistics.
 
 Writers hold an exclusive per-table lock (``storage/locks.py``: a ``flock`` on one host,
 a PostgreSQL advisory lock when the state store is PostgreSQL) for the read-merge-write of
@@ -23,6 +31,7 @@ import hashlib
 import os
 import re
 import uuid
+import zlib
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
@@ -54,6 +63,8 @@ QUARANTINE_TABLE = "ops.quarantine"
 EMPTY_BUCKET = "_empty"
 #: Bucket of rows whose bucket column is NULL.
 NULL_BUCKET = "_null"
+#: Rows per Parquet row group: DuckDB's own row-group size, its unit of parallel scan.
+ROW_GROUP_ROWS = 122_880
 _SEQ = "__dashtam_seq"
 _BUCKET = "__dashtam_bucket"
 _MAX_LABEL = 100
@@ -77,6 +88,7 @@ class TableLayout:
     bucket: str
     bucket_format: str | None
     model: type[pa.DataFrameModel]
+    buckets: int | None = None
 
     @property
     def schema_name(self) -> str:
@@ -94,7 +106,27 @@ class TableLayout:
             bucket=spec.lake_bucket,
             bucket_format=spec.lake_bucket_format,
             model=SCHEMAS[spec.dataset],
+            buckets=spec.lake_buckets,
         )
+
+    def label_of(self, value: str | None) -> str:
+        """The file label of a (formatted) bucket value."""
+        if value is None:
+            return NULL_BUCKET
+        if self.buckets:
+            return f"hash{self.buckets}-{zlib.crc32(value.encode()) % self.buckets:03d}"
+        return bucket_label(value)
+
+    def is_current_file(self, path: Path) -> bool:
+        """Whether ``path`` is a file of this layout. Only hashed tables can hold others:
+        files from before hashing or from another bucket count, merged on the next upsert.
+        """
+        if not self.buckets:
+            return True
+        stem = path.name.removesuffix(".parquet")
+        return stem in (NULL_BUCKET, EMPTY_BUCKET) or re.fullmatch(
+            rf"hash{self.buckets}-\d{{3}}", stem
+        ) is not None
 
 
 #: Every table the lake holds: one per registry dataset, plus the quarantine.
@@ -214,15 +246,23 @@ class Lake:
         files: list[str] = []
         with self._locked(layout.table, directory):
             _remove_stale_temp_files(directory)
-            for label, rows in _split_by_bucket(incoming, layout):
+            foreign = [p for p in self.files(layout) if not layout.is_current_file(p)]
+            older = _rows_by_bucket(foreign, layout, schema)
+            pending = dict(_split_by_bucket(incoming, layout))
+            for label in sorted(pending.keys() | older.keys()):
                 path = directory / f"{label}.parquet"
-                existing = _read_conformed(path, schema) if path.exists() else None
+                before = [older[label]] if label in older else []
+                if path.exists():
+                    before.append(_read_conformed(path, schema))
+                existing = pa_arrow.concat_tables(before) if before else None
+                rows = pending.get(label, schema.empty_table())
                 merged, counts = merge_by_key(existing, rows, layout.key, incoming_sorted=True)
                 _write_atomically(path, merged)
                 written += counts.kept_new
                 inserted += counts.inserted
                 replaced += counts.replaced
                 files.append(str(path))
+            _remove_merged(foreign)
         return WriteResult(
             table=layout.table,
             rows_written=written,
@@ -369,7 +409,7 @@ def _split_by_bucket(data: pa_arrow.Table, layout: TableLayout) -> list[tuple[st
     """
     encoded = pc.dictionary_encode(data.column(layout.bucket)).combine_chunks()
     distinct = [
-        bucket_label(_format_bucket(v, layout.bucket_format))
+        layout.label_of(_format_bucket(v, layout.bucket_format))
         for v in encoded.dictionary.to_pylist()
     ]
     labels = sorted(set(distinct) | {NULL_BUCKET})
@@ -391,6 +431,30 @@ def _split_by_bucket(data: pa_arrow.Table, layout: TableLayout) -> list[tuple[st
         for label, start, count in zip(labels, starts, counts, strict=True)
         if count
     ]
+
+
+def _rows_by_bucket(
+    paths: list[Path], layout: TableLayout, schema: pa_arrow.Schema
+) -> dict[str, pa_arrow.Table]:
+    """The rows of ``paths`` (files not of the current layout), split into current buckets.
+
+    They merge in *before* the bucket's current file: if a crash left both a merged
+    bucket and the file it came from, the merged bucket's rows are the newer ones.
+    """
+    if not paths:
+        return {}
+    rows = pa_arrow.concat_tables([_read_conformed(path, schema) for path in paths])
+    return dict(_split_by_bucket(rows, layout))
+
+
+def _remove_merged(paths: list[Path]) -> None:
+    """Remove files whose rows now live in current buckets. Between the publish of those
+    buckets and this, a reader can see such a row twice (never zero times); a crash here
+    leaves the files for the next upsert, which merges them again to the same result."""
+    for path in paths:
+        path.unlink(missing_ok=True)
+    if paths:
+        _fsync_dir(paths[0].parent)
 
 
 def _sort_proxy(column: pa_arrow.ChunkedArray) -> pa_arrow.ChunkedArray | pa_arrow.Array:
@@ -487,7 +551,11 @@ def _write_atomically(path: Path, data: pa_arrow.Table) -> None:
     try:
         with open(temp, "wb") as handle:
             pq.write_table(
-                data, handle, compression="zstd", use_dictionary=_dictionary_columns(data.schema)
+                data,
+                handle,
+                compression="snappy",
+                row_group_size=ROW_GROUP_ROWS,
+                use_dictionary=_dictionary_columns(data.schema),
             )
             handle.flush()
             os.fsync(handle.fileno())
@@ -502,7 +570,7 @@ def _dictionary_columns(schema: pa_arrow.Schema) -> list[str]:
     """Columns worth dictionary-encoding: all but floating point. Prices and volumes rarely
     repeat within a file, so Parquet builds a float dictionary only to abandon it at the
     page limit; skipping it made month files ~3x faster to write and ~20% smaller
-    (zstd still compresses them). Strings, dates and ids repeat and keep their dictionary.
+    (Snappy still compresses them). Strings, dates and ids repeat and keep their dictionary.
     """
     return [f.name for f in schema if not pa_arrow.types.is_floating(f.type)]
 

@@ -14,6 +14,7 @@ import json
 from typing import Any
 from urllib.parse import urlencode
 
+from dashtam_pipeline.providers.polygon.sandbox_data import OptionQuote, chain
 from dashtam_pipeline.sandbox.common import (
     Request,
     Response,
@@ -24,7 +25,6 @@ from dashtam_pipeline.sandbox.common import (
     ny_time,
     stable_hex,
 )
-from dashtam_pipeline.sandbox.options_data import OptionQuote, chain
 from dashtam_pipeline.sandbox.routing import Provider, World, route
 
 MAX_AGGS_LIMIT = 50_000

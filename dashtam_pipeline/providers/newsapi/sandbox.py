@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from dashtam_pipeline.providers.newsapi.sandbox_data import search
 from dashtam_pipeline.sandbox.common import (
     Request,
     Response,
@@ -17,7 +18,6 @@ from dashtam_pipeline.sandbox.common import (
     json_response,
     parse_instant,
 )
-from dashtam_pipeline.sandbox.news_data import search
 from dashtam_pipeline.sandbox.routing import Provider, World, route
 
 DEVELOPER_MAX_RESULTS = 100

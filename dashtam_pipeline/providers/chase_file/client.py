@@ -80,7 +80,7 @@ from dashtam_pipeline.clients.base import FetchRequest, FetchResult, RejectedRec
 from dashtam_pipeline.domain.provider_connection import OPERATOR_USER_ID, PROVIDER_NAMESPACE
 from dashtam_pipeline.errors import ErrorKind, ProviderError
 from dashtam_pipeline.registry import ProviderSlug
-from dashtam_pipeline.settings import ProviderSettings
+from dashtam_pipeline.settings import ProviderSettings, Settings
 
 #: ``Chase1234_Activity_20240131.CSV`` (also ``..._Activity20240131`` and ``Chase1234.CSV``).
 _FILE_ACCOUNT = re.compile(r"^chase(\d{4})(?:[_\W]|$)", re.IGNORECASE)
@@ -600,6 +600,12 @@ class ChaseFileClient:
     of them; not an HTTP client (no network, no credentials)."""
 
     slug: ClassVar[ProviderSlug] = ProviderSlug.CHASE_FILE
+
+    @classmethod
+    def from_settings(cls, provider: ProviderSettings, settings: Settings) -> ChaseFileClient:
+        """How ``clients.build_client`` makes a file import: no HTTP, resilience hooks or
+        credentials, only its inbox (``CHASE_IMPORT_DIR``) and the sandbox flag."""
+        return cls(provider, inbox=settings.chase_inbox, sandbox=settings.dashtam_sandbox)
 
     def __init__(self, settings: ProviderSettings, *, inbox: Path, sandbox: bool = False) -> None:
         self.settings = settings
