@@ -61,7 +61,8 @@ def test_a_resave_under_another_name_is_the_same_transactions() -> None:
 
 
 def transactions() -> list[tuple]:
-    return query("select transaction_id, count(*) from brokerage.transactions group by 1")
+    return query("select transaction_id, count(*) from brokerage.transactions group by 1 "
+                 "order by 1")
 
 
 def quarantine_ids() -> list[str]:
