@@ -22,9 +22,9 @@ from dashtam_pipeline.registry import ProviderSlug
 from dashtam_pipeline.settings import Settings, load_settings
 from dashtam_pipeline.storage.warehouse import Warehouse
 from dashtam_pipeline.trading_calendar import (
-    is_trading_day,
     market_today,
     previous_trading_day,
+    trading_day_on_or_after,
     why_no_session,
 )
 
@@ -111,9 +111,9 @@ def recent_window(now: dt.datetime | None = None) -> tuple[str, str, str]:
 
     last = previous_trading_day(market_today(now))
     history_start = load_settings().dashtam_history_start
-    first = max(last - dt.timedelta(days=DEMO_WINDOW_DAYS - 1), history_start)
-    while not is_trading_day(first):  # a partition key: the first session of the window
-        first += dt.timedelta(days=1)
+    # a partition key: the first session of the window
+    first = trading_day_on_or_after(
+        max(last - dt.timedelta(days=DEMO_WINDOW_DAYS - 1), history_start))
     keys = [
         s.key.to_user_string() for s in ingestion_asset_specs()
         if s.partitioning is Partitioning.TRADING_DAY

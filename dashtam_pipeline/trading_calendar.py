@@ -63,6 +63,13 @@ def trading_day_on_or_before(day: dt.date) -> dt.date:
     return day if is_trading_day(day) else previous_trading_day(day)
 
 
+def trading_day_on_or_after(day: dt.date) -> dt.date:
+    """``day`` itself when it is a trading day, else the next one."""
+    while not is_trading_day(day):
+        day += dt.timedelta(days=1)
+    return day
+
+
 def market_today(now: dt.datetime | None = None) -> dt.date:
     """Today's date on the exchange's clock (``now`` must be aware; default: the system
     clock)."""

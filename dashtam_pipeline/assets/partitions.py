@@ -29,6 +29,7 @@ import datetime as dt
 import hashlib
 import os
 import unicodedata
+from functools import lru_cache
 from urllib.parse import unquote_to_bytes
 
 from dagster import (
@@ -73,8 +74,15 @@ def trading_day_partitions(settings: Settings) -> TimeWindowPartitionsDefinition
     on Saturday can take Friday's close instead of waiting for Monday. The partition of
     the session under way today exists too, and stays missing until the next nightly run.
     """
-    start = settings.dashtam_history_start
-    closures = weekday_closures(start.year, market_today().year + CLOSURE_YEARS_AHEAD)
+    return _trading_day_partitions(
+        settings.dashtam_history_start, market_today().year + CLOSURE_YEARS_AHEAD
+    )
+
+
+@lru_cache(maxsize=8)
+def _trading_day_partitions(start: dt.date, last_year: int) -> TimeWindowPartitionsDefinition:
+    """Built once per history start: every daily asset of a load shares one definition."""
+    closures = weekday_closures(start.year, last_year)
     return TimeWindowPartitionsDefinition(
         start=start.isoformat(),
         fmt="%Y-%m-%d",
