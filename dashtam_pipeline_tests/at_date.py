@@ -1,4 +1,4 @@
-"""Run a command, and every process it starts, at another date: ``python -m
+"""Run a command, and every Python process it starts, at another date: ``python -m
 dashtam_pipeline_tests.at_date 2026-12-05T15:00:00Z -- pytest -m dates``.
 
 Why: a test that passes only in the week it was written is a time bomb (a fixed date
@@ -6,13 +6,13 @@ that the sandbox's wall clock walks away from, a token expiry computed from toda
 partition that does not exist yet). Running the date-sensitive tier under several dates
 makes such a test fail the day it is written.
 
-How: Debian's ``libfaketime`` (package ``faketime``), preloaded with a *relative* offset
-(``FAKETIME=+123456``), so the whole process tree — pytest, the sandbox server, Dagster's
-step processes, PostgreSQL — shares one clock that keeps running from the chosen instant.
-(An absolute start time would restart at that instant in every child process.)
-Monotonic clocks stay real (``FAKETIME_DONT_FAKE_MONOTONIC``): timeouts and rate-limit
-pacing measure durations, not dates. (libfaketime then breaks CPython's ``time.sleep``;
-``faketime_site/sitecustomize.py`` gives every Python process of the tree one that works.)
+How: the environment carries a *relative* offset (``SHIFTED_CLOCK_OFFSET_SECONDS``) and
+puts ``shifted_clock_site`` first on PYTHONPATH, whose ``sitecustomize`` moves the wall
+clock of each Python process by that offset as it starts (``time-machine``), so the whole
+tree — pytest, its workers, the sandbox server, Dagster's step processes, the CLI — shares
+one clock that keeps running from the chosen instant. (An absolute start time would
+restart at that instant in every child process.) Monotonic clocks stay real: timeouts
+and rate-limit pacing measure durations, not dates.
 
 ``FROZEN_DATES`` is the set CI runs: a weekend, a US market holiday, a month and year end
 that is already the next day in UTC, the spring daylight-saving change in New York, and
@@ -48,22 +48,6 @@ FROZEN_DATES: dict[str, str] = {
     "years_ahead": "2031-07-15T14:00:00Z",
 }
 
-LIBFAKETIME_CANDIDATES = (
-    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
-    "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
-    "/usr/lib/faketime/libfaketime.so.1",
-    "/usr/local/lib/faketime/libfaketime.so.1",
-)
-
-
-def libfaketime() -> Path | None:
-    """The installed libfaketime, or None (Debian: ``apt-get install faketime``)."""
-    for candidate in LIBFAKETIME_CANDIDATES:
-        if Path(candidate).is_file():
-            return Path(candidate)
-    return None
-
-
 def parse_instant(text: str) -> dt.datetime:
     """A name from ``FROZEN_DATES`` or an ISO instant (a naive one is taken as UTC)."""
     text = FROZEN_DATES.get(text, text)
@@ -71,20 +55,19 @@ def parse_instant(text: str) -> dt.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
-def environment_at(moment: dt.datetime, library: Path) -> dict[str, str]:
-    """The environment that makes a process tree see ``moment`` as now."""
-    offset = round((moment - dt.datetime.now(dt.UTC)).total_seconds())
+def environment_at(moment: dt.datetime, name: str | None = None) -> dict[str, str]:
+    """The environment that makes a Python process tree see ``moment`` as now (``name``:
+    the instant's name in ``FROZEN_DATES``, which picks the ``dates`` tests run there)."""
+    offset = (moment - dt.datetime.now(dt.UTC)).total_seconds()
     env = dict(os.environ)
-    preload = [p for p in env.get("LD_PRELOAD", "").split() if "faketime" not in p]
-    env["LD_PRELOAD"] = " ".join([str(library), *preload])
-    env["FAKETIME"] = f"{offset:+d}"
-    env["FAKETIME_DONT_FAKE_MONOTONIC"] = "1"
+    env["SHIFTED_CLOCK_OFFSET_SECONDS"] = f"{offset:+.3f}"
     env["DASHTAM_TEST_AT"] = moment.isoformat()
-    # every Python process of the tree loads ``faketime_site/sitecustomize.py`` (a
-    # ``time.sleep`` that works under libfaketime): see its docstring
-    site = str(Path(__file__).with_name("faketime_site"))
+    env.pop("DASHTAM_TEST_AT_NAME", None)
+    if name in FROZEN_DATES:
+        env["DASHTAM_TEST_AT_NAME"] = name
+    site = str(Path(__file__).with_name("shifted_clock_site"))
     env["PYTHONPATH"] = os.pathsep.join(
-        [site, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]]
+        [site, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != site]]
     )
     return env
 
@@ -92,7 +75,7 @@ def environment_at(moment: dt.datetime, library: Path) -> dict[str, str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m dashtam_pipeline_tests.at_date",
-        description="Run a command with the clock set to another instant (libfaketime).",
+        description="Run a command with the clock set to another instant.",
     )
     parser.add_argument("when", help=f"an ISO instant or one of {', '.join(FROZEN_DATES)}")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- command and arguments")
@@ -106,13 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"at_date: {args.when!r} is neither an ISO instant nor one of "
               f"{', '.join(FROZEN_DATES)}", file=sys.stderr)
         return 2
-    library = libfaketime()
-    if library is None:
-        print("at_date: libfaketime is not installed (Debian: apt-get install faketime)",
-              file=sys.stderr)
-        return 2
     print(f"at_date: running at {moment.isoformat()} ({args.when})", file=sys.stderr)
-    return subprocess.call(command, env=environment_at(moment, library))
+    return subprocess.call(command, env=environment_at(moment, args.when))
 
 
 if __name__ == "__main__":

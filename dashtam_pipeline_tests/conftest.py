@@ -1,13 +1,16 @@
-"""Shared fixtures, and the rule that every recorded payload is a test case."""
+"""Shared fixtures, the rule that every recorded payload is a test case, and which
+``dates`` tests run at which frozen instant."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from dashtam_pipeline.sandbox.server import SandboxServer
+from dashtam_pipeline_tests.at_date import FROZEN_DATES
 from dashtam_pipeline_tests.clocks import FakeClock
 from dashtam_pipeline_tests.payloads import USED, all_payloads
 
@@ -23,6 +26,40 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.delenv("DASHTAM_SECRET_KEY", raising=False)
     monkeypatch.delenv("CHASE_IMPORT_DIR", raising=False)
     yield root
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """At a named frozen instant of ``at_date`` (``DASHTAM_TEST_AT_NAME``), a ``dates``
+    test that names the instants its outcome can differ at (``@pytest.mark.dates(at=(...))``,
+    for the end-to-end ones whose minutes each instant would cost) runs only at those; one
+    that names none runs at every instant."""
+    name = os.environ.get("DASHTAM_TEST_AT_NAME")
+    keep, drop = [], []
+    for item in items:
+        marker = item.get_closest_marker("dates")
+        instants = marker.kwargs.get("at") if marker is not None else None
+        if instants is not None and (unknown := set(instants) - set(FROZEN_DATES)):
+            raise pytest.UsageError(
+                f"{item.nodeid}: dates(at=...) names {sorted(unknown)}, not instants of "
+                f"at_date.FROZEN_DATES ({', '.join(FROZEN_DATES)})")
+        (drop if name and instants is not None and name not in instants else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Under ``--dist loadgroup`` every test of an ``xdist_group`` must reach the same worker
+    (a module's expensive fixtures, such as the UI's demo, run once): fail at once, by name,
+    where pytest-xdist's grouping is not in effect, instead of silently doubling that work."""
+    if not getattr(session.config.option, "loadgroup", False):  # set in xdist's workers only
+        return
+    ungrouped = [item.nodeid for item in session.items
+                 if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+    if ungrouped:
+        raise pytest.UsageError(
+            f"--dist loadgroup is not grouping tests (first: {ungrouped[0]}); this pytest and "
+            "pytest-xdist do not work together, see the pin in pyproject.toml")
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -56,7 +56,9 @@ from dashtam_pipeline_tests.sensor_ticks import SensorTick
 
 #: Outcome depends on the clock (sessions, expiries, "today"): also run at each frozen
 #: instant of at_date (`make test-dates`).
-pytestmark = pytest.mark.dates
+#: the frozen instants (``at_date``) it runs at: catch-up skips a holiday, crosses a year end;
+#: expiries across New York's DST jump
+pytestmark = pytest.mark.dates(at=("after_holiday", "year_end", "dst_spring"))
 
 SCHWAB = ProviderSlug.SCHWAB
 SCHWAB_ASSETS = [

@@ -14,10 +14,13 @@ import pytest
 from dashtam_pipeline.demo import market_day_note
 from dashtam_pipeline.trading_calendar import last_completed_session
 from dashtam_pipeline_tests.test_cli import dashtam, env, no_traceback  # noqa: F401
+from dashtam_pipeline_tests.ui_helpers import UI_ENV
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.dates,
+    # at the instants where the session it lands is not today's, and where New York's
+    # date is not UTC's (a full demo costs minutes at each)
+    pytest.mark.dates(at=("weekend", "holiday", "year_end")),
     # at today's date test_cli's demo-twice test covers the demo; this one is for the
     # frozen instants of ``at_date``, which set DASHTAM_TEST_AT
     pytest.mark.skipif(not os.environ.get("DASHTAM_TEST_AT"),
@@ -26,6 +29,8 @@ pytestmark = [
 
 
 def test_the_demo_lands_the_last_completed_session_on_any_date(env: dict[str, str]) -> None:  # noqa: F811
+    # the UI tests' few series and symbols: the dates are the point here, not the volume
+    env = {**env, **UI_ENV}
     before = dt.datetime.now(dt.UTC)
     result = dashtam("demo", env=env, timeout=900)
     after = dt.datetime.now(dt.UTC)

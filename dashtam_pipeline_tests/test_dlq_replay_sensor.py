@@ -45,7 +45,9 @@ from dashtam_pipeline_tests.sensor_ticks import SensorTick
 
 #: Outcome depends on the clock (sessions, expiries, "today"): also run at each frozen
 #: instant of at_date (`make test-dates`).
-pytestmark = pytest.mark.dates
+#: the frozen instants (``at_date``) it runs at: quotas reset at midnight, at a year end and on
+#: the night New York's clocks jump
+pytestmark = pytest.mark.dates(at=("year_end", "dst_spring"))
 
 T0 = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.UTC)
 TIMEOUT = 60.0

@@ -31,7 +31,10 @@ from dashtam_pipeline_tests.sensor_ticks import SensorTick
 
 #: Outcome depends on the clock (sessions, expiries, "today"): also run at each frozen
 #: instant of at_date (`make test-dates`).
-pytestmark = [pytest.mark.integration, pytest.mark.dates]
+#: the frozen instants (``at_date``) it runs at: the sessions missed skip a holiday, cross a
+#: year end
+pytestmark = [pytest.mark.integration,
+              pytest.mark.dates(at=("after_holiday", "year_end"))]
 
 SCHWAB_ASSETS = [
     "brokerage/schwab_accounts",

@@ -31,7 +31,10 @@ from dashtam_pipeline_tests.loopback import (
 
 #: Outcome depends on the clock (sessions, expiries, "today"): also run at each frozen
 #: instant of at_date (`make test-dates`).
-pytestmark = [pytest.mark.integration, pytest.mark.dates]
+#: the frozen instants (``at_date``) it runs at: token expiries across New York's DST jump and
+#: years ahead
+pytestmark = [pytest.mark.integration,
+              pytest.mark.dates(at=("dst_spring", "years_ahead"))]
 
 SCHWAB = ProviderSlug.SCHWAB
 

@@ -17,7 +17,9 @@ from dashtam_pipeline_tests.loopback import configured_sandbox, materialize, que
 
 #: Outcome depends on the clock (sessions, expiries, "today"): also run at each frozen
 #: instant of at_date (`make test-dates`).
-pytestmark = [pytest.mark.integration, pytest.mark.dates]
+#: the frozen instants (``at_date``) it runs at: the last session differs where there is none
+#: today
+pytestmark = [pytest.mark.integration, pytest.mark.dates(at=("weekend", "holiday"))]
 
 #: The sandbox's "now": Wednesday 2026-11-18, so its quotes are Tuesday's close.
 NOW = dt.datetime(2026, 11, 18, 15, 0, tzinfo=dt.UTC)
