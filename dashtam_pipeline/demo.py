@@ -24,6 +24,9 @@ from urllib.parse import urlencode
 
 import httpx
 
+# first: the sandbox app loads every provider's sandbox routes, which import the sandbox
+# core; importing a provider's sandbox module before the core would be an import cycle
+import dashtam_pipeline.sandbox  # noqa: F401
 from dashtam_pipeline.clients.base import sandboxed
 from dashtam_pipeline.connections import (
     connect_oauth_provider,
@@ -35,6 +38,8 @@ from dashtam_pipeline.connections import (
 from dashtam_pipeline.domain.provider_connection import OPERATOR_USER_ID, PROVIDER_NAMESPACE
 from dashtam_pipeline.errors import ProviderError
 from dashtam_pipeline.private_files import make_private_dirs
+from dashtam_pipeline.providers.alpaca.sandbox import sandbox_keys
+from dashtam_pipeline.providers.schwab.sandbox import LOGIN_HINT, login_hint
 from dashtam_pipeline.registry import ProviderSlug
 from dashtam_pipeline.settings import Settings, load_settings
 from dashtam_pipeline.state.connection_repository import ConnectionRepository
@@ -143,9 +148,6 @@ def connect_sandbox_schwab(
             return
         except ProviderError:  # expired, or unknown to this sandbox: log in again
             pass
-    # a provider's sandbox routes load with the sandbox app, not before it (a cycle)
-    from dashtam_pipeline.providers.schwab.sandbox import LOGIN_HINT, login_hint
-
     _, transport = sandboxed(settings.provider(ProviderSlug.SCHWAB), None)
     login = oauth_flow(ProviderSlug.SCHWAB).authorize_url(settings)
     login += "&" + urlencode({LOGIN_HINT: login_hint(sandbox_user)})
@@ -158,8 +160,6 @@ def connect_sandbox_schwab(
 def connect_sandbox_alpaca_keys(settings: Settings, user: DemoUser) -> None:
     """Store sandbox user ``user.sandbox_user``'s own Alpaca keys, encrypted, as
     ``user``'s connection (the same connection again on a second demo)."""
-    from dashtam_pipeline.providers.alpaca.sandbox import sandbox_keys  # see above
-
     key_id, secret = sandbox_keys(settings.sandbox_data_seed, user.sandbox_user)
     connect_user_keys(settings, ProviderSlug.ALPACA, user_id=user.user_id, alias="sandbox",
                       key_id=key_id, secret_key=secret)
