@@ -126,6 +126,25 @@ def _whole_number_at_least_one(value: object, info: ValidationInfo, what: str) -
         raise ValueError(f"{name} must be {what}, got {shown(value)}")
     return int(count)
 
+
+SANDBOX_USERS_ENV = "DASHTAM_SANDBOX_USERS"
+DEFAULT_SANDBOX_USERS = 3
+
+
+def sandbox_user_count(value: object) -> int:
+    """``DASHTAM_SANDBOX_USERS``: how many users the sandbox's brokerages know (a whole
+    number >= 1), or one sentence naming the variable. A module function because the
+    sandbox app reads it from the environment in every process that serves it, as well as
+    ``Settings`` at start-up."""
+    what = "a whole number of sandbox users, at least 1"
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ValueError(f"{SANDBOX_USERS_ENV} must be {what}, got an empty value")
+    count = _number(value, SANDBOX_USERS_ENV, what, integer=True)
+    if count < 1:
+        raise ValueError(f"{SANDBOX_USERS_ENV} must be {what}, got {shown(value)}")
+    return int(count)
+
+
 class Settings(BaseSettings):
     """Every variable of the contract's Environment table, with its default."""
 
@@ -222,6 +241,9 @@ class Settings(BaseSettings):
     sandbox_data_seed: int = Field(
         default=42, validation_alias=AliasChoices("DASHTAM_SANDBOX_SEED", "sandbox_data_seed")
     )
+    #: users of the sandbox's Schwab and Alpaca, each with their own accounts (README
+    #: "Many users in the sandbox")
+    dashtam_sandbox_users: int = DEFAULT_SANDBOX_USERS
 
     _split = field_validator(
         "dashtam_symbols", "dashtam_fred_series", "dashtam_news_queries", mode="before"
@@ -447,6 +469,11 @@ class Settings(BaseSettings):
         if not 0 <= seed <= 0xFFFFFFFF:
             raise ValueError(f"DASHTAM_SANDBOX_SEED must be {what}, got {shown(value)}")
         return int(seed)
+
+    @field_validator("dashtam_sandbox_users", mode="before")
+    @classmethod
+    def _sandbox_users(cls, value: object) -> int:
+        return sandbox_user_count(value)
 
     @model_validator(mode="after")
     def _known_tiers(self) -> Settings:

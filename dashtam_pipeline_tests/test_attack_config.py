@@ -84,6 +84,8 @@ CASES: list[tuple[str, str, str]] = [
     ("FRED_REQUESTS_PER_MINUTE", "abc", "at least 1"),
     ("DASHTAM_DLQ_MAX_REPLAYS", "0", "at least 1"),
     ("DASHTAM_SANDBOX_SEED", "-3", "whole number"),
+    ("DASHTAM_SANDBOX_USERS", "0", "at least 1"),
+    ("DASHTAM_SANDBOX_USERS", "many", "whole number of sandbox users"),
     # secrets: refused without being quoted back
     ("DASHTAM_SECRET_KEY", SECRET_KEY_VALUE, "Fernet"),
     ("DASHTAM_SECRET_KEY", ",", "Fernet"),

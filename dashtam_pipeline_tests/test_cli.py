@@ -93,6 +93,28 @@ def test_demo_then_query_then_demo_again(env: dict[str, str]) -> None:
     (counts,) = json.loads(counts_line.stdout)
     assert all(value > 0 for value in counts.values()), counts
 
+    # three users' portfolios: the operator and user 2 on Schwab, user 3 with their own
+    # Alpaca keys and Chase folder (README "Many users in the sandbox")
+    per_user = dashtam(
+        "query",
+        "select (select count(distinct user_id) from brokerage.accounts) a,"
+        " (select count(distinct user_id) from brokerage.positions) p,"
+        " (select count(distinct user_id) from brokerage.transactions) t,"
+        " (select count(distinct user_id) from marts.holdings) h,"
+        " (select count(distinct user_id) from marts.daily_portfolio_value) v,"
+        " (select count(distinct user_id) from marts.net_worth) n,"
+        " (select count(distinct user_id) from brokerage.accounts where provider like '%schwab')"
+        " s, (select count(distinct account_id) from brokerage.accounts) accounts,"
+        " (select count(distinct user_id) from brokerage.transactions"
+        "  where provider like '%chase_file') c",
+        "--format", "json", env=env,
+    )
+    assert per_user.returncode == 0, per_user.stderr
+    (users,) = json.loads(per_user.stdout)
+    assert users == {"a": 3, "p": 3, "t": 3, "h": 3, "v": 3, "n": 3, "s": 2, "accounts": 4,
+                     "c": 2}, users
+    assert first.stdout.count("demo: user ") == 3
+
     csv_out = dashtam("query", "select symbol, provider from market.quotes order by symbol",
                       "--format", "csv", env=env)
     lines = csv_out.stdout.strip().splitlines()

@@ -25,6 +25,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
 
+from dashtam_pipeline.errors import ConfigurationError
 from dashtam_pipeline.registry import PROVIDER_REGISTRY, load_attribute
 from dashtam_pipeline.sandbox.common import (
     Clock,
@@ -36,6 +37,11 @@ from dashtam_pipeline.sandbox.common import (
 )
 from dashtam_pipeline.sandbox.faults import ConnectionResetFault, FaultSet
 from dashtam_pipeline.sandbox.routing import Provider, World
+from dashtam_pipeline.settings import (
+    DEFAULT_SANDBOX_USERS,
+    SANDBOX_USERS_ENV,
+    sandbox_user_count,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,20 +81,36 @@ def seed_from_env() -> int:
     return int(raw) if raw else DEFAULT_SEED
 
 
+def users_from_env() -> int:
+    """``DASHTAM_SANDBOX_USERS`` or 3; a bad value is the settings' one sentence (a
+    ``ConfigurationError``), as every command reports it."""
+    raw = os.environ.get(SANDBOX_USERS_ENV)
+    if raw is None:
+        return DEFAULT_SANDBOX_USERS
+    try:
+        return sandbox_user_count(raw)
+    except ValueError as error:
+        raise ConfigurationError(str(error)) from None
+
+
 class SandboxApp:
     """The WSGI callable, its fault set and its request counters.
 
     ``seed`` fixes every generated value (default: ``DASHTAM_SANDBOX_SEED`` or 42);
     ``clock`` returns an aware UTC datetime and is what "today" and token expiry follow,
-    so tests can move time without sleeping.
+    so tests can move time without sleeping; ``users`` is how many sandbox users the
+    brokerages answer for (default: ``DASHTAM_SANDBOX_USERS`` or 3).
     """
 
     _shared: SandboxApp | None = None
     _shared_lock = threading.Lock()
 
-    def __init__(self, *, seed: int | None = None, clock: Clock | None = None) -> None:
+    def __init__(
+        self, *, seed: int | None = None, clock: Clock | None = None, users: int | None = None
+    ) -> None:
         self.seed = seed_from_env() if seed is None else seed
-        self.world = World(self.seed, clock or system_clock)
+        self.world = World(self.seed, clock or system_clock,
+                           users_from_env() if users is None else users)
         self.faults = FaultSet()
         self._counts: Counter[str] = Counter()
         self._lock = threading.Lock()

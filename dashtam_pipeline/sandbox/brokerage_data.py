@@ -5,6 +5,12 @@ session (buy, sell or nothing, seeded by the date) at prices inside that day's s
 bar, collects quarterly dividends on what it held at the record date, and pays
 exchange fees on sales. Positions, cash and the transaction list are all read off that
 one history, so they agree with each other and with the market data endpoints.
+
+The sandbox has many users (``DASHTAM_SANDBOX_USERS``): user 1 holds the accounts below
+(what a single-user sandbox always held, so its answers did not change); every other user
+k holds accounts of their own whose symbols, opening date and deposit are drawn from the
+seed and k, so two users never share an account number and one seed always gives the same
+users.
 """
 
 from __future__ import annotations
@@ -47,6 +53,31 @@ ACCOUNTS: dict[str, AccountSpec] = {
     "schwab": AccountSpec("schwab", ("AAPL", "AMZN", "GOOGL", "BRK.B", "MSFT"),
                           dt.date(2023, 6, 1), 50_000.0),
 }
+
+#: What other users' accounts trade: the default universe, so their positions are valued
+#: by the market data the pipeline already pulls.
+USER_SYMBOLS = ("AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "JPM", "XOM", "BRK.B")
+
+
+def account_name(base: str, user: int) -> str:
+    """The name a user's account of ``base`` (``"schwab"``, ``"alpaca"``) replays under:
+    the base itself for user 1, ``"<base>-u<k>"`` for user k (names seed the trades and
+    the account number, so each user's history is their own)."""
+    return base if user == 1 else f"{base}-u{user}"
+
+
+def account_spec(base: str, user: int, seed: int) -> AccountSpec:
+    """User ``user``'s account of ``base``: user 1's is fixed, the others' are seeded."""
+    if user == 1:
+        return ACCOUNTS[base]
+    name = account_name(base, user)
+    rng = rng_for(seed, "account-spec", name)
+    count = int(rng.integers(3, 6))
+    picks = sorted(int(i) for i in rng.choice(len(USER_SYMBOLS), size=count, replace=False))
+    opened = next_weekday_on_or_after(
+        dt.date(2023, 1, 3) + dt.timedelta(days=int(rng.integers(0, 540))))
+    deposit = float(rng.integers(20, 201)) * 1_000.0
+    return AccountSpec(name, tuple(USER_SYMBOLS[i] for i in picks), opened, deposit)
 
 
 @dataclass(frozen=True)
@@ -126,12 +157,14 @@ class Brokerage:
         self._cache: dict[tuple[str, dt.date], History] = {}
         self._lock = threading.Lock()
 
-    def history(self, name: str, now: dt.datetime) -> History:
+    def history(self, base: str, now: dt.datetime, user: int = 1) -> History:
+        """Sandbox user ``user``'s account of ``base`` up to the last completed session."""
         as_of = last_completed_session(now)
+        name = account_name(base, user)
         with self._lock:
             key = (name, as_of)
             if key not in self._cache:
-                self._cache[key] = self._replay(ACCOUNTS[name], as_of)
+                self._cache[key] = self._replay(account_spec(base, user, self.seed), as_of)
             return self._cache[key]
 
     def _replay(self, spec: AccountSpec, as_of: dt.date) -> History:
@@ -208,5 +241,6 @@ class Brokerage:
 
 
 def account_number(name: str, seed: int) -> str:
-    """A stable 8-digit account number per sandbox account."""
+    """A stable 8-digit account number per sandbox account (``name`` as ``account_name``
+    spells it, so each user's differs)."""
     return f"{stable_seed('account', name, seed) % 90_000_000 + 10_000_000}"

@@ -5,6 +5,10 @@ the sandbox seed), so a token issued by one sandbox process is honoured by anoth
 the same seed — the CLI's ``dashtam connect schwab`` and a later pipeline run are
 separate processes. The instance also remembers what it issued and what was used, so a
 code works once and ``reset()`` forgets every grant. Expiry follows the app's clock.
+
+Every grant names the sandbox user who logged in at the authorize step; the code, the
+refresh token and every access token it leads to carry that user, so a token answers for
+that user's accounts only.
 """
 
 from __future__ import annotations
@@ -76,6 +80,7 @@ class Grant:
     expires: dt.datetime
     redirect_uri: str
     nonce: str
+    user: int = 1  # the sandbox user who logged in
 
 
 class OAuthServer:
@@ -100,7 +105,7 @@ class OAuthServer:
     def _sign(self, grant: Grant, prefix: str) -> str:
         payload = json.dumps(
             [grant.kind, grant.client_id, int(grant.expires.timestamp()), grant.redirect_uri,
-             grant.nonce],
+             grant.nonce, grant.user],
             separators=(",", ":"),
         ).encode()
         mac = hmac.new(self._key, payload, hashlib.sha256).digest()[:18]
@@ -114,23 +119,26 @@ class OAuthServer:
             expected = hmac.new(self._key, payload, hashlib.sha256).digest()[:18]
             if not hmac.compare_digest(expected, _unb64(mac_text)):
                 return None
-            found_kind, client, expires, redirect, nonce = json.loads(payload)
+            # tokens signed before sandbox users existed have no user: they were user 1's
+            found_kind, client, expires, redirect, nonce, *rest = json.loads(payload)
+            user = int(rest[0]) if rest else 1
         except (ValueError, IndexError, TypeError):
             return None
         grant = Grant(found_kind, client, dt.datetime.fromtimestamp(expires, dt.UTC), redirect,
-                      nonce)
+                      nonce, user)
         if grant.kind != kind or grant.expires <= self._clock() or token in self._revoked:
             return None
         return grant
 
     # -- the flow ------------------------------------------------------------------------
-    def authorize(self, client_id: str, redirect_uri: str) -> tuple[str, str]:
-        """A new code for ``client_id`` and the login session id (deterministic per
-        instance: the n-th code of a fresh sandbox is always the same)."""
+    def authorize(self, client_id: str, redirect_uri: str, user: int = 1) -> tuple[str, str]:
+        """A new code for ``client_id`` granted by sandbox user ``user``, and the login
+        session id (deterministic per instance: the n-th code of a fresh sandbox is always
+        the same)."""
         with self._lock:
             nonce = f"{self._codes.getrandbits(96):024x}"
             session = str(uuid.UUID(int=self._codes.getrandbits(128), version=4))
-        grant = Grant("code", client_id, self._clock() + CODE_TTL, redirect_uri, nonce)
+        grant = Grant("code", client_id, self._clock() + CODE_TTL, redirect_uri, nonce, user)
         return self._sign(grant, "C0."), session
 
     def exchange_code(self, client_id: str, code: str, redirect_uri: str | None) -> dict:
@@ -146,14 +154,14 @@ class OAuthServer:
                 raise invalid_grant("Bad authorization code: code was already used")
             self._used_codes.add(code)
         now = self._clock()
-        refresh = self._issue("refresh", client_id, now + REFRESH_TTL, "")
-        return self._token_body(client_id, refresh, now)
+        refresh = self._issue("refresh", client_id, now + REFRESH_TTL, "", grant.user)
+        return self._token_body(client_id, refresh, now, grant.user)
 
     def refresh(self, client_id: str, refresh_token: str) -> dict:
         grant = self._open(refresh_token, "refresh")
         if grant is None or grant.client_id != client_id:
             raise refresh_refused(refresh_token)
-        return self._token_body(client_id, refresh_token, self._clock())
+        return self._token_body(client_id, refresh_token, self._clock(), grant.user)
 
     def access_grant(self, token: str) -> Grant | None:
         """The grant of a valid, unexpired access token, else ``None``."""
@@ -163,15 +171,20 @@ class OAuthServer:
         with self._lock:
             self._revoked.add(token)
 
-    def _issue(self, kind: str, client_id: str, expires: dt.datetime, prefix: str) -> str:
-        token = self._sign(Grant(kind, client_id, expires, "", secrets.token_hex(12)), prefix)
+    def _issue(
+        self, kind: str, client_id: str, expires: dt.datetime, prefix: str, user: int
+    ) -> str:
+        token = self._sign(Grant(kind, client_id, expires, "", secrets.token_hex(12), user),
+                           prefix)
         with self._lock:
-            self._issued[token] = Grant(kind, client_id, expires, "", "")
+            self._issued[token] = Grant(kind, client_id, expires, "", "", user)
         return token
 
-    def _token_body(self, client_id: str, refresh_token: str, now: dt.datetime) -> dict:
+    def _token_body(
+        self, client_id: str, refresh_token: str, now: dt.datetime, user: int
+    ) -> dict:
         """Schwab's token response, keys in the order Schwab sends them."""
-        access = self._issue("access", client_id, now + ACCESS_TTL, "I0.")
+        access = self._issue("access", client_id, now + ACCESS_TTL, "I0.", user)
         claims = _b64(json.dumps({"sub": client_id, "iat": int(now.timestamp())}).encode())
         return {
             "expires_in": int(ACCESS_TTL.total_seconds()),

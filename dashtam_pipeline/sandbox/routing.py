@@ -26,11 +26,14 @@ class World:
     """Everything a handler may read: the seed, the clock and the seeded data sets.
 
     Data sets are built lazily and cached; only the OAuth server holds mutable state.
+    ``users`` is how many sandbox users the brokerages know (``DASHTAM_SANDBOX_USERS``):
+    users 1..``users`` each have their own accounts, a higher number is refused.
     """
 
-    def __init__(self, seed: int, clock: Clock) -> None:
+    def __init__(self, seed: int, clock: Clock, users: int = 1) -> None:
         self.seed = seed
         self.clock = clock
+        self.users = users
         self.market = MarketData(seed)
         self.fundamentals = Fundamentals(seed)
         self.fred = FredData(seed)
@@ -42,6 +45,10 @@ class World:
         if moment.tzinfo is None:
             raise ValueError("the sandbox clock must return an aware datetime")
         return moment
+
+    def knows_user(self, user: int | None) -> bool:
+        """Whether ``user`` is one of this sandbox's users (1..``users``)."""
+        return user is not None and 1 <= user <= self.users
 
     def today(self) -> dt.date:
         """The calendar date in New York (the exchange's and the US agencies' day)."""

@@ -149,7 +149,8 @@ def serve_forever(
     app = app or SandboxApp()
     httpd = _make_server(host, port, app)
     root = f"http://{httpd.server_address[0]}:{httpd.server_address[1]}"
-    print(f"Dashtam sandbox serving on {root} (seed {app.seed})", file=out)
+    print(f"Dashtam sandbox serving on {root} (seed {app.seed}, {app.world.users} users: "
+          "README \"Many users in the sandbox\")", file=out)
     print("Point the pipeline at it with:", file=out)
     for line in environment_lines(root):
         print(f"  export {line}", file=out)

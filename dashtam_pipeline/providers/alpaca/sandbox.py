@@ -3,6 +3,14 @@
 Money, quantities and prices are strings, as Alpaca sends them; activities are FILL,
 DIV and FEE records whose ids sort in time order (``<17 digits>::<uuid>``), which is what
 ``page_token`` pages on.
+
+Many users: a key pair names the sandbox user whose account answers. Sandbox user k's
+keys are ``sandbox_keys(seed, k)``: the key id ``PKSBX<k, 4 digits><11 hex>`` and a
+40-hex secret, both derived from the seed, so a demo or a test can hand a user their
+own keys. A key id of that shape with the wrong secret, or for a user beyond
+``DASHTAM_SANDBOX_USERS``, is refused with Alpaca's 401. Any other key pair (the
+operator's ``ALPACA_*`` keys in the sandbox) is sandbox user 1, as before there were
+users; ``invalid`` as either key is refused.
 """
 
 from __future__ import annotations
@@ -35,9 +43,43 @@ def error_body(status: int, message: str) -> dict[str, Any]:
     return {"code": status * 100000, "message": message}
 
 
-def _checked(request: Request) -> None:
-    if "invalid" in (request.header("apca-api-key-id"), request.header("apca-api-secret-key")):
+SANDBOX_KEY_PREFIX = "PKSBX"
+
+
+def sandbox_keys(seed: int, user: int) -> tuple[str, str]:
+    """(key id, secret key) of sandbox user ``user`` for this seed."""
+    key_id = f"{SANDBOX_KEY_PREFIX}{user:04d}" + stable_hex(seed, "alpaca-key-id", user,
+                                                           length=11).upper()
+    return key_id, stable_hex(seed, "alpaca-secret-key", user, length=40)
+
+
+def _key_user(world: World, key_id: str, secret: str) -> int | None:
+    """The sandbox user a per-user key pair belongs to, or ``None`` if it is not one."""
+    digits = key_id[len(SANDBOX_KEY_PREFIX):len(SANDBOX_KEY_PREFIX) + 4]
+    user = int(digits) if digits.isdigit() else None
+    if not world.knows_user(user):
+        return None
+    assert user is not None
+    return user if (key_id, secret) == sandbox_keys(world.seed, user) else None
+
+
+def _checked(world: World, request: Request) -> int:
+    """The sandbox user the request's keys answer for, or Alpaca's 401."""
+    key_id = request.header("apca-api-key-id") or ""
+    secret = request.header("apca-api-secret-key") or ""
+    if "invalid" in (key_id, secret):
         raise fail(error_body(401, ""), 401)
+    if not key_id.startswith(SANDBOX_KEY_PREFIX):
+        return 1
+    user = _key_user(world, key_id, secret)
+    if user is None:
+        raise fail(error_body(401, ""), 401)
+    return user
+
+
+def _history(world: World, request: Request) -> History:
+    """The account history of the user the request's keys name."""
+    return world.brokerage.history("alpaca", world.now(), _checked(world, request))
 
 
 def num(value: float, places: int = 6) -> str:
@@ -57,8 +99,8 @@ def _market_values(world: World, history: History) -> tuple[float, float]:
 
 
 def account(world: World, request: Request, _: dict[str, str]) -> Response:
-    _checked(request)
-    history = world.brokerage.history("alpaca", world.now())
+    history = _history(world, request)
+    name = history.spec.name
     long_value, last_long_value = _market_values(world, history)
     cash = history.cash
     equity = round(cash + long_value, 2)
@@ -66,10 +108,10 @@ def account(world: World, request: Request, _: dict[str, str]) -> Response:
     buying_power = round(max(0.0, 2 * (equity - initial_margin)), 2)
     return json_response(
         {
-            "id": stable_uuid(world.seed, "alpaca-account"),
+            "id": stable_uuid(world.seed, f"{name}-account"),
             "admin_configurations": {},
             "user_configurations": None,
-            "account_number": "PA3" + stable_hex(world.seed, "alpaca-number", length=9).upper(),
+            "account_number": "PA3" + stable_hex(world.seed, f"{name}-number", length=9).upper(),
             "status": "ACTIVE",
             "crypto_status": "ACTIVE",
             "options_approved_level": 3,
@@ -146,15 +188,13 @@ def _position(world: World, history: History, symbol: str) -> dict[str, Any] | N
 
 
 def positions(world: World, request: Request, _: dict[str, str]) -> Response:
-    _checked(request)
-    history = world.brokerage.history("alpaca", world.now())
+    history = _history(world, request)
     rows = [_position(world, history, h.symbol) for h in history.open_positions()]
     return json_response(sorted((r for r in rows if r), key=lambda r: r["symbol"]))
 
 
 def position(world: World, request: Request, groups: dict[str, str]) -> Response:
-    _checked(request)
-    history = world.brokerage.history("alpaca", world.now())
+    history = _history(world, request)
     found = _position(world, history, groups["symbol"].upper())
     if found is None:
         raise fail({"code": 40410000, "message": "position does not exist"}, 404)
@@ -203,7 +243,7 @@ def activities_of(history: History) -> list[tuple[dt.datetime, dict[str, Any]]]:
 
 
 def activities(world: World, request: Request, groups: dict[str, str]) -> Response:
-    _checked(request)
+    history = _history(world, request)
     types = groups.get("activity_type") or request.param("activity_types")
     wanted = {t.strip().upper() for t in types.split(",")} if types else None
     try:
@@ -217,7 +257,7 @@ def activities(world: World, request: Request, groups: dict[str, str]) -> Respon
     token = request.param("page_token")
     rows = [
         body
-        for moment, body in activities_of(world.brokerage.history("alpaca", world.now()))
+        for moment, body in activities_of(history)
         if (wanted is None or body["activity_type"] in wanted)
         and (after is None or moment >= after)
         and (until is None or moment <= until)

@@ -4,6 +4,12 @@
 ``/v1/oauth/token`` takes HTTP Basic ``app_key:app_secret`` and a form. The data paths need
 ``Authorization: Bearer <access token>`` and answer Schwab's nested account objects and
 transactions whose ``netAmount`` is the sum of their ``transferItems[].cost``.
+
+Many users: the authorize step is Schwab's login page, and who logs in there is the
+``login_hint`` parameter (``sandbox-user-<k>``, default user 1; a user beyond
+``DASHTAM_SANDBOX_USERS`` is refused). The tokens that login leads to answer for that
+user's account only: another user's account hash is unknown to them (404), and a token
+of a user the sandbox no longer has is refused like any bad token (401).
 """
 
 from __future__ import annotations
@@ -15,7 +21,12 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from dashtam_pipeline.registry import ProviderSlug
-from dashtam_pipeline.sandbox.brokerage_data import History, Trade, account_number
+from dashtam_pipeline.sandbox.brokerage_data import (
+    History,
+    Trade,
+    account_name,
+    account_number,
+)
 from dashtam_pipeline.sandbox.common import (
     UTC,
     Request,
@@ -44,6 +55,31 @@ def _oauth_failure(error: OAuthError) -> Exception:
 
 
 # -- OAuth -------------------------------------------------------------------------------
+LOGIN_HINT = "login_hint"
+_LOGIN_PREFIX = "sandbox-user-"
+
+
+def login_hint(user: int) -> str:
+    """Who logs in at the sandbox's authorize page: add ``login_hint=<this>`` to the
+    authorize URL to connect sandbox user ``user`` (the demo's browser does)."""
+    return f"{_LOGIN_PREFIX}{user}"
+
+
+def _login_user(world: World, request: Request) -> int:
+    """The sandbox user logging in (user 1 when no one is named), or a refusal."""
+    hint = request.param(LOGIN_HINT)
+    if hint is None:
+        return 1
+    digits = hint[len(_LOGIN_PREFIX):] if hint.startswith(_LOGIN_PREFIX) else ""
+    user = int(digits) if digits.isdigit() else None
+    if not world.knows_user(user):
+        raise fail({"error": "access_denied",
+                    "error_description": f"no such sandbox user; {LOGIN_HINT} must be "
+                    f"{_LOGIN_PREFIX}1..{world.users}"}, 400)
+    assert user is not None
+    return user
+
+
 def authorize(world: World, request: Request, _: dict[str, str]) -> Response:
     client_id, redirect_uri = request.param("client_id"), request.param("redirect_uri")
     if not client_id or client_id == "invalid":
@@ -51,7 +87,7 @@ def authorize(world: World, request: Request, _: dict[str, str]) -> Response:
     if not redirect_uri or request.param("response_type", "code") != "code":
         raise fail({"error": "invalid_request",
                     "error_description": "redirect_uri and response_type=code are required"}, 400)
-    code, session = world.oauth.authorize(client_id, redirect_uri)
+    code, session = world.oauth.authorize(client_id, redirect_uri, _login_user(world, request))
     location = f"{redirect_uri}{'&' if '?' in redirect_uri else '?'}"
     location += f"code={quote(code, safe='.')}&session={session}"
     if request.param("state"):
@@ -91,24 +127,29 @@ def token(world: World, request: Request, _: dict[str, str]) -> Response:
 
 
 # -- data --------------------------------------------------------------------------------
-def _authorized(world: World, request: Request) -> None:
+def _authorized(world: World, request: Request) -> int:
+    """The sandbox user the bearer token answers for, or Schwab's 401."""
     header = request.header("authorization") or ""
     access = header[7:].strip() if header.startswith("Bearer ") else ""
-    if not access or world.oauth.access_grant(access) is None:
+    grant = world.oauth.access_grant(access) if access else None
+    if grant is None or not world.knows_user(grant.user):
         raise fail(error_body(401, "Client not authorized"), 401)
+    return grant.user
 
 
-def _hash_value(world: World) -> str:
-    return stable_hex("schwab-account-hash", world.seed, length=64).upper()
+def _hash_value(world: World, user: int) -> str:
+    return stable_hex(f"{account_name('schwab', user)}-account-hash", world.seed,
+                      length=64).upper()
 
 
-def _number(world: World) -> str:
-    return account_number("schwab", world.seed)
+def _number(world: World, user: int) -> str:
+    return account_number(account_name("schwab", user), world.seed)
 
 
 def account_numbers(world: World, request: Request, _: dict[str, str]) -> Response:
-    _authorized(world, request)
-    return json_response([{"accountNumber": _number(world), "hashValue": _hash_value(world)}])
+    user = _authorized(world, request)
+    return json_response([{"accountNumber": _number(world, user),
+                           "hashValue": _hash_value(world, user)}])
 
 
 def _position(world: World, history: History, symbol: str, qty: int, avg: float) -> dict:
@@ -140,8 +181,8 @@ def _position(world: World, history: History, symbol: str, qty: int, avg: float)
     }
 
 
-def _account(world: World, with_positions: bool) -> dict[str, Any]:
-    history = world.brokerage.history("schwab", world.now())
+def _account(world: World, user: int, with_positions: bool) -> dict[str, Any]:
+    history = world.brokerage.history("schwab", world.now(), user)
     positions = [_position(world, history, h.symbol, h.qty, h.avg_cost)
                  for h in history.open_positions()]
     long_value = round(sum(p["marketValue"] for p in positions), 2)
@@ -150,7 +191,7 @@ def _account(world: World, with_positions: bool) -> dict[str, Any]:
     buying_power = round(max(0.0, 2 * cash), 2)
     account: dict[str, Any] = {
         "type": "MARGIN",
-        "accountNumber": _number(world),
+        "accountNumber": _number(world, user),
         "roundTrips": 0,
         "isDayTrader": False,
         "isClosingOnlyRestricted": False,
@@ -202,19 +243,22 @@ def _wants_positions(request: Request) -> bool:
 
 
 def accounts(world: World, request: Request, _: dict[str, str]) -> Response:
-    _authorized(world, request)
-    return json_response([_account(world, _wants_positions(request))])
+    user = _authorized(world, request)
+    return json_response([_account(world, user, _wants_positions(request))])
 
 
-def _known_hash(world: World, groups: dict[str, str]) -> None:
-    if groups["hash"] != _hash_value(world):
+def _own_account(world: World, request: Request, groups: dict[str, str]) -> int:
+    """The token's user, if the path's account hash is theirs (another user's account is
+    as unknown to them as a made-up hash)."""
+    user = _authorized(world, request)
+    if groups["hash"] != _hash_value(world, user):
         raise fail(error_body(404, "Invalid account number"), 404)
+    return user
 
 
 def one_account(world: World, request: Request, groups: dict[str, str]) -> Response:
-    _authorized(world, request)
-    _known_hash(world, groups)
-    return json_response(_account(world, _wants_positions(request)))
+    user = _own_account(world, request, groups)
+    return json_response(_account(world, user, _wants_positions(request)))
 
 
 def _stamp(moment: dt.datetime) -> str:
@@ -258,10 +302,12 @@ def _trade_record(world: World, number: str, t: Trade) -> dict[str, Any]:
     }
 
 
-def transactions_of(world: World) -> list[tuple[dt.datetime, str, dict[str, Any]]]:
-    """(time, type, record) for every transaction of the sandbox Schwab account."""
-    history = world.brokerage.history("schwab", world.now())
-    number = _number(world)
+def transactions_of(
+    world: World, user: int = 1
+) -> list[tuple[dt.datetime, str, dict[str, Any]]]:
+    """(time, type, record) for every transaction of sandbox user ``user``'s account."""
+    history = world.brokerage.history("schwab", world.now(), user)
+    number = _number(world, user)
     out = [(t.time, "TRADE", _trade_record(world, number, t)) for t in history.trades]
     for d in history.dividends:
         moment = dt.datetime.combine(d.pay_date, dt.time(8, 0), UTC)
@@ -289,8 +335,7 @@ def transactions_of(world: World) -> list[tuple[dt.datetime, str, dict[str, Any]
 
 
 def transactions(world: World, request: Request, groups: dict[str, str]) -> Response:
-    _authorized(world, request)
-    _known_hash(world, groups)
+    user = _own_account(world, request, groups)
     try:
         start = parse_instant(request.param("startDate"))
         end = parse_instant(request.param("endDate"))
@@ -303,7 +348,7 @@ def transactions(world: World, request: Request, groups: dict[str, str]) -> Resp
     symbol = request.param("symbol")
     rows = [
         record
-        for moment, kind, record in transactions_of(world)
+        for moment, kind, record in transactions_of(world, user)
         if start <= moment <= end
         and (wanted is None or kind in wanted)
         and (symbol is None or any(i["instrument"].get("symbol") == symbol
