@@ -32,6 +32,14 @@ def env(tmp_path: Path) -> dict[str, str]:
     return clean
 
 
+def query_row(sql: str, env: dict[str, str]) -> dict[str, object]:
+    """``dashtam query SQL --format json`` of a one-row query: that row."""
+    result = dashtam("query", sql, "--format", "json", env=env)
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(result.stdout)
+    return row
+
+
 def no_traceback(result: subprocess.CompletedProcess) -> None:
     assert "Traceback" not in result.stderr, result.stderr
 
@@ -82,21 +90,15 @@ def test_demo_then_query_then_demo_again(env: dict[str, str]) -> None:
     first = dashtam("demo", env=env, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "rows per table" in first.stdout
-    counts_line = dashtam(
-        "query",
+    counts = query_row(
         "select (select count(*) from market.quotes) q, (select count(*) from macro.fred_latest) f,"
         " (select count(*) from brokerage.transactions) t,"
-        " (select count(*) from marts.daily_portfolio_value) v",
-        "--format", "json", env=env,
-    )
-    assert counts_line.returncode == 0, counts_line.stderr
-    (counts,) = json.loads(counts_line.stdout)
+        " (select count(*) from marts.daily_portfolio_value) v", env)
     assert all(value > 0 for value in counts.values()), counts
 
     # three users' portfolios: the operator and user 2 on Schwab, user 3 with their own
     # Alpaca keys and Chase folder (README "Many users in the sandbox")
-    per_user = dashtam(
-        "query",
+    users = query_row(
         "select (select count(distinct user_id) from brokerage.accounts) a,"
         " (select count(distinct user_id) from brokerage.positions) p,"
         " (select count(distinct user_id) from brokerage.transactions) t,"
@@ -106,11 +108,7 @@ def test_demo_then_query_then_demo_again(env: dict[str, str]) -> None:
         " (select count(distinct user_id) from brokerage.accounts where provider like '%schwab')"
         " s, (select count(distinct account_id) from brokerage.accounts) accounts,"
         " (select count(distinct user_id) from brokerage.transactions"
-        "  where provider like '%chase_file') c",
-        "--format", "json", env=env,
-    )
-    assert per_user.returncode == 0, per_user.stderr
-    (users,) = json.loads(per_user.stdout)
+        "  where provider like '%chase_file') c", env)
     assert users == {"a": 3, "p": 3, "t": 3, "h": 3, "v": 3, "n": 3, "s": 2, "accounts": 4,
                      "c": 2}, users
     assert first.stdout.count("demo: user ") == 3

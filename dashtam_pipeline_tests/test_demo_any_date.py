@@ -6,14 +6,13 @@ weekend, Thanksgiving, the day after it, a year end, a DST jump, a date years ah
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 
 import pytest
 
 from dashtam_pipeline.demo import market_day_note
 from dashtam_pipeline.trading_calendar import last_completed_session
-from dashtam_pipeline_tests.test_cli import dashtam, env, no_traceback  # noqa: F401
+from dashtam_pipeline_tests.test_cli import dashtam, env, no_traceback, query_row  # noqa: F401
 from dashtam_pipeline_tests.ui_helpers import UI_ENV
 
 pytestmark = [
@@ -43,14 +42,9 @@ def test_the_demo_lands_the_last_completed_session_on_any_date(env: dict[str, st
     assert notes & set(result.stdout.splitlines()), (notes, result.stdout[:2000])
 
     sessions = {last_completed_session(moment).isoformat() for moment in (before, after)}
-    counts = dashtam(
-        "query",
+    row = query_row(
         "select (select count(*) from market.quotes) q, (select count(*) from market.daily_bars) b,"
         " (select max(quote_date)::varchar from market.quotes) quoted,"
-        " (select max(date)::varchar from market.daily_bars) barred",
-        "--format", "json", env=env,
-    )
-    assert counts.returncode == 0, counts.stderr
-    (row,) = json.loads(counts.stdout)
+        " (select max(date)::varchar from market.daily_bars) barred", env)
     assert row["q"] > 0 and row["b"] > 0, row
     assert row["quoted"] in sessions and row["barred"] in sessions, (row, sessions)
