@@ -75,8 +75,11 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium, closed with this module: Playwright's sync API keeps an event loop running
+    in the worker's thread while it is open, which breaks later tests on the same worker
+    that call ``asyncio.run`` (Dagster's automation-condition evaluator does)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
