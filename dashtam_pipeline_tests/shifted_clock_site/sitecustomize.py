@@ -14,6 +14,13 @@ How: ``time_machine.travel(now + offset, tick=True)`` swaps CPython's own clock 
 dates. What it does not move: clocks read outside Python (a database's ``now()``, file
 modification times); the project's logic never takes "today" from those.
 
+Dagster's gRPC processes (the code server ``dagster api grpc`` and the ``dagster-graphql``
+client that launches runs through it) keep the real clock: gRPC's Python layer turns
+timeouts into deadlines with ``time.time()`` and hands them to its C core, which compares
+them with the real clock, so a shifted ``time.time()`` there makes a deadline days early or
+late and the code server starves of heartbeats. Those processes only relay; the run and
+step processes they start are shifted again here.
+
 (The tier used libfaketime before: it moved those too, but made every clock call of every
 thread pay for it, ran the tier three times slower, and crashed a threaded sandbox server
 once in CI.)
@@ -22,9 +29,17 @@ once in CI.)
 from __future__ import annotations
 
 import os
+import sys
+
+
+def _speaks_grpc(argv: list[str]) -> bool:
+    """Whether this process is a Dagster gRPC server or client (see the module docstring)."""
+    command = " ".join(argv)
+    return "dagster_graphql" in command or " api grpc" in command
+
 
 _offset = os.environ.get("SHIFTED_CLOCK_OFFSET_SECONDS")
-if _offset:
+if _offset and not _speaks_grpc(sys.orig_argv):
     import time
 
     import time_machine
