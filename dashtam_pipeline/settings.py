@@ -117,10 +117,9 @@ def _number(value: object, name: str, what: str, *, integer: bool) -> float | in
 
 
 
-def _whole_number_at_least_one(value: object, info: ValidationInfo, what: str) -> int:
+def _whole_number_at_least_one(value: object, name: str, what: str) -> int:
     """A count setting (a breaker threshold, a request limit): a whole number >= 1, or one
-    sentence naming the variable."""
-    name = _variable(info)
+    sentence naming the variable ``name``."""
     count = _number(value, name, what, integer=True)
     if count < 1:
         raise ValueError(f"{name} must be {what}, got {shown(value)}")
@@ -139,10 +138,7 @@ def sandbox_user_count(value: object) -> int:
     what = "a whole number of sandbox users, at least 1"
     if value is None or (isinstance(value, str) and not value.strip()):
         raise ValueError(f"{SANDBOX_USERS_ENV} must be {what}, got an empty value")
-    count = _number(value, SANDBOX_USERS_ENV, what, integer=True)
-    if count < 1:
-        raise ValueError(f"{SANDBOX_USERS_ENV} must be {what}, got {shown(value)}")
-    return int(count)
+    return _whole_number_at_least_one(value, SANDBOX_USERS_ENV, what)
 
 
 class Settings(BaseSettings):
@@ -320,12 +316,14 @@ class Settings(BaseSettings):
     @field_validator(*_THRESHOLD_FIELDS, mode="before")
     @classmethod
     def _threshold(cls, value: object, info: ValidationInfo) -> int:
-        return _whole_number_at_least_one(value, info, "a whole number of failures, at least 1")
+        return _whole_number_at_least_one(value, _variable(info),
+                                          "a whole number of failures, at least 1")
 
     @field_validator("dashtam_celery_visibility_timeout", mode="before")
     @classmethod
     def _visibility(cls, value: object, info: ValidationInfo) -> int:
-        return _whole_number_at_least_one(value, info, "a whole number of seconds, at least 1")
+        return _whole_number_at_least_one(value, _variable(info),
+                                          "a whole number of seconds, at least 1")
 
     @field_validator(*_LIMIT_FIELDS, "dashtam_dlq_max_replays", mode="before")
     @classmethod
@@ -335,7 +333,7 @@ class Settings(BaseSettings):
                 raise ValueError("DASHTAM_DLQ_MAX_REPLAYS must be a whole number, at least 1, "
                                  "got an empty value")
             return None  # unset: the tier's published limit applies
-        return _whole_number_at_least_one(value, info, "a whole number, at least 1")
+        return _whole_number_at_least_one(value, _variable(info), "a whole number, at least 1")
 
     @field_validator(*_URL_FIELDS, mode="before")
     @classmethod

@@ -50,6 +50,12 @@ class World:
         """Whether ``user`` is one of this sandbox's users (1..``users``)."""
         return user is not None and 1 <= user <= self.users
 
+    def user_numbered(self, digits: str) -> int | None:
+        """The sandbox user whose number ``digits`` spells (from a login hint or a key id),
+        or None if it spells no number or no user of this sandbox."""
+        user = int(digits) if digits.isdigit() else None
+        return user if self.knows_user(user) else None
+
     def today(self) -> dt.date:
         """The calendar date in New York (the exchange's and the US agencies' day)."""
         return ny_today(self.now())

@@ -55,11 +55,9 @@ def sandbox_keys(seed: int, user: int) -> tuple[str, str]:
 
 def _key_user(world: World, key_id: str, secret: str) -> int | None:
     """The sandbox user a per-user key pair belongs to, or ``None`` if it is not one."""
-    digits = key_id[len(SANDBOX_KEY_PREFIX):len(SANDBOX_KEY_PREFIX) + 4]
-    user = int(digits) if digits.isdigit() else None
-    if not world.knows_user(user):
+    user = world.user_numbered(key_id[len(SANDBOX_KEY_PREFIX):len(SANDBOX_KEY_PREFIX) + 4])
+    if user is None:
         return None
-    assert user is not None
     return user if (key_id, secret) == sandbox_keys(world.seed, user) else None
 
 

@@ -70,13 +70,12 @@ def _login_user(world: World, request: Request) -> int:
     hint = request.param(LOGIN_HINT)
     if hint is None:
         return 1
-    digits = hint[len(_LOGIN_PREFIX):] if hint.startswith(_LOGIN_PREFIX) else ""
-    user = int(digits) if digits.isdigit() else None
-    if not world.knows_user(user):
+    user = world.user_numbered(hint[len(_LOGIN_PREFIX):] if hint.startswith(_LOGIN_PREFIX)
+                               else "")
+    if user is None:
         raise fail({"error": "access_denied",
                     "error_description": f"no such sandbox user; {LOGIN_HINT} must be "
                     f"{_LOGIN_PREFIX}1..{world.users}"}, 400)
-    assert user is not None
     return user
 
 
