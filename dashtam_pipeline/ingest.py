@@ -124,6 +124,16 @@ def ingest_dataset(
     """
     if _per_connection(spec, providers, request):
         connections = syncable_connections(settings, providers[0].slug)
+        if request.connection_ids:  # a run of connection partitions: those, and only those
+            chosen, gone = partition_connections(connections, request.connection_ids)
+            outcome = ingest_connections(spec, providers[0], chosen, request, settings, lake,
+                                         client_factory=client_factory)
+            outcome.notes.extend(
+                f"connection {key}: disconnected or forgotten since its partition was "
+                "added; nothing to sync (its partition leaves with the next sensor tick)"
+                for key in gone
+            )
+            return outcome
         if connections:
             return ingest_connections(spec, providers[0], connections, request, settings,
                                       lake, client_factory=client_factory)
@@ -248,6 +258,45 @@ def _per_connection(
             and request.connection_id is None)
 
 
+def partition_connections(
+    connections: Sequence[ProviderConnection], keys: Sequence[str]
+) -> tuple[list[ProviderConnection], list[str]]:
+    """The syncable connections a run's connection partitions name, in the run's order,
+    and the keys that name none (a connection disconnected or forgotten since)."""
+    by_id = {str(c.id): c for c in connections}
+    return [by_id[k] for k in keys if k in by_id], [k for k in keys if k not in by_id]
+
+
+class ConnectionsFailed(ProviderError):
+    """Some connections of a brokerage run failed after retries (every other one landed):
+    the first failure, and the ids of every connection that failed, so only their
+    partitions get dead letters and a replay re-runs only them."""
+
+    def __init__(self, first: ProviderError, connection_ids: Sequence[str]) -> None:
+        more = len(connection_ids) - 1
+        super().__init__(
+            first.provider, first.kind,
+            first.message + (f" (and {more} other connection(s) failed)" if more else ""),
+            status_code=first.status_code, endpoint=first.endpoint,
+            retry_after=first.retry_after, retryable=first.retryable,
+        )
+        self.connection_ids = tuple(connection_ids)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        first = ProviderError(self.provider, self.kind, self.message,
+                              status_code=self.status_code, endpoint=self.endpoint,
+                              retry_after=self.retry_after, retryable=self.retryable)
+        return (_unpickle_connections_failed, (first, self.connection_ids))
+
+
+def _unpickle_connections_failed(
+    first: ProviderError, connection_ids: Sequence[str]
+) -> ConnectionsFailed:
+    error = ConnectionsFailed(first, ())
+    error.message, error.connection_ids = first.message, tuple(connection_ids)
+    return error
+
+
 def connection_request(
     spec: DatasetSpec, connection: ProviderConnection, request: FetchRequest,
     settings: Settings,
@@ -255,8 +304,11 @@ def connection_request(
     """The request of one connection: its owner, and for transactions the window its
     history calls for: everything (``start=None``) on its first sync, else from its last
     sync minus ``SYNC_OVERLAP``."""
-    owned = dataclasses.replace(request, user_id=str(connection.user_id),
-                                connection_id=str(connection.id))
+    owned = dataclasses.replace(
+        request, user_id=str(connection.user_id), connection_id=str(connection.id),
+        # a connection partition's rows and quarantined records are that partition's
+        partition_key=str(connection.id) if request.connection_ids else request.partition_key,
+    )
     if spec.dataset is not Dataset.TRANSACTIONS:
         return owned
     repo = ConnectionRepository.from_settings(settings)
@@ -281,6 +333,7 @@ def ingest_connections(
     total = IngestionOutcome(dataset=spec, served_by=None)
     skipped: list[str] = []
     failure: ProviderError | None = None
+    failed: list[str] = []
     repo = ConnectionRepository.from_settings(settings)
     for connection in connections:
         own = connection_request(spec, connection, request, settings)
@@ -289,6 +342,7 @@ def ingest_connections(
                                  client_factory=client_factory)
         except ProviderError as error:
             failure = failure or error
+            failed.append(str(connection.id))
             total.notes.append(f"{describe(connection)}: {error}")
             continue
         if one.skipped:
@@ -299,7 +353,7 @@ def ingest_connections(
         repo.mark_synced(connection.id, spec.dataset.value, utcnow())
         _merge(total, one)
     if failure is not None:
-        raise failure
+        raise ConnectionsFailed(failure, failed)
     if total.served_by is None:
         total.skipped_reason = "; ".join(skipped) or f"no {meta.slug.value} connection"
     return total

@@ -158,12 +158,16 @@ class Partitioning(StrEnum):
 
     ``INBOX_FILE``: one dynamic partition per file dropped in a file-import provider's
     inbox, added by that provider's inbox sensor (so one file is one import run).
+    ``CONNECTION``: one dynamic partition per connection of a brokerage API provider
+    (keyed by connection id), kept in step with the connection repository by the
+    ``connection_partitions_sensor``: a connection is the unit of brokerage work.
     """
 
     NONE = "none"
     TRADING_DAY = "trading_day"
     FRED_SERIES = "fred_series"
     INBOX_FILE = "inbox_file"
+    CONNECTION = "connection"
 
 
 class LimitScope(StrEnum):
@@ -423,7 +427,7 @@ DATASETS: tuple[DatasetSpec, ...] = (
         capability=ProviderCapability.ACCOUNTS,
         key=("connection_id", "account_id", "as_of_date"),
         sourcing=Sourcing.PER_PROVIDER,
-        partitioning=Partitioning.NONE,
+        partitioning=Partitioning.CONNECTION,
         lake_bucket="provider",
         description="Daily balance snapshot per brokerage account (account numbers masked).",
     ),
@@ -434,7 +438,7 @@ DATASETS: tuple[DatasetSpec, ...] = (
         capability=ProviderCapability.POSITIONS,
         key=("connection_id", "account_id", "symbol", "as_of_date"),
         sourcing=Sourcing.PER_PROVIDER,
-        partitioning=Partitioning.NONE,
+        partitioning=Partitioning.CONNECTION,
         lake_bucket="provider",
         description="Daily holdings snapshot per brokerage account.",
     ),
@@ -445,7 +449,7 @@ DATASETS: tuple[DatasetSpec, ...] = (
         capability=ProviderCapability.TRANSACTIONS,
         key=("connection_id", "transaction_id"),
         sourcing=Sourcing.PER_PROVIDER,
-        partitioning=Partitioning.NONE,
+        partitioning=Partitioning.CONNECTION,
         lake_bucket="provider",
         description="Trades, dividends, fees and cash movements, signed (+ cash in).",
     ),

@@ -48,7 +48,7 @@ from dashtam_pipeline.dagster_names import PARTITION_RANGE_END, PARTITION_RANGE_
 from dashtam_pipeline.errors import PipelineError
 from dashtam_pipeline.failures import error_info_sentence
 from dashtam_pipeline.registry import PROVIDER_REGISTRY, Domain
-from dashtam_pipeline.sensors import INBOX_REGISTRARS
+from dashtam_pipeline.sensors import PARTITION_REGISTRARS
 
 IMPLICIT_JOB = "__ASSET_JOB"
 #: The code location every run of this project belongs to: workspace.yaml, the daemon,
@@ -166,9 +166,10 @@ def plan_runs(
         all_keys = partition_keys(partitions_def, instance)
         if not all_keys:
             if isinstance(partitions_def, DynamicPartitionsDefinition) and not wanted:
-                # an empty inbox: one run that imports nothing still reports the asset
+                # an empty inbox, no connection yet: one run that syncs nothing still
+                # reports the asset (skipped, with the reason)
                 plans.append(
-                    RunPlan(group_keys, {}, f"{names} [no files]", steps, stage=int(is_mart))
+                    RunPlan(group_keys, {}, f"{names} [none yet]", steps, stage=int(is_mart))
                 )
             continue
         window_tags: dict[str, str] = {}
@@ -201,7 +202,8 @@ def plan_runs(
             f"partition {' / '.join(k for k in (partition, start, end) if k)} is not a "
             "partition of any selected asset (daily assets use YYYY-MM-DD; FRED assets use "
             "series ids such as GDP, or --from/--to dates for the observation dates to "
-            "backfill; file imports use <file name>@<digest>)"
+            "backfill; file imports use <file name>@<digest>; brokerage API assets use "
+            "connection ids, `dashtam connections` lists them)"
         )
     return plans
 
@@ -284,13 +286,14 @@ def _iso_date(text: str | None, option: str) -> dt.date | None:
 def partition_keys(
     partitions_def: PartitionsDefinition, instance: DagsterInstance | None
 ) -> list[str]:
-    """Every key of ``partitions_def``. A per-file (dynamic) partitioning first registers
-    the files waiting in its inbox, as its sensor would, so a file dropped a moment ago
-    is imported by this command rather than by the sensor's next tick."""
+    """Every key of ``partitions_def``. A dynamic partitioning is first brought in step,
+    as its sensor would: a per-file one registers the files waiting in its inbox, a
+    per-connection one the connections in the repository, so a file dropped or a
+    connection made a moment ago is taken by this command rather than the next tick."""
     if not isinstance(partitions_def, DynamicPartitionsDefinition):
         return list(partitions_def.get_partition_keys())
     with _instance_or_home(instance) as store:
-        register = INBOX_REGISTRARS.get(partitions_def.name)
+        register = PARTITION_REGISTRARS.get(partitions_def.name or "")
         if register is not None:
             register(store)
         return list(partitions_def.get_partition_keys(dynamic_partitions_store=store))

@@ -82,6 +82,7 @@ class Sensors:
         with get_instance(load_settings()) as instance:
             context = build_sensor_context(
                 instance=instance,
+                instance_ref=instance.get_ref(),  # as the daemon: partition keys checked
                 cursor=self.cursors.get(name),
                 repository_def=self.repository,
                 resources=self.clock.resources(),
@@ -276,7 +277,7 @@ def test_one_catch_up_run_of_schwab_assets_after_a_reconnect(
     (request,) = tick.run_requests or []
     assert request.run_key == f"catchup-{connection.id}-{back.updated_at:%Y%m%dT%H%M%S%fZ}"
     assert [k.to_user_string() for k in request.asset_selection or []] == SCHWAB_ASSETS
-    assert request.partition_key is None
+    assert request.partition_key == str(connection.id)  # that connection's partition only
     assert request.tags[CATCH_UP_OF_TAG] == str(connection.id)
     assert request.tags[LAUNCHED_BY_TAG] == CATCH_UP_SENSOR_NAME
     assert not sensors.catch_up().run_requests  # one catch-up per return, never two

@@ -10,6 +10,7 @@ from dagster import AssetKey, build_schedule_context
 
 from dashtam_pipeline.assets.factory import ingestion_asset_specs
 from dashtam_pipeline.definitions import build_definitions
+from dashtam_pipeline.instance import get_instance
 from dashtam_pipeline.jobs import PARTITION_RANGE_END, PARTITION_RANGE_START
 from dashtam_pipeline.registry import Domain, Partitioning
 from dashtam_pipeline.settings import load_settings
@@ -51,8 +52,10 @@ def test_definitions_validate_and_hold_every_asset(data_dir) -> None:
 
 def test_jobs_per_domain(data_dir) -> None:
     defs = build_definitions(load_settings())
-    for domain in ("market", "macro", "news", "brokerage", "marts"):
+    for domain in ("market", "macro", "news", "marts"):
         assert defs.resolve_job_def(f"{domain}_job") is not None
+    for provider in ("schwab", "alpaca", "chase_file"):  # a partitions definition each
+        assert defs.resolve_job_def(f"brokerage_{provider}_job") is not None
 
 
 def test_nightly_schedules_request_previous_trading_day(data_dir) -> None:
@@ -77,6 +80,25 @@ def test_nightly_schedules_request_previous_trading_day(data_dir) -> None:
         if name == "nightly_fred":
             assert request.tags[PARTITION_RANGE_START] == "GDP"
             assert request.tags[PARTITION_RANGE_END] == "INDPRO"
+    # the brokerage connections of each provider: the partitions in the instance then
+    with get_instance(load_settings()) as instance:
+        connections = ["c-1", "c-2"]
+        instance.add_dynamic_partitions("schwab_connections", connections)
+        for name in ("nightly_schwab_connections", "nightly_alpaca_connections"):
+            schedule = defs.resolve_schedule_def(name)
+            context = build_schedule_context(
+                instance=instance, scheduled_execution_time=monday,
+                repository_def=defs.get_repository_def(),
+            )
+            requests = schedule.evaluate_tick(context).run_requests or []
+            job = defs.resolve_job_def(schedule.job_name)
+            requested |= {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
+            if name == "nightly_alpaca_connections":
+                assert requests == []  # no connection, no run
+                continue
+            (request,) = requests
+            assert (request.tags[PARTITION_RANGE_START], request.tags[PARTITION_RANGE_END]) == (
+                "c-1", "c-2")
     # every ingestion asset but the inbox-file imports, which their sensor runs
     expected = {s.key.to_user_string() for s in ingestion_asset_specs()
                 if s.partitioning is not Partitioning.INBOX_FILE}

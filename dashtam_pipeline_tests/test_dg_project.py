@@ -62,10 +62,13 @@ LAYOUT: dict[str, dict[str, set[str]]] = {
         "jobs": {"credential_refresh_job"},
     },
     "inbox": {"sensors": {"chase_inbox_sensor"}},
+    "connections": {"sensors": {"connection_partitions_sensor"}},
     "marts": {"sensors": {"marts_automation"}},
     "schedules": {
-        "schedules": {"nightly_daily", "nightly_fred", "nightly_snapshots"},
-        "jobs": {"market_job", "macro_job", "news_job", "brokerage_job", "marts_job"},
+        "schedules": {"nightly_daily", "nightly_fred", "nightly_snapshots",
+                      "nightly_schwab_connections", "nightly_alpaca_connections"},
+        "jobs": {"market_job", "macro_job", "news_job", "marts_job", "brokerage_alpaca_job",
+                 "brokerage_chase_file_job", "brokerage_schwab_job"},
     },
 }
 
@@ -78,6 +81,7 @@ FOLDERS = {
     "recovery": "dashtam_pipeline.defs.recovery.sensors:recovery",
     "credentials": "dashtam_pipeline.defs.credentials.sensors:credentials",
     "inbox": "dashtam_pipeline.defs.inbox.sensors:inbox",
+    "connections": "dashtam_pipeline.defs.connections.sensors:connection_partitions",
     "resources": "dashtam_pipeline.defs.resources:resources",
     "executor": "dashtam_pipeline.defs.executor:executor",
 }

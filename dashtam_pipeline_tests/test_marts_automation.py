@@ -19,7 +19,7 @@ MARTS = {"marts/holdings", "marts/daily_portfolio_value", "marts/net_worth",
          "marts/macro_monthly_panel"}
 LANDED = [
     ("market/daily_bars", "2026-11-20"),
-    ("brokerage/schwab_positions", None),
+    ("brokerage/schwab_positions", "connection-1"),  # one connection's partition
     ("macro/fred_series", "GDP"),
     ("macro/fred_observations", "GDP"),
 ]
@@ -36,6 +36,7 @@ def test_marts_build_from_what_landed_and_not_before(data_dir: Path) -> None:
     with DagsterInstance.ephemeral() as instance:
         first = evaluate_automation_conditions(defs=defs, instance=instance)
         assert requested(first) == set()  # nothing landed: no empty marts
+        instance.add_dynamic_partitions("schwab_connections", ["connection-1", "connection-2"])
         for key, partition in LANDED:
             instance.report_runless_asset_event(
                 AssetMaterialization(AssetKey.from_user_string(key), partition=partition)

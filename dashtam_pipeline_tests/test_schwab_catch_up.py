@@ -11,6 +11,7 @@ import pytest
 from dagster import AssetKey, build_sensor_context
 
 from dashtam_pipeline.connections import StoredTokens, current_connection, load_cipher
+from dashtam_pipeline.dagster_names import PARTITION_TAG
 from dashtam_pipeline.definitions import build_definitions
 from dashtam_pipeline.domain import ConnectionStatus
 from dashtam_pipeline.instance import get_instance
@@ -61,11 +62,15 @@ def test_connect_refresh_expire_reconnect_catch_up(
         with get_instance(load_settings()) as instance:
             context = build_sensor_context(
                 instance=instance,
+                instance_ref=instance.get_ref(),  # as the daemon: partition keys checked
                 cursor=cursors.get(name),
                 repository_def=repository,
                 resources=connections_clock.resources(),
             )
             result = repository.get_sensor_def(name).evaluate_tick(context)
+            for request in result.dynamic_partitions_requests or []:  # as the daemon does
+                instance.add_dynamic_partitions(request.partitions_def_name,
+                                                request.partition_keys)
         cursors[name] = result.cursor
         return result
 
@@ -111,11 +116,16 @@ def test_connect_refresh_expire_reconnect_catch_up(
     keys = list(request.asset_selection or [])
     assert [k.to_user_string() for k in keys] == SCHWAB_ASSETS
     assert str(request.run_key).startswith(f"catchup-{request.tags[CATCH_UP_OF_TAG]}-")
+    # that connection's own partition (registered by the tick if the connection
+    # partitions sensor has not yet)
+    connection = request.tags[CATCH_UP_OF_TAG]
+    assert request.partition_key == connection
 
     with get_instance(load_settings()) as instance:
-        report = execute_plans(
-            instance, [RunPlan(keys, dict(request.tags), "catch-up")], in_process=True
-        )
+        assert connection in instance.get_dynamic_partitions("schwab_connections")
+        plan = RunPlan(keys, {**request.tags, PARTITION_TAG: connection}, "catch-up",
+                       partitions=[connection])
+        report = execute_plans(instance, [plan], in_process=True)
         assert {report.assets[k].status for k in SCHWAB_ASSETS} == {"materialized"}
         for key in SCHWAB_ASSETS:
             event = instance.get_latest_materialization_event(AssetKey.from_user_string(key))

@@ -4,7 +4,6 @@ ingestion with the owner stamped, and ``forget`` erasing exactly one user."""
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from pathlib import Path
 
 import pytest
@@ -23,9 +22,8 @@ from dashtam_pipeline.registry import Dataset, get_dataset_spec, get_provider_me
 from dashtam_pipeline.settings import load_settings
 from dashtam_pipeline.state.connection_repository import ConnectionRepository
 from dashtam_pipeline.storage.lake import Lake
+from dashtam_pipeline_tests.user_helpers import ALICE, BOB, connect_schwab
 
-ALICE = uuid.UUID("a11ce000-0000-4000-8000-000000000001")
-BOB = uuid.UUID("b0b00000-0000-4000-8000-000000000002")
 EXPORT = (
     "Details,Posting Date,Description,Amount,Type,Balance,Check or Slip #\n"
     "DEBIT,01/05/2024,COFFEE SHOP,-4.50,DEBIT_CARD,995.50,,\n"
@@ -157,30 +155,13 @@ def test_forget_erases_exactly_one_user(
     assert repo.find_by_user_id(ALICE) == [] and len(repo.find_by_user_id(BOB)) == 1
 
 
-def _connect_schwab(user: uuid.UUID, alias: str) -> None:
-    """The OAuth flow against the in-process sandbox, for one user's connection."""
-    import httpx
-
-    from dashtam_pipeline.clients.base import sandbox_transport
-    from dashtam_pipeline.connections import connect_oauth_provider
-    from dashtam_pipeline.providers.schwab import client as schwab
-
-    settings = load_settings()
-    with httpx.Client(transport=sandbox_transport(), follow_redirects=False) as browser:
-        url = schwab.authorize_url(settings.provider("schwab")).replace(
-            "https://api.schwabapi.com", "http://sandbox.dashtam.invalid/schwab")
-        response = browser.get(url)
-    connect_oauth_provider("schwab", settings, redirect_url=response.headers["location"],
-                           user_id=user, alias=alias)
-
-
 def test_a_lapsed_login_expires_only_its_connection_and_the_others_land(sandbox: Path) -> None:
     from dashtam_pipeline.connections import StoredTokens, load_cipher
     from dashtam_pipeline.sandbox.app import SandboxApp
 
     settings = load_settings()
-    _connect_schwab(ALICE, "ira")
-    _connect_schwab(BOB, "brokerage")
+    connect_schwab(ALICE, "ira")
+    connect_schwab(BOB, "brokerage")
     repo = ConnectionRepository.from_settings(settings)
     (alice,) = repo.find_by_user_id(ALICE)
     tokens = StoredTokens.unseal(load_cipher(settings), alice.credentials, "schwab")

@@ -56,7 +56,7 @@ from dashtam_pipeline.assets.sources import (
 from dashtam_pipeline.clients.base import FetchRequest
 from dashtam_pipeline.errors import ProviderError
 from dashtam_pipeline.http import CallStats
-from dashtam_pipeline.ingest import IngestionOutcome, ingest_dataset
+from dashtam_pipeline.ingest import ConnectionsFailed, IngestionOutcome, ingest_dataset
 from dashtam_pipeline.quality import duplicate_key_count, partition_row_counts, row_count
 from dashtam_pipeline.registry import (
     DATASETS,
@@ -172,8 +172,16 @@ def build_request(
         keys = tuple(context.partition_keys)
         return FetchRequest(
             **common, start=today - dt.timedelta(days=LOOKBACK_DAYS), end=today, as_of=today,
-            partition_key=keys[0] if len(keys) == 1 else f"{keys[0]}...{keys[-1]}",
-            files=tuple(file_name_of(key) for key in keys),
+            partition_key=_key_label(keys), files=tuple(file_name_of(key) for key in keys),
+        )
+    if partitioning is Partitioning.CONNECTION and (
+        context.has_partition_key or context.has_partition_key_range
+    ):
+        # each partition is one connection; a run without one syncs every connection
+        keys = tuple(context.partition_keys)
+        return FetchRequest(
+            **common, start=today - dt.timedelta(days=LOOKBACK_DAYS), end=today, as_of=today,
+            partition_key=_key_label(keys), connection_ids=keys,
         )
     if partitioning is Partitioning.TRADING_DAY:
         window = context.partition_time_window
@@ -187,7 +195,7 @@ def build_request(
         return FetchRequest(start=start, end=end, as_of=end, partition_key=key, **common)
     if partitioning is Partitioning.FRED_SERIES:
         keys = tuple(context.partition_keys)
-        key = keys[0] if len(keys) == 1 else f"{keys[0]}...{keys[-1]}"
+        key = _key_label(keys)
         tags = context.run.tags
         first = _tag_date(tags, OBSERVATION_START_TAG)
         last = _tag_date(tags, OBSERVATION_END_TAG)
@@ -204,6 +212,11 @@ def build_request(
     return FetchRequest(
         start=today - dt.timedelta(days=LOOKBACK_DAYS), end=today, as_of=today, **common
     )
+
+
+def _key_label(keys: Sequence[str]) -> str:
+    """How a run names its partitions: the one key, or ``first...last``."""
+    return keys[0] if len(keys) == 1 else f"{keys[0]}...{keys[-1]}"
 
 
 def _tag_date(tags: Mapping[str, str], name: str) -> dt.date | None:
@@ -394,6 +407,15 @@ def _partition_keys(context: AssetExecutionContext) -> list[str | None]:
     return [None]
 
 
+def _failed_partitions(partitions: list[str | None], error: ProviderError) -> list[str | None]:
+    """The partitions a failed run owes: of a run of connection partitions, those whose
+    connection failed (the others landed); else every partition of the run."""
+    if isinstance(error, ConnectionsFailed) and partitions != [None]:
+        failed = [p for p in partitions if p in error.connection_ids]
+        return failed or partitions
+    return partitions
+
+
 def _dead_letter(
     dlq: DeadLetterQueue,
     asset_spec: IngestionAssetSpec,
@@ -514,15 +536,16 @@ def _run_ingestion(
         _observe_providers(
             context, lead, run_settings, {error.provider: (error.kind.value, str(error))}, None
         )
+        failed = _failed_partitions(partitions, error)
         for member in (lead, *extras):  # every asset the step owed a materialization
-            _dead_letter(dlq, member, partitions, request, error, context.run_id)
+            _dead_letter(dlq, member, failed, request, error, context.run_id)
         raise Failure(
             description=str(error),
             metadata={
                 "provider": error.provider,
                 "error_kind": error.kind.value,
                 "retryable": error.retryable,
-                "dead_letters": len(partitions) * (1 + len(extras)),
+                "dead_letters": len(failed) * (1 + len(extras)),
             },
             allow_retries=error.retryable,
         ) from None

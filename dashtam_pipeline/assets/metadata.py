@@ -157,7 +157,8 @@ def partition_expression(dataset: DatasetSpec, partitioning: Partitioning) -> st
 
     A trading-day partition holds the rows of that New York date (a quote's
     ``quote_date``, a bar's ``date``, an article's ``published_at`` in New York); a FRED
-    partition a series' rows; an inbox-file partition the rows imported from that file.
+    partition a series' rows; an inbox-file partition the rows imported from that file; a
+    connection partition the rows of that connection.
     """
     if partitioning is Partitioning.TRADING_DAY:
         columns = duckdb_columns(_model(dataset))
@@ -172,6 +173,8 @@ def partition_expression(dataset: DatasetSpec, partitioning: Partitioning) -> st
         return '"series_id"'
     if partitioning is Partitioning.INBOX_FILE:
         return '"source_file"'
+    if partitioning is Partitioning.CONNECTION:
+        return '"connection_id"'
     return None
 
 

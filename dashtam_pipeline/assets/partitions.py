@@ -21,6 +21,13 @@ part of a key is percent-encoded where needed (``encode_file_name``): ``%``, eve
 format or separator character, and the middle dot of any ``...``. The encoding is
 reversible (``file_name_of``), so the import still finds the file, and a plain name (all
 real Chase exports) is its own encoding, so keys registered before it are unchanged.
+
+Brokerage API assets are partitioned by connection (``connection_partitions``): a dynamic
+partition per connection, keyed by its id (stable: an alias may be renamed), added and
+removed by ``connection_partitions_sensor`` as connections are made and disconnected. A
+connection is the unit of brokerage work (its own credentials, run, retry and row in the
+UI), and ``CONNECTIONS_PER_RUN`` of them share a run so thousands of connections are tens
+of runs, not thousands.
 """
 
 from __future__ import annotations
@@ -58,6 +65,13 @@ OBSERVATION_END_TAG = "dashtam/observation_end"
 #: series are fetched concurrently, few enough that a backfill of hundreds of series shows
 #: progress run by run (UI and CLI), bounds a run's memory, and one bad run is cheap to redo.
 FRED_SERIES_PER_RUN = 25
+
+#: Connections per brokerage run (nightly, backfill, catch-up): a run costs Dagster a few
+#: seconds of its own (process, event log), a connection a few requests, so batching makes
+#: 1,000 connections ten runs; one failed connection re-runs alone from its dead letter.
+CONNECTIONS_PER_RUN = 100
+#: The name of a connection partitions definition ends with this (``schwab_connections``).
+CONNECTIONS_SUFFIX = "_connections"
 
 #: Years of exchange closures listed ahead of today: the partitions are rebuilt whenever
 #: the code location loads, so this only has to outlast one deployment.
@@ -115,6 +129,17 @@ DIGEST_LENGTH = 12
 def inbox_partitions(owner: str) -> DynamicPartitionsDefinition:
     """The per-file partitions of a file-import provider's inbox (``chase_file_inbox``)."""
     return DynamicPartitionsDefinition(name=f"{owner}_inbox")
+
+
+def connection_partitions(owner: str) -> DynamicPartitionsDefinition:
+    """The per-connection partitions of a brokerage API provider (``schwab_connections``)."""
+    return DynamicPartitionsDefinition(name=f"{owner}{CONNECTIONS_SUFFIX}")
+
+
+def is_connection_partitions(partitions_def: PartitionsDefinition | None) -> bool:
+    """Whether ``partitions_def`` holds one partition per connection (keyed by its id)."""
+    return isinstance(partitions_def, DynamicPartitionsDefinition) and bool(
+        partitions_def.name and partitions_def.name.endswith(CONNECTIONS_SUFFIX))
 
 
 def content_digest(data: bytes) -> str:
@@ -180,7 +205,7 @@ def can_be_partition_key(key: str) -> bool:
 def partitions_for(
     partitioning: Partitioning, settings: Settings, *, owner: str | None = None
 ) -> PartitionsDefinition | None:
-    """The partitions of an asset; ``owner`` (the provider slug) names per-file ones."""
+    """The partitions of an asset; ``owner`` (the provider slug) names dynamic ones."""
     if partitioning is Partitioning.TRADING_DAY:
         return trading_day_partitions(settings)
     if partitioning is Partitioning.FRED_SERIES:
@@ -189,19 +214,26 @@ def partitions_for(
         if owner is None:
             raise ValueError("inbox-file partitions belong to one provider: pass owner")
         return inbox_partitions(owner)
+    if partitioning is Partitioning.CONNECTION:
+        if owner is None:
+            raise ValueError("connection partitions belong to one provider: pass owner")
+        return connection_partitions(owner)
     return None
 
 
 def backfill_policy_for(partitioning: Partitioning) -> BackfillPolicy | None:
     """Many partitions per run: a month of days, 25 series, or every inbox file at once —
     importing files is local and cheap, one run per file would be mostly overhead. (The
-    nightly FRED run is one run over every series: unchanged series cost one request.)"""
+    nightly FRED run is one run over every series: unchanged series cost one request.)
+    Connections go ``CONNECTIONS_PER_RUN`` to a run."""
     if partitioning is Partitioning.TRADING_DAY:
         return BackfillPolicy.multi_run(max_partitions_per_run=31)
     if partitioning is Partitioning.FRED_SERIES:
         return BackfillPolicy.multi_run(max_partitions_per_run=FRED_SERIES_PER_RUN)
     if partitioning is Partitioning.INBOX_FILE:
         return BackfillPolicy.single_run()
+    if partitioning is Partitioning.CONNECTION:
+        return BackfillPolicy.multi_run(max_partitions_per_run=CONNECTIONS_PER_RUN)
     return None
 
 

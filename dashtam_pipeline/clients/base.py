@@ -39,6 +39,8 @@ class FetchRequest:
     run's connection partition): they are stamped on every row landed, and the client is
     built with that connection's credentials only. A ``start`` of ``None`` on a brokerage
     request asks for the whole history the provider offers (a connection's first sync).
+    ``connection_ids`` are the connection partitions of a brokerage run: the connections
+    it syncs, each on its own (empty: every connection of the provider).
     """
 
     symbols: tuple[str, ...] = ()
@@ -51,6 +53,7 @@ class FetchRequest:
     files: tuple[str, ...] = ()
     user_id: str | None = None
     connection_id: str | None = None
+    connection_ids: tuple[str, ...] = ()
 
 
 @dataclass

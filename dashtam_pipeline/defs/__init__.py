@@ -11,6 +11,7 @@ objects are built by the factories beside the code they run (``assets/factory.py
 - ``recovery/``: the run-failure sensor and the DLQ replay sensor
 - ``credentials/``: the credential expiry and catch-up sensors, the token refresh job
 - ``inbox/``: the Chase inbox sensor
+- ``connections/``: the connection partitions sensor (a partition per brokerage connection)
 - ``resources.py``: storage, one resource per provider, the clock
 - ``executor.py``: multiprocess or Celery (``DASHTAM_EXECUTOR``)
 

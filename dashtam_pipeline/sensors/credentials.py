@@ -18,7 +18,8 @@ broken nightly run. Two sensors and one job keep that from happening:
   cursor) and, when one goes from EXPIRED/REVOKED/FAILED back to ACTIVE, requests one
   catch-up run of the assets only that provider serves: unpartitioned assets again,
   time-partitioned ones from the partition after the last materialized one up to now,
-  other partitioned ones where nothing landed since the connection went down. The run
+  connection-partitioned ones for that connection alone, other partitioned ones where
+  nothing landed since the connection went down. The run
   key (``catchup-<connection id>-<updated_at>``) keeps a catch-up from running twice.
 
 Everything reads the registry (``get_oauth_providers``, the API-key providers) and the
@@ -32,6 +33,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from dagster import (
+    AddDynamicPartitionsRequest,
     AssetKey,
     AssetRecordsFilter,
     AssetSelection,
@@ -57,6 +59,7 @@ from dagster import (
 
 from dashtam_pipeline import connections
 from dashtam_pipeline.assets.factory import ingestion_asset_specs
+from dashtam_pipeline.assets.partitions import connection_partitions, is_connection_partitions
 from dashtam_pipeline.dagster_names import AssetGraph
 from dashtam_pipeline.domain.provider_connection import ConnectionStatus, ProviderConnection
 from dashtam_pipeline.errors import ErrorKind, ProviderError
@@ -203,9 +206,12 @@ class Tick:
     run_requests: list[RunRequest] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     cursor: str | None = None
+    #: Connection partitions a requested run needs that are not registered yet.
+    partitions: list[AddDynamicPartitionsRequest] = field(default_factory=list)
 
     def result(self, idle: str) -> SensorResult:
-        return sensor_result(self.run_requests, self.notes, self.cursor, idle)
+        return sensor_result(self.run_requests, self.notes, self.cursor, idle,
+                             partitions=self.partitions)
 
 
 def refresh_key(connection: ProviderConnection) -> str:
@@ -383,16 +389,22 @@ def missed_partitions(
     partitions_def: PartitionsDefinition,
     down_since: dt.datetime,
     now: dt.datetime,
+    connection: ProviderConnection | None = None,
 ) -> list[str]:
     """The partitions of ``key`` a catch-up must fill, in the definition's order.
 
     Time windows: every partition after the last one materialized (since the connection
     went down when none ever was) up to the last one that began before today: today's
-    session is under way, the nightly run takes it. Other partitions (series, files):
-    those with no materialization since the connection went down.
+    session is under way, the nightly run takes it. Connection partitions: the returning
+    ``connection``'s own, when nothing landed in it since it went down (the others were
+    never down). Other partitions (series, files): those with no materialization since
+    the connection went down.
     """
     with partition_loading_context(effective_dt=now, dynamic_partitions_store=instance):
         keys = list(partitions_def.get_partition_keys())
+        if is_connection_partitions(partitions_def):
+            # its own partition, registered or not yet (``Tick.partitions`` adds it)
+            keys = [str(connection.id)] if connection is not None else []
         if isinstance(partitions_def, TimeWindowPartitionsDefinition):
             keys = [k for k in keys if _began_before_today(partitions_def, k, now)]
             done = instance.get_materialized_partitions(key)
@@ -445,7 +457,7 @@ def catch_up_requests(
             continue
         partitions_def = asset_graph.get(key).partitions_def
         missed = (
-            missed_partitions(instance, key, partitions_def, down_since, now)
+            missed_partitions(instance, key, partitions_def, down_since, now, connection)
             if partitions_def is not None
             else []
         )
@@ -489,6 +501,8 @@ def _partition_chunks(
     for unpartitioned assets (one run)."""
     if group.partitions_def is None:
         return [[]]
+    if is_connection_partitions(group.partitions_def):
+        return [sorted(group.partitions)]  # one connection's partition
     with partition_loading_context(effective_dt=now, dynamic_partitions_store=instance):
         ordered = [k for k in group.partitions_def.get_partition_keys() if k in group.partitions]
     size = group.per_run or len(ordered)
@@ -571,6 +585,7 @@ def plan_catch_ups(
         ):
             requests = catch_up_requests(instance, asset_graph, connection, before, now)
             tick.run_requests.extend(requests)
+            tick.partitions.extend(_unregistered_partition(instance, connection, requests))
             tick.notes.append(
                 f"{connection.provider_slug} is ACTIVE again after {before.status}: "
                 f"{len(requests)} catch-up run(s)"
@@ -580,6 +595,20 @@ def plan_catch_ups(
         "seen_at": to_text(now),
     })
     return tick
+
+
+def _unregistered_partition(
+    instance: DagsterInstance, connection: ProviderConnection, requests: list[RunRequest]
+) -> list[AddDynamicPartitionsRequest]:
+    """The returning connection's own partition, when a catch-up run names it before the
+    connection partitions sensor has registered it (Dagster adds it before the run)."""
+    key = str(connection.id)
+    name = connection_partitions(connection.provider_slug).name or ""
+    if any(r.partition_key == key for r in requests) and key not in (
+        instance.get_dynamic_partitions(name)
+    ):
+        return [AddDynamicPartitionsRequest(name, [key])]
+    return []
 
 
 def _cursor_time(cursor: str | None) -> dt.datetime | None:

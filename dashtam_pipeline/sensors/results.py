@@ -10,12 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dagster import RunRequest, SensorResult
+from dagster import AddDynamicPartitionsRequest, RunRequest, SensorResult
 
 
 def sensor_result(
-    run_requests: Sequence[RunRequest], notes: Sequence[str], cursor: str | None, idle: str
+    run_requests: Sequence[RunRequest],
+    notes: Sequence[str],
+    cursor: str | None,
+    idle: str,
+    *,
+    partitions: Sequence[AddDynamicPartitionsRequest] = (),
 ) -> SensorResult:
+    """``partitions``: dynamic partitions the runs need, added by Dagster before them."""
     if run_requests:
-        return SensorResult(run_requests=list(run_requests), cursor=cursor)
+        return SensorResult(run_requests=list(run_requests), cursor=cursor,
+                            dynamic_partitions_requests=list(partitions) or None)
     return SensorResult(skip_reason="; ".join(notes) or idle, cursor=cursor)
