@@ -50,11 +50,11 @@ def instance(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Dagste
 
 def tick(instance: DagsterInstance, cursor: str | None) -> SensorTick:
     """One evaluation, then what the daemon does with it: apply the partition requests."""
-    context = build_sensor_context(
+    with build_sensor_context(
         instance=instance, instance_ref=instance.get_ref(), cursor=cursor,
         definitions=build_definitions(load_settings()),
-    )
-    result = build_connection_partitions_sensor().evaluate_tick(context)
+    ) as context:
+        result = build_connection_partitions_sensor().evaluate_tick(context)
     for request in result.dynamic_partitions_requests or []:
         if type(request).__name__.startswith("Add"):
             instance.add_dynamic_partitions(request.partitions_def_name, request.partition_keys)

@@ -86,11 +86,11 @@ def test_nightly_schedules_request_previous_trading_day(data_dir) -> None:
         instance.add_dynamic_partitions("schwab_connections", connections)
         for name in ("nightly_schwab_connections", "nightly_alpaca_connections"):
             schedule = defs.resolve_schedule_def(name)
-            context = build_schedule_context(
+            with build_schedule_context(  # closed: it must not outlive the instance
                 instance=instance, scheduled_execution_time=monday,
                 repository_def=defs.get_repository_def(),
-            )
-            requests = schedule.evaluate_tick(context).run_requests or []
+            ) as context:
+                requests = schedule.evaluate_tick(context).run_requests or []
             job = defs.resolve_job_def(schedule.job_name)
             requested |= {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
             if name == "nightly_alpaca_connections":
