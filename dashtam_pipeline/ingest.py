@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,7 @@ from dashtam_pipeline.rights import check_rights
 from dashtam_pipeline.schemas import SCHEMAS
 from dashtam_pipeline.settings import Settings
 from dashtam_pipeline.state.connection_repository import ConnectionRepository
+from dashtam_pipeline.storage.batch import LakeBatch
 from dashtam_pipeline.storage.lake import Lake, WriteResult
 from dashtam_pipeline.validation import (
     QuarantineRecord,
@@ -317,6 +319,12 @@ def connection_request(
     return dataclasses.replace(owned, start=start)
 
 
+#: Connections of one run synced at once. Each mostly waits on its provider (every
+#: request a round trip, a Schwab window or an Alpaca page after another), and the
+#: provider's rate limits, shared across threads and processes, pace them all anyway.
+CONNECTIONS_AT_ONCE = 8
+
+
 def ingest_connections(
     spec: DatasetSpec,
     meta: ProviderMetadata,
@@ -327,36 +335,64 @@ def ingest_connections(
     *,
     client_factory: ClientFactory | None = None,
 ) -> IngestionOutcome:
-    """Sync ``spec`` for each connection on its own: one connection that cannot sync (an
-    EXPIRED login) is skipped with its user, alias and reconnect command while the others
-    land; a real failure of one is raised once every other connection has landed."""
+    """Sync ``spec`` for each connection on its own, ``CONNECTIONS_AT_ONCE`` at a time,
+    and land every connection's rows with one upsert per table (``LakeBatch``).
+
+    One connection that cannot sync (an EXPIRED login) is skipped with its user, alias and
+    reconnect command while the others land; a real failure of one is raised
+    (``ConnectionsFailed``, naming every failed connection) once every other connection
+    has landed. A connection is marked synced only once its rows are written."""
     total = IngestionOutcome(dataset=spec, served_by=None)
     skipped: list[str] = []
     failure: ProviderError | None = None
     failed: list[str] = []
-    repo = ConnectionRepository.from_settings(settings)
-    for connection in connections:
+    landed: list[ProviderConnection] = []
+    batch = LakeBatch(lake)
+
+    def sync(connection: ProviderConnection) -> IngestionOutcome:
         own = connection_request(spec, connection, request, settings)
-        try:
-            one = ingest_dataset(spec, [meta], own, settings, lake,
-                                 client_factory=client_factory)
-        except ProviderError as error:
-            failure = failure or error
-            failed.append(str(connection.id))
-            total.notes.append(f"{describe(connection)}: {error}")
-            continue
-        if one.skipped:
-            skipped.append(one.skipped_reason or "")
-            total.notes.append(f"skipped {describe(connection)}: {one.skipped_reason}")
-            total.attempts.extend(one.attempts)
-            continue
-        repo.mark_synced(connection.id, spec.dataset.value, utcnow())
-        _merge(total, one)
+        return ingest_dataset(spec, [meta], own, settings, batch,  # type: ignore[arg-type]
+                              client_factory=client_factory)
+
+    workers = max(1, min(CONNECTIONS_AT_ONCE, len(connections)))
+    with ThreadPoolExecutor(max_workers=workers,
+                            thread_name_prefix=f"sync-{meta.slug.value}") as pool:
+        futures = [(connection, pool.submit(sync, connection)) for connection in connections]
+        for connection, future in futures:  # in the run's order, whatever finished first
+            try:
+                one = future.result()
+            except ProviderError as error:
+                failure = failure or error
+                failed.append(str(connection.id))
+                total.notes.append(f"{describe(connection)}: {error}")
+                continue
+            if one.skipped:
+                skipped.append(one.skipped_reason or "")
+                total.notes.append(f"skipped {describe(connection)}: {one.skipped_reason}")
+                total.attempts.extend(one.attempts)
+                continue
+            landed.append(connection)
+            _merge(total, one)
+    writes = batch.flush()
+    _written(total, writes)
+    repo = ConnectionRepository.from_settings(settings)
+    synced_at = utcnow()
+    for connection in landed:
+        repo.mark_synced(connection.id, spec.dataset.value, synced_at)
     if failure is not None:
         raise ConnectionsFailed(failure, failed)
     if total.served_by is None:
         total.skipped_reason = "; ".join(skipped) or f"no {meta.slug.value} connection"
     return total
+
+
+def _written(total: IngestionOutcome, writes: dict[str, WriteResult]) -> None:
+    """Put what the batch's flush wrote (inserted and replaced rows, files) on the
+    outcome and its companions, in place of the per-connection counts handed over."""
+    if total.served_by is not None and total.dataset.table in writes:
+        total.write = writes[total.dataset.table]
+    for companion in total.companions.values():
+        _written(companion, writes)
 
 
 def _merge(total: IngestionOutcome, one: IngestionOutcome) -> None:

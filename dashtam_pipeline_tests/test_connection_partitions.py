@@ -165,3 +165,35 @@ def test_a_connection_partition_lands_only_its_connections_rows(
     # a connection that is not a partition is one sentence naming what to use
     with pytest.raises(Exception, match="connection ids"):
         plan_runs(defs, keys, partition=str(uuid.uuid4()), instance=instance)
+
+
+def test_a_failing_connection_gets_the_only_dead_letter_and_the_others_land(
+    instance: DagsterInstance,
+) -> None:
+    """Two users' Schwab connections synced in one run; Schwab refuses Bob's account's
+    transactions for good: Alice's rows land, the run fails by name, and only Bob's
+    partition waits in the dead-letter queue (a replay re-runs his connection alone)."""
+    from dashtam_pipeline.providers.schwab.sandbox import account_hash
+    from dashtam_pipeline.resilience.dlq import DeadLetterQueue
+    from dashtam_pipeline.sandbox.app import SandboxApp
+
+    alice = connect_schwab(ALICE, "ira", sandbox_user=1)
+    bob = connect_schwab(BOB, "brokerage", sandbox_user=2)
+    tick(instance, None)
+    sandbox = SandboxApp.shared()
+    bobs_account = account_hash(sandbox.world, 2)
+    sandbox.add_fault(rf"/accounts/{bobs_account}/transactions", status=400)
+    settings = load_settings()
+    key = next(k for k in connection_assets()[ProviderSlug.SCHWAB]
+               if k.path[-1] == "schwab_transactions")
+
+    plans = plan_runs(build_definitions(settings), [key], instance=instance)
+    assert [p.partitions for p in plans] == [[str(alice.id), str(bob.id)]]
+    report = execute_plans(instance, plans, in_process=True)
+    asset = report.assets[key.to_user_string()]
+    assert asset.status == "failed" and "schwab" in asset.detail, asset
+    letters = DeadLetterQueue.from_settings(settings).list()
+    assert [(e.asset_key, e.partition_key) for e in letters] == [
+        (key.to_user_string(), str(bob.id))]
+    landed = Lake(settings.lake_dir).read_frame("brokerage.transactions")
+    assert set(landed["connection_id"]) == {str(alice.id)}

@@ -136,7 +136,7 @@ def _authorized(world: World, request: Request) -> int:
     return grant.user
 
 
-def _hash_value(world: World, user: int) -> str:
+def account_hash(world: World, user: int) -> str:
     return stable_hex(f"{account_name('schwab', user)}-account-hash", world.seed,
                       length=64).upper()
 
@@ -148,7 +148,7 @@ def _number(world: World, user: int) -> str:
 def account_numbers(world: World, request: Request, _: dict[str, str]) -> Response:
     user = _authorized(world, request)
     return json_response([{"accountNumber": _number(world, user),
-                           "hashValue": _hash_value(world, user)}])
+                           "hashValue": account_hash(world, user)}])
 
 
 def _position(world: World, history: History, symbol: str, qty: int, avg: float) -> dict:
@@ -250,7 +250,7 @@ def _own_account(world: World, request: Request, groups: dict[str, str]) -> int:
     """The token's user, if the path's account hash is theirs (another user's account is
     as unknown to them as a made-up hash)."""
     user = _authorized(world, request)
-    if groups["hash"] != _hash_value(world, user):
+    if groups["hash"] != account_hash(world, user):
         raise fail(error_body(404, "Invalid account number"), 404)
     return user
 
