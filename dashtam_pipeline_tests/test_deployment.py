@@ -231,7 +231,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             ).read_bytes()
             _shell(MIGRATE, env)
             _shell(POOLS, env)
-            # the demo's sandbox Schwab login gives the nightly snapshot run positions
+            # the demo's sandbox Schwab login: the connection partitions sensor gives it a
+            # partition and a first sync (positions for the marts)
             prepared = subprocess.run(
                 [sys.executable, "-c",
                  "from dashtam_pipeline.demo import connect_sandbox_schwab;"
@@ -303,6 +304,27 @@ def test_a_dropped_chase_file_becomes_a_daemon_run_that_succeeds(deployment: Dep
     )
     assert run["repositoryOrigin"]["repositoryLocationName"] == LOCATION
     assert deployment.wait_finished(run["runId"], 300) == "SUCCESS", deployment.diagnostics()
+
+
+def first_syncs(deployment: Deployment) -> list[dict[str, Any]]:
+    """The first-sync runs the connection partitions sensor launched, once there is one
+    per connected provider (Schwab from the demo's login, Alpaca from the sandbox keys)."""
+    runs = deployment.runs({"dagster/sensor_name": "connection_partitions_sensor"})
+    providers = {tag["value"] for run in runs for tag in run["tags"]
+                 if tag["key"] == "dashtam/provider"}
+    return runs if providers >= {"schwab", "alpaca"} else []
+
+
+def test_each_new_connection_gets_its_partition_and_a_first_sync(
+    deployment: Deployment,
+) -> None:
+    runs = deployment.wait("the first-sync runs", lambda: first_syncs(deployment), 240)
+    for run in runs:
+        assert run["repositoryOrigin"]["repositoryLocationName"] == LOCATION
+        assert deployment.wait_finished(run["runId"], 420) == "SUCCESS", (
+            deployment.diagnostics())
+    tags = {tag["key"]: tag["value"] for run in runs for tag in run["tags"]}
+    assert tags["dashtam/first_sync"] == "1"
 
 
 def test_a_cli_run_belongs_to_the_location_and_re_executes(deployment: Deployment) -> None:
@@ -411,6 +433,9 @@ def test_after_the_nightly_jobs_the_marts_automation_builds_every_mart(
             "dagster/asset_partition_range_end": "DGS10",
         }),
         deployment.launch("nightly_snapshots_job", {}),
+        # brokerage: the first syncs of the connections (the nightly syncs them the same way)
+        *(run["runId"] for run in deployment.wait(
+            "the first-sync runs", lambda: first_syncs(deployment), 240)),
     ]
     for run_id in runs:
         assert deployment.wait_finished(run_id, 420) == "SUCCESS", deployment.diagnostics()
