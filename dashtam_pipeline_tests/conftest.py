@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dagster import DagsterInstance
 
 from dashtam_pipeline.sandbox.server import SandboxServer
 from dashtam_pipeline_tests.at_date import FROZEN_DATES
@@ -26,6 +27,18 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.delenv("DASHTAM_SECRET_KEY", raising=False)
     monkeypatch.delenv("CHASE_IMPORT_DIR", raising=False)
     yield root
+
+
+@pytest.fixture
+def instance(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DagsterInstance]:
+    """The Dagster instance in the temporary DAGSTER_HOME, with the in-process sandbox
+    settings (the sensor tests: partitions and runs live in a real instance)."""
+    from dashtam_pipeline.instance import get_instance
+    from dashtam_pipeline.settings import load_settings
+
+    monkeypatch.setenv("DASHTAM_SANDBOX", "true")
+    with get_instance(load_settings()) as test_instance:
+        yield test_instance
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

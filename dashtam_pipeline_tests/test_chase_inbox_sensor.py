@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,6 @@ from dagster import DagsterInstance, SensorDefinition, build_sensor_context
 
 from dashtam_pipeline.assets.partitions import file_name_of, file_partition_key
 from dashtam_pipeline.definitions import build_definitions
-from dashtam_pipeline.instance import get_instance
 from dashtam_pipeline.providers.chase_file.client import parse_chase_csv
 from dashtam_pipeline.resources import ClockResource
 from dashtam_pipeline.runner import MaterializeReport, execute_plans, plan_runs
@@ -31,14 +29,6 @@ from dashtam_pipeline_tests.sensor_ticks import SensorTick
 
 PROVIDER = "sandbox:chase_file"
 NOT_CHASE = "bank_of_elsewhere.csv"
-
-
-@pytest.fixture
-def instance(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DagsterInstance]:
-    """The instance in the temporary DAGSTER_HOME, with the in-process sandbox settings."""
-    monkeypatch.setenv("DASHTAM_SANDBOX", "true")
-    with get_instance(load_settings()) as test_instance:
-        yield test_instance
 
 
 def inbox() -> Path:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance, build_sensor_context
@@ -20,7 +18,6 @@ from dashtam_pipeline.dagster_names import PARTITION_RANGE_END, PARTITION_RANGE_
 from dashtam_pipeline.definitions import build_definitions
 from dashtam_pipeline.domain.provider_connection import OPERATOR_USER_ID
 from dashtam_pipeline.erasure import forget_user
-from dashtam_pipeline.instance import get_instance
 from dashtam_pipeline.jobs import nightly_connection_requests
 from dashtam_pipeline.registry import ProviderSlug
 from dashtam_pipeline.runner import execute_plans, plan_runs
@@ -38,14 +35,6 @@ from dashtam_pipeline_tests.sensor_ticks import SensorTick
 from dashtam_pipeline_tests.user_helpers import ALICE, BOB, connect_schwab
 
 SCHWAB = "schwab_connections"
-
-
-@pytest.fixture
-def instance(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DagsterInstance]:
-    """The instance in the temporary DAGSTER_HOME, with the in-process sandbox settings."""
-    monkeypatch.setenv("DASHTAM_SANDBOX", "true")
-    with get_instance(load_settings()) as test_instance:
-        yield test_instance
 
 
 def tick(instance: DagsterInstance, cursor: str | None) -> SensorTick:

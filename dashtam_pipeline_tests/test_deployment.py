@@ -306,6 +306,11 @@ def test_a_dropped_chase_file_becomes_a_daemon_run_that_succeeds(deployment: Dep
     assert deployment.wait_finished(run["runId"], 300) == "SUCCESS", deployment.diagnostics()
 
 
+def tag(run: dict[str, Any], key: str) -> str:
+    """One tag of a run as the GraphQL API lists them."""
+    return next(t["value"] for t in run["tags"] if t["key"] == key)
+
+
 def first_syncs(deployment: Deployment) -> list[dict[str, Any]]:
     """The first-sync runs the connection partitions sensor launched, once there is one
     per connected provider (Schwab from the demo's login, Alpaca from the sandbox keys)."""
@@ -425,6 +430,7 @@ def test_after_the_nightly_jobs_the_marts_automation_builds_every_mart(
     from dashtam_pipeline.assets.partitions import market_today, previous_trading_day
 
     day = previous_trading_day(market_today()).isoformat()
+    connections = deployment.wait("the first-sync runs", lambda: first_syncs(deployment), 240)
     started = time.time()
     runs = [
         deployment.launch("nightly_daily_job", {"dagster/partition": day}),
@@ -433,9 +439,10 @@ def test_after_the_nightly_jobs_the_marts_automation_builds_every_mart(
             "dagster/asset_partition_range_end": "DGS10",
         }),
         deployment.launch("nightly_snapshots_job", {}),
-        # brokerage: the first syncs of the connections (the nightly syncs them the same way)
-        *(run["runId"] for run in deployment.wait(
-            "the first-sync runs", lambda: first_syncs(deployment), 240)),
+        # brokerage: each connection's partition, as nightly_<provider>_connections does
+        *(deployment.launch(f"nightly_{tag(run, 'dashtam/provider')}_connections_job",
+                            {"dagster/partition": tag(run, "dagster/partition")})
+          for run in connections),
     ]
     for run_id in runs:
         assert deployment.wait_finished(run_id, 420) == "SUCCESS", deployment.diagnostics()
