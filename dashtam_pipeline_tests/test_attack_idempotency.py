@@ -3,10 +3,6 @@ is one row whatever the file's name, line endings, encoding or Unicode normaliza
 importing again (one file's run, or `dashtam materialize` over every file) adds no row to
 ``brokerage.transactions`` nor to ``ops.quarantine``."""
 
-# ``chase_instance`` is the sensor tests' ``instance`` fixture, imported to be shared (not
-# copied): pytest finds it by name, which ruff reads as an unused import redefined.
-# ruff: noqa: F401, F811
-
 from __future__ import annotations
 
 import re
@@ -23,9 +19,6 @@ from dashtam_pipeline_tests.test_chase_inbox_sensor import (
     query,
     run_partition,
     tick,
-)
-from dashtam_pipeline_tests.test_chase_inbox_sensor import (
-    instance as chase_instance,
 )
 
 CARD = "chase/credit_card_personal_test_fixture_sample.csv"
@@ -70,38 +63,38 @@ def quarantine_ids() -> list[str]:
 
 
 @pytest.mark.integration
-def test_resaves_under_other_names_land_no_duplicate(chase_instance: DagsterInstance) -> None:
+def test_resaves_under_other_names_land_no_duplicate(instance: DagsterInstance) -> None:
     drop("Chase1234_Activity_20250901.CSV", export())
-    first = tick(chase_instance, None)
-    assert run_partition(chase_instance, first.run_requests[0].partition_key).ok
+    first = tick(instance, None)
+    assert run_partition(instance, first.run_requests[0].partition_key).ok
     landed = transactions()
     assert len(landed) == 7 and {count for _, count in landed} == {1}
 
     for name, how in RESAVES.items():
         drop(name, resaved(export(), **how))  # type: ignore[arg-type]
-    result = tick(chase_instance, first.cursor)
+    result = tick(instance, first.cursor)
     assert len(result.run_requests) == len(RESAVES)  # other bytes: imported, but...
     for request in result.run_requests:
-        assert run_partition(chase_instance, request.partition_key).ok
+        assert run_partition(instance, request.partition_key).ok
     assert transactions() == landed  # ...the same seven transactions, once each
-    assert run_partition(chase_instance, None).ok  # and every file again at once
+    assert run_partition(instance, None).ok  # and every file again at once
     assert transactions() == landed
 
 
 @pytest.mark.integration
-def test_reimporting_adds_no_quarantine_rows(chase_instance: DagsterInstance) -> None:
+def test_reimporting_adds_no_quarantine_rows(instance: DagsterInstance) -> None:
     bad = b"01/02/2024,01/02/2024,BROKEN,Shopping,Sale,twelve,\n"
     drop("Chase1234_Activity_20240131.CSV", load_bytes(CARD) + bad)
     drop("Chase5678_Activity_20240131.CSV", export() + bad)
-    result = tick(chase_instance, None)
+    result = tick(instance, None)
     assert len(result.run_requests) == 2
     for request in result.run_requests:  # as the sensor's runs do: one file each
-        assert run_partition(chase_instance, request.partition_key).ok
+        assert run_partition(instance, request.partition_key).ok
     once = quarantine_ids()
     assert len(once) == 2
 
-    assert run_partition(chase_instance, None).ok  # `dashtam materialize`: both in one run
-    assert run_partition(chase_instance, result.run_requests[0].partition_key).ok
+    assert run_partition(instance, None).ok  # `dashtam materialize`: both in one run
+    assert run_partition(instance, result.run_requests[0].partition_key).ok
     assert quarantine_ids() == once
     keys = {row[0] for row in query("select partition_key from ops.quarantine")}
     assert keys == {r.partition_key for r in result.run_requests}  # each file's own key

@@ -6,10 +6,6 @@ The FIFO test guards itself: opening a FIFO for reading blocks until a writer co
 code under test runs in a thread, and after a timeout the test opens the FIFO for writing
 to release it and fails, instead of hanging the suite."""
 
-# ``chase_instance`` is the sensor tests' ``instance`` fixture, imported to be shared (not
-# copied): pytest finds it by name, which ruff reads as an unused import redefined.
-# ruff: noqa: F401, F811
-
 from __future__ import annotations
 
 import os
@@ -47,9 +43,6 @@ from dashtam_pipeline_tests.test_chase_inbox_sensor import (
     query,
     run_partition,
     tick,
-)
-from dashtam_pipeline_tests.test_chase_inbox_sensor import (
-    instance as chase_instance,  # the sensor tests' Dagster instance fixture
 )
 
 CARD = "chase/credit_card_personal_test_fixture_sample.csv"
@@ -107,20 +100,20 @@ def with_timeout(action: Callable[[], Any], release: Callable[[], None]) -> Any:
 
 
 def test_a_symlink_to_a_secret_file_is_never_read_but_reported_and_left(
-    chase_instance: DagsterInstance, tmp_path: Path,
+    instance: DagsterInstance, tmp_path: Path,
 ) -> None:
     link = inbox() / "Chase1234_Activity_20240102.CSV"
     link.symlink_to(secret_export(tmp_path))
     drop("Chase5678_Activity_20260430.CSV", load_bytes(CARD))
 
-    result = tick(chase_instance, None)
+    result = tick(instance, None)
     assert [file_name_of(r.partition_key) for r in result.run_requests] == [
         "Chase5678_Activity_20260430.CSV"]
-    again = tick(chase_instance, result.cursor)
+    again = tick(instance, result.cursor)
     assert "Chase1234_Activity_20240102.CSV" in (again.skip_message or "")
     assert "not regular files, never read" in (again.skip_message or "")
 
-    assert run_partition(chase_instance, None).ok  # `dashtam materialize`: every file
+    assert run_partition(instance, None).ok  # `dashtam materialize`: every file
     assert link.is_symlink() and SECRET in link.read_text()  # left as it was
     assert SECRET not in everything_landed() and SECRET not in reason_files()
     assert query(f"select count(*) from brokerage.transactions where provider = '{PROVIDER}'"
@@ -172,7 +165,7 @@ def test_folders_and_devices_are_reported_and_left(data_dir: Path) -> None:
 
 
 def test_a_cut_off_last_line_waits_then_never_lands_as_a_phantom_row(
-    chase_instance: DagsterInstance,
+    instance: DagsterInstance,
 ) -> None:
     now = [time.time()]
     clock = epoch_clock(now)
@@ -181,7 +174,7 @@ def test_a_cut_off_last_line_waits_then_never_lands_as_a_phantom_row(
     name = "Chase5678_Activity_20260430.CSV"
     path = drop(name, cut, age_seconds=60)  # a copy that kept its source's mtime
 
-    waiting = tick(chase_instance, None, clock=clock)
+    waiting = tick(instance, None, clock=clock)
     assert waiting.run_requests == []
     assert parse_chase_csv(cut, name).cut_line == 7
 
@@ -189,20 +182,20 @@ def test_a_cut_off_last_line_waits_then_never_lands_as_a_phantom_row(
     path.write_bytes(data)
     os.utime(path, (now[0] - 60, now[0] - 60))
     now[0] += 30
-    grown = tick(chase_instance, waiting.cursor, clock=clock)  # it grew since the last tick: waits
+    grown = tick(instance, waiting.cursor, clock=clock)  # it grew since the last tick: waits
     assert grown.run_requests == []
     now[0] += 30
-    complete = tick(chase_instance, grown.cursor, clock=clock)
+    complete = tick(instance, grown.cursor, clock=clock)
     assert [r.partition_key for r in complete.run_requests] == [file_partition_key(name, data)]
 
     # a copy that never completes is imported after the grace, its cut line quarantined
     stalled = drop("Chase9999_Activity_20260430.CSV", cut, age_seconds=60)
-    assert tick(chase_instance, complete.cursor, clock=clock).run_requests == []
+    assert tick(instance, complete.cursor, clock=clock).run_requests == []
     os.utime(stalled, (now[0] - PARTIAL_GRACE_SECONDS - 1,) * 2)
-    late = tick(chase_instance, None, clock=clock)
+    late = tick(instance, None, clock=clock)
     assert [file_name_of(r.partition_key) for r in late.run_requests] == [stalled.name]
     for request in complete.run_requests + late.run_requests:
-        assert run_partition(chase_instance, request.partition_key).ok
+        assert run_partition(instance, request.partition_key).ok
     amounts = query("select source_file, amount from brokerage.transactions "
                     "where amount between -15 and -14 order by source_file")
     assert amounts == [(name, -14.31)]  # never -14.0 from the cut line
@@ -220,19 +213,19 @@ WEIRD_NAMES = [
 ]
 
 
-def test_any_file_name_imports_under_a_valid_key(chase_instance: DagsterInstance) -> None:
+def test_any_file_name_imports_under_a_valid_key(instance: DagsterInstance) -> None:
     data = load_bytes(CARD)
     for number, name in enumerate(WEIRD_NAMES):
         # other dates per file: different bytes (or the sensor imports only the first) and
         # other transactions (or identical rows of one account would be one row)
         drop(name, data.replace(b"/2026", f"/{2000 + number}".encode())
              .replace(b"/2025", f"/{1990 + number}".encode()))
-    result = tick(chase_instance, None)
+    result = tick(instance, None)
     keys = [r.partition_key for r in result.run_requests]
     assert sorted(file_name_of(k) for k in keys) == sorted(WEIRD_NAMES)
     assert all(can_be_partition_key(k) for k in keys)
-    assert sorted(chase_instance.get_dynamic_partitions(PARTITIONS.name)) == sorted(keys)
-    assert run_partition(chase_instance, None).ok
+    assert sorted(instance.get_dynamic_partitions(PARTITIONS.name)) == sorted(keys)
+    assert run_partition(instance, None).ok
     landed = dict(query("select source_file, count(*) from brokerage.transactions group by 1"))
     assert landed == dict.fromkeys(WEIRD_NAMES, 6)
 
