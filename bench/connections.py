@@ -65,7 +65,7 @@ def connect_everyone(app: Any, schwab: int, alpaca: int) -> None:
     seed = app.world.seed
     with httpx.Client(follow_redirects=False, timeout=30) as browser:
         for user in range(1, schwab + 1):
-            url = schwab_client.authorize_url(settings.provider("schwab"))
+            url = schwab_client.authorize_url(settings)
             page = browser.get(f"{url}&{urlencode({LOGIN_HINT: login_hint(user)})}")
             connect_oauth_provider("schwab", settings, redirect_url=page.headers["location"],
                                    user_id=uuid.UUID(int=user), alias="brokerage")
