@@ -20,7 +20,8 @@ provider the larger of
   provider's pool slots * ``CONNECTIONS_AT_ONCE``),
 
 the two providers running side by side. Not a test (pytest collects nothing here).
-Appends its table to bench/README.md.
+Writes ``bench/results/connections.json``
+(the machine and commit with it) and prints the table bench/README.md keeps.
 
     .venv/bin/python bench/connections.py                         # 500 + 500, 50 ms
     .venv/bin/python bench/connections.py --schwab 50 --alpaca 50   # quick run
