@@ -16,6 +16,18 @@ from dashtam_pipeline_tests.clocks import FakeClock
 from dashtam_pipeline_tests.payloads import USED, all_payloads
 
 
+@pytest.fixture(autouse=True)
+def _no_fault_outlives_its_test() -> Iterator[None]:
+    """The in-process sandbox is one per worker process (``SandboxApp.shared()``): a fault a
+    test injects there must not reach the next test of that worker, which it did once (a
+    permanent 400 on a sandbox user's Schwab transactions failed the demo test after it)."""
+    yield
+    from dashtam_pipeline.sandbox.app import SandboxApp
+
+    if (shared := SandboxApp.shared_if_started()) is not None:
+        shared.clear_faults()
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """An empty DASHTAM_DATA_DIR (and DAGSTER_HOME inside it) for one test."""

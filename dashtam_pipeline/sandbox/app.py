@@ -125,6 +125,12 @@ class SandboxApp:
                 cls._shared = cls()
             return cls._shared
 
+    @classmethod
+    def shared_if_started(cls) -> SandboxApp | None:
+        """The process-wide instance if something has used it, else None (never builds one)."""
+        with cls._shared_lock:
+            return cls._shared
+
     # -- control -------------------------------------------------------------------------
     def add_fault(
         self,
