@@ -45,7 +45,7 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _common import print_table, write_result
+from _common import print_table, write_result  # noqa: E402
 
 BIN = Path(sys.executable).parent
 SELECTION = "key:brokerage/schwab_* or key:brokerage/alpaca_*"

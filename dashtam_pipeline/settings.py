@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 from pydantic import (
     AliasChoices,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -151,6 +152,10 @@ class Settings(BaseSettings):
         case_sensitive=False,
         populate_by_name=True,
     )
+
+    #: Values for names this class does not declare (a provider folder's own ``<P>_`` knobs
+    #: and keys) given by a resource's config (``replaced``); they win over the environment.
+    _given: dict[str, object] = PrivateAttr(default_factory=dict)
 
     # --- the pipeline -----------------------------------------------------------------
     dashtam_data_dir: Path = Path("data")
@@ -490,6 +495,24 @@ class Settings(BaseSettings):
                 )
         return self
 
+    def replaced(self, **values: object) -> Settings:
+        """These settings with ``values`` in place (a resource's config over the
+        environment's), checked like the variables they replace: a bad one raises
+        ``ConfigurationError`` with the same sentence. Names this class does not declare
+        (a provider folder's own knobs and keys) are kept aside for ``provider()``."""
+        declared = {k: v for k, v in values.items() if k in type(self).model_fields}
+        copy = self
+        if declared:
+            try:
+                copy = type(self)(**{**dict(self), **declared})
+            except ValidationError as error:
+                raise ConfigurationError(settings_error_sentence(error)) from None
+        else:
+            copy = self.model_copy()
+        copy._given = {**self._given,
+                       **{k: v for k, v in values.items() if k not in declared}}
+        return copy
+
     # --- derived paths -----------------------------------------------------------------
     @cached_property
     def data_dir(self) -> Path:
@@ -545,6 +568,8 @@ class Settings(BaseSettings):
             if not prefix:
                 return default
             field_name = f"{prefix}_{name}"
+            if field_name in self._given:
+                return self._given[field_name]
             if field_name in type(self).model_fields:
                 return getattr(self, field_name)
             # a provider folder's own <P>_... knob: from the environment, else the default
@@ -590,6 +615,9 @@ class Settings(BaseSettings):
         upper-case environment variable. Why the fallback: a provider folder brings its own
         keys (``METADATA.required_settings``) without an edit to this module; such keys are
         read from the process environment only (not from ``.env``)."""
+        if name in self._given:
+            given = self._given[name]
+            return given if isinstance(given, SecretStr) else SecretStr(str(given))
         if name in type(self).model_fields:
             return getattr(self, name)
         raw = os.environ.get(name.upper(), "").strip()

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from dashtam_pipeline.resources import CLOCK_RESOURCE_KEY, ClockResource
+from dashtam_pipeline.resources import (
+    CLOCK_RESOURCE_KEY,
+    STATE_RESOURCE_KEY,
+    STORAGE_RESOURCE_KEY,
+    ClockResource,
+    StateStoreResource,
+    StorageResource,
+)
 
 
 class FakeClock:
@@ -24,7 +32,14 @@ class FakeClock:
         """This clock as the ``clock`` resource of the sensors and jobs."""
         return ClockResource.following(self)
 
-    def resources(self) -> dict[str, ClockResource]:
-        """``{"clock": ...}``, for ``build_definitions(resources=...)`` and
-        ``build_sensor_context(resources=...)``."""
-        return {CLOCK_RESOURCE_KEY: self.resource()}
+    def resources(self) -> dict[str, Any]:
+        """This clock and the environment's storage and state store, for
+        ``build_definitions(resources=...)`` and ``build_sensor_context(resources=...)``."""
+        return {CLOCK_RESOURCE_KEY: self.resource(), **sensor_resources()}
+
+
+def sensor_resources() -> dict[str, Any]:
+    """The ``storage`` and ``state`` resources every sensor takes, as the environment
+    configures them (a test's temporary data directory)."""
+    return {STORAGE_RESOURCE_KEY: StorageResource(),
+            STATE_RESOURCE_KEY: StateStoreResource.from_environment()}

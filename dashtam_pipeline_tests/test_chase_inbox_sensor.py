@@ -24,6 +24,7 @@ from dashtam_pipeline.sensors.chase_inbox import (
 )
 from dashtam_pipeline.settings import load_settings
 from dashtam_pipeline.storage.warehouse import Warehouse
+from dashtam_pipeline_tests.clocks import sensor_resources
 from dashtam_pipeline_tests.payloads import all_payloads, payload_path
 from dashtam_pipeline_tests.sensor_ticks import SensorTick
 
@@ -83,7 +84,7 @@ def tick(
     context = build_sensor_context(
         instance=instance, instance_ref=instance.get_ref(), cursor=cursor,
         definitions=build_definitions(load_settings()),
-        resources={"clock": clock or ClockResource()},
+        resources={"clock": clock or ClockResource(), **sensor_resources()},
     )
     result = sensor.evaluate_tick(context)
     for request in result.dynamic_partitions_requests or []:

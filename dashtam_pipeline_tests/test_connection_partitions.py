@@ -31,6 +31,7 @@ from dashtam_pipeline.sensors.connection_partitions import (
 from dashtam_pipeline.settings import load_settings
 from dashtam_pipeline.state.connection_repository import ConnectionRepository
 from dashtam_pipeline.storage.lake import Lake
+from dashtam_pipeline_tests.clocks import sensor_resources
 from dashtam_pipeline_tests.sensor_ticks import SensorTick
 from dashtam_pipeline_tests.user_helpers import ALICE, BOB, connect_schwab
 
@@ -41,7 +42,7 @@ def tick(instance: DagsterInstance, cursor: str | None) -> SensorTick:
     """One evaluation, then what the daemon does with it: apply the partition requests."""
     with build_sensor_context(
         instance=instance, instance_ref=instance.get_ref(), cursor=cursor,
-        definitions=build_definitions(load_settings()),
+        definitions=build_definitions(load_settings()), resources=sensor_resources(),
     ) as context:
         result = build_connection_partitions_sensor().evaluate_tick(context)
     for request in result.dynamic_partitions_requests or []:

@@ -50,7 +50,7 @@ from dashtam_pipeline.sensors.run_failure import (
 )
 from dashtam_pipeline.settings import load_settings
 from dashtam_pipeline.state.store import StateStore, state_store
-from dashtam_pipeline_tests.clocks import FakeClock
+from dashtam_pipeline_tests.clocks import FakeClock, sensor_resources
 from dashtam_pipeline_tests.loopback import KEYS, configured_sandbox, materialize, query
 from dashtam_pipeline_tests.sensor_ticks import SensorTick
 
@@ -103,6 +103,7 @@ class Recovery:
                 dagster_instance=instance,
                 dagster_run=run,
                 repository_def=self.repository,
+                resources=sensor_resources(),
             )
             assert self.run_failure(context) is None  # it acts on the queue and the run
 

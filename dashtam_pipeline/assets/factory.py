@@ -68,7 +68,14 @@ from dashtam_pipeline.registry import (
 )
 from dashtam_pipeline.resilience.dlq import DeadLetterQueue
 from dashtam_pipeline.resilience.hooks import provider_health
-from dashtam_pipeline.resources import StorageResource, provider_resource_key
+from dashtam_pipeline.resources import (
+    STATE_RESOURCE_KEY,
+    STORAGE_RESOURCE_KEY,
+    StateStoreResource,
+    StorageResource,
+    provider_resource_key,
+    settings_from,
+)
 from dashtam_pipeline.schemas import SCHEMAS
 from dashtam_pipeline.settings import Settings, load_settings
 
@@ -482,7 +489,8 @@ def build_ingestion_asset(
     """
     members = [asset_spec, *companions]
     providers = asset_spec.providers
-    resource_keys = {"storage", *(provider_resource_key(p.slug) for p in providers)}
+    resource_keys = {STORAGE_RESOURCE_KEY, STATE_RESOURCE_KEY,
+                     *(provider_resource_key(p.slug) for p in providers)}
     primary = providers[0].slug.value
 
     # A multi_asset of skippable specs with can_subset: when a provider is skipped the
@@ -516,8 +524,9 @@ def _run_ingestion(
 ) -> Iterator[MaterializeResult]:
     """Fetch ``lead`` (landing ``extras`` from the same fetch), record dead letters or
     resolve them, and report one materialization per member with its checks."""
-    run_settings = load_settings()
     storage: StorageResource = context.resources.storage
+    state: StateStoreResource = context.resources.state
+    run_settings = settings_from(storage, state)  # the run's own: config over environment
     request = build_request(lead.dataset, context, run_settings, partitioning=lead.partitioning)
     resources = context.resources
 
@@ -529,7 +538,7 @@ def _run_ingestion(
     partitions = _partition_keys(context)
     try:
         outcome = ingest_dataset(
-            lead.dataset, lead.providers, request, run_settings, storage.lake(),
+            lead.dataset, lead.providers, request, run_settings, storage.lake(run_settings),
             client_factory=client_factory, companions=[e.dataset for e in extras],
         )
     except ProviderError as error:

@@ -69,7 +69,12 @@ from dashtam_pipeline.providers.chase_file.client import (
     relative_name,
 )
 from dashtam_pipeline.registry import Partitioning, ProviderSlug
-from dashtam_pipeline.resources import ClockResource
+from dashtam_pipeline.resources import (
+    ClockResource,
+    StateStoreResource,
+    StorageResource,
+    settings_from,
+)
 from dashtam_pipeline.settings import load_settings
 
 SENSOR_NAME = "chase_inbox_sensor"
@@ -282,9 +287,12 @@ def build_chase_inbox_sensor() -> SensorDefinition:
             "one import run; files still being written wait, the same bytes twice import once."
         ),
     )
-    def chase_inbox_sensor(context: SensorEvaluationContext, clock: ClockResource) -> SensorResult:
+    def chase_inbox_sensor(
+        context: SensorEvaluationContext, clock: ClockResource, storage: StorageResource,
+        state: StateStoreResource,
+    ) -> SensorResult:
         scan = scan_inbox(
-            load_settings().chase_inbox,
+            settings_from(storage, state).chase_inbox,
             context.instance.get_dynamic_partitions(PARTITIONS.name),
             read_cursor(context.cursor),
             now=clock.now().timestamp(),

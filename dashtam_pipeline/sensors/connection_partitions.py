@@ -51,6 +51,7 @@ from dashtam_pipeline.connections import syncable_connections
 from dashtam_pipeline.dagster_names import PARTITION_RANGE_END, PARTITION_RANGE_START
 from dashtam_pipeline.domain.provider_connection import ConnectionStatus
 from dashtam_pipeline.registry import Partitioning, ProviderSlug
+from dashtam_pipeline.resources import StateStoreResource, StorageResource, settings_from
 from dashtam_pipeline.sensors.dlq_replay import LAUNCHED_BY_TAG, PROVIDER_TAG
 from dashtam_pipeline.settings import Settings, load_settings
 
@@ -230,8 +231,10 @@ def build_connection_partitions_sensor(
             "connection."
         ),
     )
-    def connection_partitions_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
-        result = evaluate_tick(context.instance, load_settings(), context.cursor)
+    def connection_partitions_sensor(
+        context: SensorEvaluationContext, storage: StorageResource, state: StateStoreResource
+    ) -> SensorResult | SkipReason:
+        result = evaluate_tick(context.instance, settings_from(storage, state), context.cursor)
         if isinstance(result, SensorResult):
             for request in result.dynamic_partitions_requests or []:
                 verb = "added" if isinstance(request, AddDynamicPartitionsRequest) else "deleted"

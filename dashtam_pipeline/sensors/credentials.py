@@ -65,10 +65,15 @@ from dashtam_pipeline.domain.provider_connection import ConnectionStatus, Provid
 from dashtam_pipeline.errors import ErrorKind, ProviderError
 from dashtam_pipeline.jobs import PARTITION_RANGE_END, PARTITION_RANGE_START
 from dashtam_pipeline.registry import ProviderSlug, get_oauth_providers, get_provider_metadata
-from dashtam_pipeline.resources import ClockResource
+from dashtam_pipeline.resources import (
+    ClockResource,
+    StateStoreResource,
+    StorageResource,
+    settings_from,
+)
 from dashtam_pipeline.sensors.dlq_replay import LAUNCHED_BY_TAG, PROVIDER_TAG, asset_graph_of
 from dashtam_pipeline.sensors.results import sensor_result
-from dashtam_pipeline.settings import Settings, load_settings
+from dashtam_pipeline.settings import Settings
 from dashtam_pipeline.state.connection_repository import ConnectionRepository, to_text
 
 EXPIRY_SENSOR_NAME = "credential_expiry_sensor"
@@ -166,9 +171,10 @@ def build_refresh_job() -> JobDefinition:
         description="Refresh the OAuth access tokens of the connections named in the config.",
     )
     def refresh_credentials(
-        context: OpExecutionContext, config: RefreshConfig, clock: ClockResource
+        context: OpExecutionContext, config: RefreshConfig, clock: ClockResource,
+        storage: StorageResource, state: StateStoreResource,
     ) -> None:
-        settings = load_settings()
+        settings = settings_from(storage, state)
         needs_person = [
             reason
             for raw_id in config.connection_ids
@@ -322,9 +328,10 @@ def build_expiry_sensor(
         ),
     )
     def credential_expiry_sensor(
-        context: SensorEvaluationContext, clock: ClockResource
+        context: SensorEvaluationContext, clock: ClockResource, storage: StorageResource,
+        state: StateStoreResource,
     ) -> SensorResult:
-        tick = plan_refreshes(context.instance, load_settings(), clock.now())
+        tick = plan_refreshes(context.instance, settings_from(storage, state), clock.now())
         for note in tick.notes:
             context.log.info(note)
         return tick.result("every OAuth connection is ACTIVE and its token fresh")
@@ -648,9 +655,10 @@ def build_catch_up_sensor(
         ),
     )
     def connection_catch_up_sensor(
-        context: SensorEvaluationContext, clock: ClockResource
+        context: SensorEvaluationContext, clock: ClockResource, storage: StorageResource,
+        state: StateStoreResource,
     ) -> SensorResult:
-        settings = load_settings()
+        settings = settings_from(storage, state)
         tick = plan_catch_ups(
             context.instance,
             asset_graph_of(context, settings),

@@ -63,10 +63,15 @@ from dashtam_pipeline.resilience.dlq import (
     DeadLetterError,
     DeadLetterQueue,
 )
-from dashtam_pipeline.resources import ClockResource
+from dashtam_pipeline.resources import (
+    ClockResource,
+    StateStoreResource,
+    StorageResource,
+    settings_from,
+)
 from dashtam_pipeline.sensors.health import PROBE_DUE, provider_health_now
 from dashtam_pipeline.sensors.results import sensor_result
-from dashtam_pipeline.settings import Settings, load_settings
+from dashtam_pipeline.settings import Settings
 
 SENSOR_NAME = "dlq_replay_sensor"
 MINIMUM_INTERVAL_SECONDS = 60
@@ -343,8 +348,11 @@ def build_dlq_replay_sensor(
             "nothing while open or out of daily quota. Bounded by DASHTAM_DLQ_MAX_REPLAYS."
         ),
     )
-    def dlq_replay_sensor(context: SensorEvaluationContext, clock: ClockResource) -> SensorResult:
-        settings = load_settings()
+    def dlq_replay_sensor(
+        context: SensorEvaluationContext, clock: ClockResource, storage: StorageResource,
+        state: StateStoreResource,
+    ) -> SensorResult:
+        settings = settings_from(storage, state)
         tick = plan_replays(
             context.instance,
             asset_graph_of(context, settings),

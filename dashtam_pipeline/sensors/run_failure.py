@@ -67,6 +67,7 @@ from dashtam_pipeline.resilience.dlq import (
     DeadLetterError,
     DeadLetterQueue,
 )
+from dashtam_pipeline.resources import StateStoreResource, StorageResource, settings_from
 from dashtam_pipeline.sensors.credentials import REFRESH_KEY_TAG
 from dashtam_pipeline.sensors.dlq_replay import (
     ENTRIES_TAG,
@@ -75,7 +76,7 @@ from dashtam_pipeline.sensors.dlq_replay import (
     asset_graph_of,
     build_dlq_replay_sensor,
 )
-from dashtam_pipeline.settings import Settings, load_settings
+from dashtam_pipeline.settings import Settings
 
 SENSOR_NAME = "run_failure_recovery_sensor"
 MINIMUM_INTERVAL_SECONDS = 30
@@ -336,8 +337,10 @@ def build_run_failure_sensor(
             "(dagster/will_retry) and counts failed replays against DASHTAM_DLQ_MAX_REPLAYS."
         ),
     )
-    def run_failure_recovery_sensor(context: RunFailureSensorContext) -> None:
-        settings = load_settings()
+    def run_failure_recovery_sensor(
+        context: RunFailureSensorContext, storage: StorageResource, state: StateStoreResource
+    ) -> None:
+        settings = settings_from(storage, state)
         handling = handle_failed_run(
             context.instance, context.dagster_run, asset_graph_of(context, settings), settings
         )
