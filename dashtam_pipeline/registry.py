@@ -237,9 +237,12 @@ class DatasetSpec:
 class ProviderMetadata:
     """Everything the pipeline knows about one provider, as data.
 
-    ``required_settings`` are field names of ``dashtam_pipeline.settings.Settings`` (lower
-    case; the environment variable is the upper-case spelling). ``env_prefix`` is the
-    ``<P>`` of the contract's ``<P>_TIMEOUT_SECONDS`` / ``<P>_CIRCUIT_BREAKER_*``.
+    ``required_settings`` are the provider's keys, by setting name (lower case; the
+    environment variable is the upper-case spelling, read by ``provider_settings.py``).
+    ``env_prefix`` is the ``<P>`` of the contract's ``<P>_BASE_URL``,
+    ``<P>_TIMEOUT_SECONDS``, ``<P>_CIRCUIT_BREAKER_*``, ``<P>_LICENSE_TIER`` and
+    ``<P>_REQUESTS_PER_*``; ``url_settings`` are the provider's own further URL settings
+    (``<P>_<NAME>``) with their defaults, such as Schwab's OAuth callback URL.
     ``pool_limit`` caps concurrent steps of this provider across the deployment (the
     Dagster pool ``provider_<slug>``), so parallel runs cannot outrun its rate limits.
     ``partitioning_overrides`` replaces a dataset's partitioning for this provider's own
@@ -280,6 +283,7 @@ class ProviderMetadata:
     priority: int = 100
     symbol_class_separator: str = "."
     accepts_user_keys: bool = False
+    url_settings: Mapping[str, str] = field(default_factory=dict)
 
     def partitioning_of(self, spec: DatasetSpec) -> Partitioning:
         """How this provider's asset of ``spec`` is partitioned (the dataset's own

@@ -2,9 +2,10 @@
 environment and a ``.env`` file in the working directory (the environment wins).
 
 Secrets are ``SecretStr`` so they never print in a repr, a log line or the Dagster UI.
-Per-provider knobs follow the contract's ``<P>_`` prefix from the registry
-(``ProviderMetadata.env_prefix``); ``ProviderSettings`` collects them for one provider, so
-clients and resources never read the environment themselves.
+This module holds what is not per provider. A provider's knobs and keys (the contract's
+``<P>_`` variables and ``ProviderMetadata.required_settings``) are named by the registry and
+read by ``provider_settings.py``; ``Settings.provider(slug)`` resolves them into a
+``ProviderSettings``, so clients and resources never read the environment themselves.
 
 Every value is checked when the settings are read, not when a run first uses it: a
 timeout of ``-1`` or ``nan``, a breaker threshold of 0, an ``ftp://`` base URL or an empty
@@ -17,11 +18,7 @@ message is one sentence per bad variable, naming it and what is wrong with the v
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import math
-import os
 import re
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated
@@ -40,13 +37,18 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from dashtam_pipeline.errors import ConfigurationError
-from dashtam_pipeline.registry import (
-    LimitScope,
-    ProviderMetadata,
-    ProviderSlug,
-    get_provider_metadata,
+from dashtam_pipeline.provider_settings import ProviderSettings, resolve, setting_names
+from dashtam_pipeline.registry import PROVIDER_REGISTRY, ProviderSlug, get_provider_metadata
+from dashtam_pipeline.setting_values import (
+    http_url_problem,
+    parse_number,
+    shown,
+    whole_number_at_least_one,
 )
 from dashtam_pipeline.symbols import to_canonical
+
+__all__ = ["ProviderSettings", "Settings", "http_url_problem", "load_settings",
+           "settings_error_sentence", "shown"]
 
 #: The daily partitions' default first day (``DASHTAM_HISTORY_START``).
 DEFAULT_HISTORY_START = dt.date(2024, 1, 1)
@@ -60,8 +62,6 @@ EXECUTORS = ("multiprocess", "celery")
 #: Celery broker/backend URL schemes the deployment supports (Redis is the tested one).
 _CELERY_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp", "sqs", "rpc",
                    "db+postgresql", "db+postgresql+psycopg2")
-#: Provider prefixes of the per-provider knobs (``<P>_TIMEOUT_SECONDS``...).
-PROVIDER_PREFIXES = ("fmp", "polygon", "fred", "news", "alpaca", "schwab")
 #: A canonical equity symbol: a letter, up to 9 more letters/digits, and an optional share
 #: class after a dot (``BRK.B``); ``to_canonical`` has already turned ``BRK-B``/``BRK/B``
 #: into that. Anything else (``AAPL;DROP``, ``../x``, spaces) would reach URLs and file names.
@@ -70,13 +70,6 @@ SYMBOL_PATTERN = re.compile(r"^[A-Z][A-Z0-9]{0,9}(\.[A-Z0-9]{1,4})?$")
 FRED_SERIES_PATTERN = re.compile(r"^[A-Z0-9_]{1,30}$")
 #: NewsAPI refuses a ``q`` longer than 500 characters.
 MAX_NEWS_QUERY_LENGTH = 500
-_TIMEOUT_FIELDS = tuple(f"{p}_timeout_seconds" for p in PROVIDER_PREFIXES)
-_BREAKER_TIMEOUT_FIELDS = tuple(f"{p}_circuit_breaker_timeout" for p in PROVIDER_PREFIXES)
-_THRESHOLD_FIELDS = tuple(f"{p}_circuit_breaker_threshold" for p in PROVIDER_PREFIXES)
-_LIMIT_FIELDS = tuple(
-    f"{p}_requests_per_{unit}" for p in PROVIDER_PREFIXES for unit in ("minute", "day")
-)
-_URL_FIELDS = (*(f"{p}_base_url" for p in PROVIDER_PREFIXES), "schwab_callback_url")
 
 
 def _split_csv(value: object) -> object:
@@ -85,46 +78,8 @@ def _split_csv(value: object) -> object:
     return value
 
 
-def shown(value: object, limit: int = 60) -> str:
-    """How a refused value is quoted in a sentence: bare when it is one printable word
-    (``got -1``), quoted otherwise (``got ''``, ``got 'a b'``), cut at ``limit``."""
-    text = str(value)
-    if len(text) > limit:
-        text = text[:limit] + "..."
-    if not text or any(c.isspace() or not c.isprintable() or c in "'\"" for c in text):
-        return repr(text)
-    return text
-
-
 def _variable(info: ValidationInfo) -> str:
     return (info.field_name or "").upper()
-
-
-def _number(value: object, name: str, what: str, *, integer: bool) -> float | int:
-    """Parse one numeric knob (from the environment it is a string) or say why not."""
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be {what}, got {shown(value)}")
-    try:
-        number = float(str(value).strip()) if isinstance(value, str) else float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be {what}, got {shown(value)}") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be {what}, got {shown(value)}")
-    if integer:
-        if number != int(number):
-            raise ValueError(f"{name} must be {what}, got {shown(value)}")
-        return int(number)
-    return number
-
-
-
-def _whole_number_at_least_one(value: object, name: str, what: str) -> int:
-    """A count setting (a breaker threshold, a request limit): a whole number >= 1, or one
-    sentence naming the variable ``name``."""
-    count = _number(value, name, what, integer=True)
-    if count < 1:
-        raise ValueError(f"{name} must be {what}, got {shown(value)}")
-    return int(count)
 
 
 SANDBOX_USERS_ENV = "DASHTAM_SANDBOX_USERS"
@@ -139,7 +94,7 @@ def sandbox_user_count(value: object) -> int:
     what = "a whole number of sandbox users, at least 1"
     if value is None or (isinstance(value, str) and not value.strip()):
         raise ValueError(f"{SANDBOX_USERS_ENV} must be {what}, got an empty value")
-    return _whole_number_at_least_one(value, SANDBOX_USERS_ENV, what)
+    return whole_number_at_least_one(value, SANDBOX_USERS_ENV, what)
 
 
 class Settings(BaseSettings):
@@ -153,9 +108,11 @@ class Settings(BaseSettings):
         populate_by_name=True,
     )
 
-    #: Values for names this class does not declare (a provider folder's own ``<P>_`` knobs
-    #: and keys) given by a resource's config (``replaced``); they win over the environment.
+    #: Provider settings (``fmp_timeout_seconds``, ``fmp_api_key``...) given by a
+    #: resource's config or ``load_settings(...)`` (``replaced``); they win over the
+    #: environment's. And each provider's resolved settings, once asked for.
     _given: dict[str, object] = PrivateAttr(default_factory=dict)
+    _providers: dict[str, ProviderSettings] = PrivateAttr(default_factory=dict)
 
     # --- the pipeline -----------------------------------------------------------------
     dashtam_data_dir: Path = Path("data")
@@ -171,64 +128,6 @@ class Settings(BaseSettings):
     #: of "all partitions" reaches.
     dashtam_history_start: dt.date = DEFAULT_HISTORY_START
     chase_import_dir: Path | None = None
-
-    # --- providers: keys and base URLs -------------------------------------------------
-    fmp_api_key: SecretStr | None = None
-    fmp_base_url: str = "https://financialmodelingprep.com/stable"
-    polygon_api_key: SecretStr | None = None
-    polygon_base_url: str = "https://api.polygon.io"
-    fred_api_key: SecretStr | None = None
-    fred_base_url: str = "https://api.stlouisfed.org/fred"
-    news_api_key: SecretStr | None = None
-    news_base_url: str = "https://newsapi.org/v2"
-    alpaca_api_key_id: SecretStr | None = None
-    alpaca_api_secret_key: SecretStr | None = None
-    alpaca_base_url: str = "https://paper-api.alpaca.markets"
-    schwab_app_key: SecretStr | None = None
-    schwab_app_secret: SecretStr | None = None
-    schwab_base_url: str = "https://api.schwabapi.com"
-    schwab_callback_url: str = "https://127.0.0.1:8182"
-
-    # --- providers: timeouts and circuit breakers (<P>_...) ----------------------------
-    fmp_timeout_seconds: float = 5
-    polygon_timeout_seconds: float = 5
-    fred_timeout_seconds: float = 10
-    news_timeout_seconds: float = 3
-    alpaca_timeout_seconds: float = 10
-    schwab_timeout_seconds: float = 10
-    fmp_circuit_breaker_threshold: int = 3
-    fmp_circuit_breaker_timeout: float = 60
-    polygon_circuit_breaker_threshold: int = 3
-    polygon_circuit_breaker_timeout: float = 60
-    fred_circuit_breaker_threshold: int = 3
-    fred_circuit_breaker_timeout: float = 60
-    news_circuit_breaker_threshold: int = 3
-    news_circuit_breaker_timeout: float = 60
-    alpaca_circuit_breaker_threshold: int = 3
-    alpaca_circuit_breaker_timeout: float = 60
-    schwab_circuit_breaker_threshold: int = 3
-    schwab_circuit_breaker_timeout: float = 60
-
-    # --- providers: license tier and its limits (<P>_LICENSE_TIER, overrides) ----------
-    # The tier picks the registry's published limits; the two overrides replace them.
-    fmp_license_tier: str | None = None
-    polygon_license_tier: str | None = None
-    fred_license_tier: str | None = None
-    news_license_tier: str | None = None
-    alpaca_license_tier: str | None = None
-    schwab_license_tier: str | None = None
-    fmp_requests_per_minute: int | None = None
-    polygon_requests_per_minute: int | None = None
-    fred_requests_per_minute: int | None = None
-    news_requests_per_minute: int | None = None
-    alpaca_requests_per_minute: int | None = None
-    schwab_requests_per_minute: int | None = None
-    fmp_requests_per_day: int | None = None
-    polygon_requests_per_day: int | None = None
-    fred_requests_per_day: int | None = None
-    news_requests_per_day: int | None = None
-    alpaca_requests_per_day: int | None = None
-    schwab_requests_per_day: int | None = None
 
     # --- dead-letter queue ------------------------------------------------------------
     dashtam_dlq_max_replays: int = 3
@@ -308,48 +207,19 @@ class Settings(BaseSettings):
             )
         return str(text)
 
-    @field_validator(*_TIMEOUT_FIELDS, *_BREAKER_TIMEOUT_FIELDS, mode="before")
-    @classmethod
-    def _positive_seconds(cls, value: object, info: ValidationInfo) -> float:
-        name = _variable(info)
-        what = "a number of seconds greater than 0"
-        seconds = _number(value, name, what, integer=False)
-        if seconds <= 0:
-            raise ValueError(f"{name} must be {what}, got {shown(value)}")
-        return float(seconds)
-
-    @field_validator(*_THRESHOLD_FIELDS, mode="before")
-    @classmethod
-    def _threshold(cls, value: object, info: ValidationInfo) -> int:
-        return _whole_number_at_least_one(value, _variable(info),
-                                          "a whole number of failures, at least 1")
-
     @field_validator("dashtam_celery_visibility_timeout", mode="before")
     @classmethod
     def _visibility(cls, value: object, info: ValidationInfo) -> int:
-        return _whole_number_at_least_one(value, _variable(info),
+        return whole_number_at_least_one(value, _variable(info),
                                           "a whole number of seconds, at least 1")
 
-    @field_validator(*_LIMIT_FIELDS, "dashtam_dlq_max_replays", mode="before")
+    @field_validator("dashtam_dlq_max_replays", mode="before")
     @classmethod
-    def _at_least_one(cls, value: object, info: ValidationInfo) -> int | None:
+    def _at_least_one(cls, value: object, info: ValidationInfo) -> int:
         if value is None or (isinstance(value, str) and not value.strip()):
-            if info.field_name == "dashtam_dlq_max_replays":
-                raise ValueError("DASHTAM_DLQ_MAX_REPLAYS must be a whole number, at least 1, "
-                                 "got an empty value")
-            return None  # unset: the tier's published limit applies
-        return _whole_number_at_least_one(value, _variable(info), "a whole number, at least 1")
-
-    @field_validator(*_URL_FIELDS, mode="before")
-    @classmethod
-    def _http_url(cls, value: object, info: ValidationInfo) -> str:
-        name = _variable(info)
-        text = str(value).strip() if isinstance(value, str) else ""
-        problem = _http_url_problem(text) if isinstance(value, str) else "it is not text"
-        if problem:
-            raise ValueError(f"{name} must be an http:// or https:// URL with a host, got "
-                             f"{shown(value)} ({problem})")
-        return text
+            raise ValueError("DASHTAM_DLQ_MAX_REPLAYS must be a whole number, at least 1, "
+                             "got an empty value")
+        return whole_number_at_least_one(value, _variable(info), "a whole number, at least 1")
 
     @field_validator("dashtam_state_url", mode="before")
     @classmethod
@@ -468,7 +338,7 @@ class Settings(BaseSettings):
     @classmethod
     def _seed(cls, value: object) -> int:
         what = "a whole number from 0 to 4294967295"
-        seed = _number(value, "DASHTAM_SANDBOX_SEED", what, integer=True)
+        seed = parse_number(value, "DASHTAM_SANDBOX_SEED", what, integer=True)
         if not 0 <= seed <= 0xFFFFFFFF:
             raise ValueError(f"DASHTAM_SANDBOX_SEED must be {what}, got {shown(value)}")
         return int(seed)
@@ -479,38 +349,34 @@ class Settings(BaseSettings):
         return sandbox_user_count(value)
 
     @model_validator(mode="after")
-    def _known_tiers(self) -> Settings:
-        """A ``<P>_LICENSE_TIER`` must name a tier of that provider in the registry: the
-        tier picks the rate limits, so a typo would silently run without any."""
-        from dashtam_pipeline.registry import PROVIDER_REGISTRY
-
-        for meta in PROVIDER_REGISTRY:
-            prefix = (meta.env_prefix or "").lower()
-            tier = getattr(self, f"{prefix}_license_tier", None) if prefix else None
-            if tier and meta.rate_limits and tier not in meta.rate_limits:
-                raise ValueError(
-                    f"{meta.env_prefix}_LICENSE_TIER must be one of "
-                    f"{', '.join(meta.rate_limits)} ({meta.display_name}'s tiers), got "
-                    f"{shown(tier)}"
-                )
+    def _providers_readable(self) -> Settings:
+        """Every provider's variables are checked when the settings are read, like the
+        pipeline's own (a typo in ``FMP_LICENSE_TIER`` would silently run without limits,
+        one in ``FMP_TIMEOUT_SECONDS`` would surface minutes later inside a run)."""
+        if problems := _provider_problems():
+            raise ValueError("; ".join(problems))
         return self
 
     def replaced(self, **values: object) -> Settings:
-        """These settings with ``values`` in place (a resource's config over the
-        environment's), checked like the variables they replace: a bad one raises
-        ``ConfigurationError`` with the same sentence. Names this class does not declare
-        (a provider folder's own knobs and keys) are kept aside for ``provider()``."""
-        declared = {k: v for k, v in values.items() if k in type(self).model_fields}
-        copy = self
-        if declared:
-            try:
-                copy = type(self)(**{**dict(self), **declared})
-            except ValidationError as error:
-                raise ConfigurationError(settings_error_sentence(error)) from None
-        else:
-            copy = self.model_copy()
-        copy._given = {**self._given,
-                       **{k: v for k, v in values.items() if k not in declared}}
+        """These settings with ``values`` in place (a resource's config, or a test's
+        ``load_settings(...)``, over the environment's), checked like the variables they
+        replace: a bad one raises ``ConfigurationError`` with the same sentence. A
+        provider's settings (``fmp_timeout_seconds``, ``fmp_api_key``) are kept for
+        ``provider()``; a name that is no setting at all is refused."""
+        fields = type(self).model_fields
+        declared = {k: v for k, v in values.items() if k in fields}
+        given = {k: v for k, v in values.items() if k not in fields}
+        by_provider = {name: meta.slug for meta in PROVIDER_REGISTRY
+                       for name in setting_names(meta)}
+        if unknown := sorted(set(given) - set(by_provider)):
+            raise ConfigurationError(
+                f"{', '.join(n.upper() for n in unknown)} is not a setting of the pipeline "
+                "or of any provider in the registry")
+        copy = _settings(**{**dict(self), **declared}) if declared else self.model_copy()
+        copy._given = {**self._given, **given}
+        copy._providers = {}
+        for slug in dict.fromkeys(by_provider[name] for name in given):
+            copy.provider(slug)  # checked now, as the environment's are at load
         return copy
 
     # --- derived paths -----------------------------------------------------------------
@@ -560,68 +426,17 @@ class Settings(BaseSettings):
 
     # --- per provider ------------------------------------------------------------------
     def provider(self, slug: ProviderSlug | str) -> ProviderSettings:
-        """The settings one provider's client needs, resolved from the registry."""
+        """The settings one provider's client needs (``provider_settings.resolve``): the
+        given values over the environment's, else the registry's defaults."""
         meta = get_provider_metadata(slug)
-        prefix = (meta.env_prefix or "").lower()
-
-        def knob(name: str, default: object) -> object:
-            if not prefix:
-                return default
-            field_name = f"{prefix}_{name}"
-            if field_name in self._given:
-                return self._given[field_name]
-            if field_name in type(self).model_fields:
-                return getattr(self, field_name)
-            # a provider folder's own <P>_... knob: from the environment, else the default
-            return os.environ.get(field_name.upper(), "").strip() or default
-
-        secrets = {
-            name: value
-            for name in meta.required_settings
-            if isinstance(value := self._required_setting(name), SecretStr)
-            and value.get_secret_value()
-        }
-        tier = str(knob("license_tier", None) or meta.default_tier or "")
-        published = meta.rate_limits.get(tier)
-        if tier and meta.rate_limits and published is None:
-            raise ConfigurationError(
-                f"{meta.env_prefix}_LICENSE_TIER={tier!r} is not a known {meta.display_name} "
-                f"tier; use one of {', '.join(meta.rate_limits)}"
-            )
-        per_minute = knob("requests_per_minute", None)
-        per_day = knob("requests_per_day", None)
-        return ProviderSettings(
-            meta=meta,
-            tier=tier or None,
-            requests_per_minute=(
-                int(per_minute) if per_minute is not None  # type: ignore[call-overload]
-                else (published.requests_per_minute if published else None)
-            ),
-            requests_per_day=(
-                int(per_day) if per_day is not None  # type: ignore[call-overload]
-                else (published.requests_per_day if published else None)
-            ),
-            base_url=str(knob("base_url", meta.default_base_url) or ""),
-            timeout_seconds=float(knob("timeout_seconds", meta.default_timeout_seconds) or 10),
-            breaker_threshold=int(knob("circuit_breaker_threshold", 3)),  # type: ignore[arg-type]
-            breaker_timeout_seconds=float(knob("circuit_breaker_timeout", 60)),  # type: ignore[arg-type]
-            secrets=secrets,
-            sandbox=self.dashtam_sandbox,
-            limit_scope=published.per if published else LimitScope.APP,
-        )
-
-    def _required_setting(self, name: str) -> object:
-        """A provider's required setting: the field when ``Settings`` declares it, else the
-        upper-case environment variable. Why the fallback: a provider folder brings its own
-        keys (``METADATA.required_settings``) without an edit to this module; such keys are
-        read from the process environment only (not from ``.env``)."""
-        if name in self._given:
-            given = self._given[name]
-            return given if isinstance(given, SecretStr) else SecretStr(str(given))
-        if name in type(self).model_fields:
-            return getattr(self, name)
-        raw = os.environ.get(name.upper(), "").strip()
-        return SecretStr(raw) if raw else None
+        cached = self._providers.get(meta.slug.value)
+        if cached is None:
+            try:
+                cached = resolve(meta.slug, self._given, sandbox=self.dashtam_sandbox)
+            except ValueError as error:
+                raise ConfigurationError(str(error)) from None
+            self._providers[meta.slug.value] = cached
+        return cached
 
     def missing_settings(self, slug: ProviderSlug | str) -> list[str]:
         """Environment variables a provider needs that are unset (empty list: ready)."""
@@ -629,68 +444,6 @@ class Settings(BaseSettings):
         present = self.provider(slug).secrets
         missing = [name for name in meta.required_settings if name not in present]
         return [name.upper() for name in missing]
-
-
-@dataclass(frozen=True)
-class ProviderSettings:
-    """One provider's resolved configuration. ``secrets`` maps required-setting names to
-    their values; it is the only place a client reads credentials from."""
-
-    meta: ProviderMetadata
-    tier: str | None
-    requests_per_minute: int | None
-    requests_per_day: int | None
-    base_url: str
-    timeout_seconds: float
-    breaker_threshold: int
-    breaker_timeout_seconds: float
-    secrets: dict[str, SecretStr]
-    sandbox: bool
-    #: Whose budget the rate limits are: the platform's (``APP``) or each key's (``KEY``).
-    limit_scope: LimitScope = LimitScope.APP
-    #: The id of the user's own key this client spends (``None``: the platform's).
-    user_key_id: str | None = None
-
-    def limit_key(self) -> str:
-        """The name the state store counts this client's requests under: the provider
-        for an app-wide budget or the platform's own key; ``<slug>:key-<digest>`` for a
-        per-key budget spent with a user's own key (a digest of the key id, never the
-        key itself, so the store holds no secret)."""
-        slug = self.meta.slug.value
-        if self.limit_scope is not LimitScope.KEY or not self.user_key_id:
-            return slug
-        digest = hashlib.sha256(self.user_key_id.encode()).hexdigest()[:16]
-        return f"{slug}:key-{digest}"
-
-
-    def secret(self, name: str) -> str:
-        """The clear value of one secret, for building a request (never for logging)."""
-        value = self.secrets.get(name)
-        return value.get_secret_value() if value is not None else ""
-
-    def secret_values(self) -> list[str]:
-        """Every clear secret, for redaction."""
-        return [v.get_secret_value() for v in self.secrets.values() if v.get_secret_value()]
-
-
-def _http_url_problem(text: str) -> str:
-    """What is wrong with a base or callback URL, or "" when it is usable."""
-    if not text:
-        return "it is empty"
-    try:
-        parts = urlsplit(text)
-        parts.port  # noqa: B018 - raises on a port that is not a number
-    except ValueError as exc:
-        return f"it cannot be parsed: {exc}"
-    if parts.scheme.lower() not in ("http", "https"):
-        return f"the scheme is {parts.scheme or 'missing'}"
-    if not parts.hostname:
-        return "it has no host"
-    if any(c.isspace() or not c.isprintable() for c in text):
-        return "it contains spaces or control characters"
-    if parts.query or parts.fragment:
-        return "a base URL takes no ?query or #fragment"
-    return ""
 
 
 def settings_error_sentence(error: ValidationError) -> str:
@@ -716,6 +469,29 @@ def settings_error_sentence(error: ValidationError) -> str:
     return "; ".join(sentences) or "the settings are invalid"
 
 
+def _provider_problems() -> list[str]:
+    """One sentence per bad provider variable in the environment (none: all readable)."""
+    problems = []
+    for meta in PROVIDER_REGISTRY:
+        try:
+            resolve(meta.slug, {}, sandbox=False)
+        except ValueError as error:
+            problems.append(str(error))
+    return problems
+
+
+def _settings(**values: object) -> Settings:
+    """``Settings(**values)``, or one ``ConfigurationError`` naming every bad variable:
+    the pipeline's and, because pydantic skips a model check after a field failed, the
+    providers' too."""
+    try:
+        return Settings(**values)  # type: ignore[arg-type]
+    except ValidationError as error:
+        sentences = [settings_error_sentence(error)]
+        sentences += [p for p in _provider_problems() if p not in sentences[0]]
+        raise ConfigurationError("; ".join(sentences)) from None
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read settings now (environment and ``.env``); overrides win, for tests.
 
@@ -723,7 +499,7 @@ def load_settings(**overrides: object) -> Settings:
     ``ValidationError``: every command, sensor and code-location load reads settings
     here, so every one of them refuses a bad value the same way.
     """
-    try:
-        return Settings(**overrides)  # type: ignore[arg-type]
-    except ValidationError as error:
-        raise ConfigurationError(settings_error_sentence(error)) from None
+    fields = Settings.model_fields
+    settings = _settings(**{k: v for k, v in overrides.items() if k in fields})
+    given = {k: v for k, v in overrides.items() if k not in fields}
+    return settings.replaced(**given) if given else settings

@@ -156,8 +156,65 @@ def test_a_provider_folder_is_all_a_new_provider_takes(data_dir: Path, tmp_path:
     assert seen["display_name"] == "Throwaway Broker"
     assert "throwaway" in seen["sandbox"]
     assert seen["sandbox_answer"] == [200, [{"account_id": "****0001", "cash": 100.0}]]
-    assert seen["missing"] == ["THROWAWAY_API_KEY"]  # its own setting, no Settings field
+    assert seen["missing"] == ["THROWAWAY_API_KEY"]  # its own variable, named by its metadata
     assert seen["problems"] == []  # the compliance test finds the folder complete
+
+
+VARIABLES_PROBE = '''\
+import json
+
+from dashtam_pipeline.errors import ConfigurationError
+from dashtam_pipeline.resources import build_resources
+from dashtam_pipeline.settings import load_settings
+
+provider = load_settings().provider("throwaway")
+resource = build_resources()["provider_throwaway"]
+try:
+    load_settings(throwaway_requests_per_minute=0)
+    refused = ""
+except ConfigurationError as error:
+    refused = str(error)
+print(json.dumps({
+    "key": provider.secret("throwaway_api_key"),
+    "timeout": provider.timeout_seconds,
+    "per_minute": provider.requests_per_minute,
+    "resource_fields": sorted(type(resource).model_fields),
+    "refused": refused,
+}))
+'''
+
+
+def test_a_provider_folder_brings_its_own_variables(data_dir: Path, tmp_path: Path) -> None:
+    """Its key and ``THROWAWAY_*`` knobs are read from ``.env`` like the contract's, its
+    resource lists them, and a bad value is one sentence naming its variable: no edit to
+    ``settings.py`` or ``resources.py``."""
+    write_provider(tmp_path / "extra_providers")
+    (tmp_path / ".env").write_text(
+        "THROWAWAY_API_KEY=key-from-dotenv\nTHROWAWAY_TIMEOUT_SECONDS=2.5\n")
+    env = {**os.environ, PROVIDERS_PATH_ENV: str(tmp_path / "extra_providers")}
+    env.pop("THROWAWAY_API_KEY", None)
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(VARIABLES_PROBE)], cwd=tmp_path,
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["key"] == "key-from-dotenv"
+    assert seen["timeout"] == 2.5
+    assert seen["per_minute"] == 60  # the free tier the metadata publishes
+    assert "throwaway_api_key" in seen["resource_fields"]
+    assert "license_tier" in seen["resource_fields"]
+    assert seen["refused"] == ("THROWAWAY_REQUESTS_PER_MINUTE must be a whole number, at "
+                               "least 1, got 0")
+
+    env["THROWAWAY_TIMEOUT_SECONDS"] = "-1"
+    bad = subprocess.run(
+        [sys.executable, "-c", "from dashtam_pipeline.settings import load_settings; "
+         "load_settings()"], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=300, check=False,
+    )
+    assert "THROWAWAY_TIMEOUT_SECONDS must be a number of seconds greater than 0, got -1" in (
+        bad.stderr), bad.stderr[-2000:]
 
 
 def test_without_the_folder_there_is_no_such_provider(data_dir: Path) -> None:

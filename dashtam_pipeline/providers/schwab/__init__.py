@@ -42,4 +42,5 @@ METADATA = ProviderMetadata(
     oauth_flow="dashtam_pipeline.providers.schwab.oauth:FLOW",
     priority=10,
     symbol_class_separator="/",
+    url_settings={"callback_url": "https://127.0.0.1:8182"},  # SCHWAB_CALLBACK_URL
 )

@@ -170,9 +170,8 @@ def app_credentials(provider: ProviderSettings) -> tuple[str, str]:
 def _callback_url(settings: Settings | ProviderSettings, callback_url: str | None) -> str:
     if callback_url:
         return callback_url
-    if isinstance(settings, Settings):
-        return settings.schwab_callback_url
-    return DEFAULT_CALLBACK_URL
+    provider = settings.provider("schwab") if isinstance(settings, Settings) else settings
+    return provider.urls.get("callback_url") or DEFAULT_CALLBACK_URL
 
 
 def authorize_url(settings: Settings | ProviderSettings, *, callback_url: str | None = None) -> str:

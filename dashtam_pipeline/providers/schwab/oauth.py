@@ -44,7 +44,7 @@ class SchwabOAuthFlow:
     ) -> client.OAuthTokens:
         return client.exchange_code(
             client.oauth_http(provider_settings, transport=transport),
-            code, callback_url=settings.schwab_callback_url, now=now,
+            code, callback_url=settings.provider("schwab").urls["callback_url"], now=now,
         )
 
     def refresh_tokens(
