@@ -21,7 +21,7 @@ from dashtam_pipeline_tests.test_chase_inbox_sensor import (
     tick,
 )
 
-CARD = "chase/credit_card_personal_test_fixture_sample.csv"
+CARD = "chase_file/credit_card_personal_test_fixture_sample.csv"
 CAFE = "CAFÉ DÉJÀ VU"  # what an editor may re-save decomposed (NFD)
 
 

@@ -45,7 +45,7 @@ from dashtam_pipeline_tests.test_chase_inbox_sensor import (
     tick,
 )
 
-CARD = "chase/credit_card_personal_test_fixture_sample.csv"
+CARD = "chase_file/credit_card_personal_test_fixture_sample.csv"
 SECRET = "TOP-SECRET-do-not-import"
 GUARD_SECONDS = 20.0
 

@@ -18,10 +18,10 @@ from dashtam_pipeline.schemas.base import duckdb_columns
 from dashtam_pipeline.validation import validate
 from dashtam_pipeline_tests.payloads import load_bytes
 
-CHECKING = "chase/checking_full_file_ArthurFDLR_beancount-chase.csv"
-CARD = "chase/credit_card_personal_test_fixture_sample.csv"
-LEGACY_2009 = "chase/legacy_2009_checking_noheader_reckon.csv"
-LEGACY_2013 = "chase/legacy_2013_credit_card_jdmullin_ledger.csv"
+CHECKING = "chase_file/checking_full_file_ArthurFDLR_beancount-chase.csv"
+CARD = "chase_file/credit_card_personal_test_fixture_sample.csv"
+LEGACY_2009 = "chase_file/legacy_2009_checking_noheader_reckon.csv"
+LEGACY_2013 = "chase_file/legacy_2013_credit_card_jdmullin_ledger.csv"
 QUOTE = "fmp/stable_quote_AAPL.json"
 NAME = "Chase1234_Activity_20240131.CSV"
 

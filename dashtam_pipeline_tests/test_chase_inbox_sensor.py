@@ -50,7 +50,7 @@ def drop(name: str, data: bytes, *, age_seconds: float = 60.0) -> Path:
 def drop_every_layout() -> dict[str, bytes]:
     """Every recorded Chase export, each under its own export name and account number."""
     dropped = {}
-    for number, payload in enumerate(all_payloads("chase/"), start=1000):
+    for number, payload in enumerate(all_payloads("chase_file/"), start=1000):
         name = f"Chase{number}_Activity_{Path(payload).stem}.CSV"
         dropped[name] = payload_path(payload).read_bytes()
         drop(name, dropped[name])
@@ -130,7 +130,7 @@ def test_each_export_becomes_one_partition_and_one_run(instance: DagsterInstance
 def test_a_file_still_being_written_waits_for_the_next_tick(instance: DagsterInstance) -> None:
     now = [time.time()]
     clock = epoch_clock(now)
-    data = payload_path("chase/legacy_2013_credit_card_jdmullin_ledger.csv").read_bytes()
+    data = payload_path("chase_file/legacy_2013_credit_card_jdmullin_ledger.csv").read_bytes()
     path = drop("Chase9012_Activity_20130901.CSV", data[:40], age_seconds=1)
 
     writing = tick(instance, None, clock=clock)  # modified a second ago
@@ -151,7 +151,7 @@ def test_a_file_still_being_written_waits_for_the_next_tick(instance: DagsterIns
 def test_the_same_bytes_under_another_name_are_not_imported_again(
     instance: DagsterInstance,
 ) -> None:
-    data = payload_path("chase/credit_card_personal_code_comment_excerpt.csv").read_bytes()
+    data = payload_path("chase_file/credit_card_personal_code_comment_excerpt.csv").read_bytes()
     drop("Chase5678_Activity_20231215.CSV", data)
     first = tick(instance, None)
     assert len(first.run_requests) == 1

@@ -23,12 +23,12 @@ from dashtam_pipeline_tests.client_helpers import owned
 from dashtam_pipeline_tests.payloads import all_payloads, load_bytes
 
 D = dt.date
-CHECKING_FULL = "chase/checking_full_file_ArthurFDLR_beancount-chase.csv"
-PERSONAL_CARD = "chase/credit_card_personal_test_fixture_sample.csv"
-CARD_EXCERPT = "chase/credit_card_personal_code_comment_excerpt.csv"
-LEGACY_2009 = "chase/legacy_2009_checking_noheader_reckon.csv"
-LEGACY_2013 = "chase/legacy_2013_credit_card_jdmullin_ledger.csv"
-MTLYNCH = "chase/mtlynch_beancount_chase_bank/"
+CHECKING_FULL = "chase_file/checking_full_file_ArthurFDLR_beancount-chase.csv"
+PERSONAL_CARD = "chase_file/credit_card_personal_test_fixture_sample.csv"
+CARD_EXCERPT = "chase_file/credit_card_personal_code_comment_excerpt.csv"
+LEGACY_2009 = "chase_file/legacy_2009_checking_noheader_reckon.csv"
+LEGACY_2013 = "chase_file/legacy_2013_credit_card_jdmullin_ledger.csv"
+MTLYNCH = "chase_file/mtlynch_beancount_chase_bank/"
 EXPORT_NAME = "Chase1234_Activity_20240131.CSV"
 
 #: file → (layout, [(trade_date, amount, type), ...]) for every recorded export
@@ -110,7 +110,7 @@ def drop(inbox: Path, payload: str, name: str = EXPORT_NAME) -> Path:
 
 
 def test_every_recorded_export_has_an_expectation() -> None:
-    assert set(all_payloads("chase/")) == set(EXPECTED)
+    assert set(all_payloads("chase_file/")) == set(EXPECTED)
 
 
 @pytest.mark.parametrize("payload", sorted(EXPECTED))

@@ -26,7 +26,7 @@ from dashtam_pipeline.settings import load_settings
 from dashtam_pipeline.validation import validate
 from dashtam_pipeline_tests.payloads import all_payloads, load_bytes
 
-PAYLOADS = [load_bytes(name, record=False) for name in all_payloads("chase/")]
+PAYLOADS = [load_bytes(name, record=False) for name in all_payloads("chase_file/")]
 EXTREMES = [
     "1e400", "-1e400", "1e-400", "nan", "NaN", "-nan", "inf", "-Infinity", "9" * 400,
     "-0", "$-0.00", "(1)", "($1,234.56)", "$1,234.56", "1,234.56", "-$5.00", "0x1p3", "1_0",

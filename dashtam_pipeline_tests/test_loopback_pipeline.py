@@ -145,7 +145,7 @@ def test_bad_rows_are_quarantined_and_good_rows_land(server: SandboxServer) -> N
 def test_not_a_chase_export_is_moved_aside_with_its_reason(server: SandboxServer) -> None:
     inbox = load_settings().chase_inbox
     inbox.mkdir(parents=True)
-    good = payload_path("chase/credit_card_personal_test_fixture_sample.csv")
+    good = payload_path("chase_file/credit_card_personal_test_fixture_sample.csv")
     (inbox / "Chase1234_Activity_20240105.CSV").write_bytes(good.read_bytes())
     (inbox / "bank_of_elsewhere.csv").write_text("Date,Payee,Debit\n2024-01-01,Shop,12.00\n")
     report = materialize("key:brokerage/chase_file_transactions")

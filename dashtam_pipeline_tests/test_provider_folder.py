@@ -130,12 +130,15 @@ print(json.dumps({
 
 
 def write_provider(root: Path) -> Path:
-    """The throwaway provider's folder under ``root``: three files, nothing else."""
+    """The throwaway provider's folder under ``root``: three files and a recorded answer."""
     folder = root / SLUG
     folder.mkdir(parents=True)
     (folder / "__init__.py").write_text(METADATA)
     (folder / "client.py").write_text(CLIENT)
     (folder / "sandbox.py").write_text(SANDBOX)
+    (folder / "payloads").mkdir()
+    (folder / "payloads" / "accounts.json").write_text(
+        '[{"account_id": "****0001", "cash": 100.0}]')
     return folder
 
 

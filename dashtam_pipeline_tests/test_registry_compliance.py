@@ -131,6 +131,9 @@ def folder_problems(meta: ProviderMetadata) -> list[str]:
                             f"{', '.join(missing) or 'short_name'} (see connections.OAuthFlow)")
     if not (here / "__init__.py").is_file():
         problems.append(f"{folder}__init__.py is missing")
+    if not any(p.is_file() for p in (here / "payloads").rglob("*")):
+        problems.append(f"{folder}payloads/ holds no recorded response: add the real "
+                        "provider's answers (and errors) there, each one read by a test")
     return problems
 
 

@@ -20,7 +20,7 @@ from dashtam_pipeline.clients.base import SANDBOX_ROOT, sandbox_base_url
 from dashtam_pipeline.sandbox.app import SandboxApp
 from dashtam_pipeline.sandbox.server import environment_lines, serve
 from dashtam_pipeline_tests.clocks import FakeClock
-from dashtam_pipeline_tests.payloads import PAYLOAD_DIR, load_bytes, load_json
+from dashtam_pipeline_tests.payloads import all_payloads, load_bytes, load_json
 
 #: Outcome depends on the clock (sessions, expiries, "today"): also run at each frozen
 #: instant of at_date (`make test-dates`).
@@ -606,7 +606,8 @@ def test_environment_lines_point_every_provider_at_the_server() -> None:
 def test_sample_chase_exports_are_real_recorded_files() -> None:
     samples = sorted((Path(__file__).parents[1] / "dashtam_pipeline/sandbox/samples").glob("*"))
     assert len(samples) == 4
-    recorded = {p.read_bytes() for p in (PAYLOAD_DIR / "chase").rglob("*.csv")}
+    recorded = {load_bytes(name, record=False) for name in all_payloads("chase_file/")
+                if name.endswith(".csv")}
     for sample in samples:
         assert re.fullmatch(r"Chase\d{4}_Activity_\d{8}\.CSV", sample.name)
         assert sample.read_bytes() in recorded
