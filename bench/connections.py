@@ -48,6 +48,9 @@ sys.path.insert(0, str(ROOT))
 from _common import print_table, write_result  # noqa: E402
 
 BIN = Path(sys.executable).parent
+#: The reference run (``bench/results/connections.json``); other sizes write
+#: ``connections_<N>.json``.
+DEFAULT_CONNECTIONS = 1000
 SELECTION = "key:brokerage/schwab_* or key:brokerage/alpaca_*"
 
 
@@ -109,8 +112,8 @@ def floors(requests: dict[str, int], latency: float) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--schwab", type=int, default=500)
-    parser.add_argument("--alpaca", type=int, default=500)
+    parser.add_argument("--schwab", type=int, default=DEFAULT_CONNECTIONS // 2)
+    parser.add_argument("--alpaca", type=int, default=DEFAULT_CONNECTIONS // 2)
     parser.add_argument("--latency", type=float, default=0.05)
     args = parser.parse_args()
 
@@ -163,7 +166,9 @@ def main() -> None:
     if done.returncode != 0:
         row["output_tail"] = (done.stdout + done.stderr)[-2000:]
     print_table(list(row), [list(row.values())])
-    write_result("connections", {"result": row, "date": dt.date.today().isoformat()})
+    total = args.schwab + args.alpaca
+    name = "connections" if total == DEFAULT_CONNECTIONS else f"connections_{total}"
+    write_result(name, {"result": row, "date": dt.date.today().isoformat()})
 
 
 if __name__ == "__main__":
