@@ -235,9 +235,13 @@ class StorageResource(_SettingsConfig):
             return Lake(self.root() / "lake")
         return Lake(settings.lake_dir, table_lock=table_lock_for(settings.state_url))
 
-    def warehouse(self) -> Warehouse:
-        root = self.root()
-        return Warehouse(root / "warehouse.duckdb", root / "lake")
+    def warehouse(self, settings: Settings | None = None) -> Warehouse:
+        """The warehouse; with ``settings``, its lake locks as ``lake(settings)`` does."""
+        if settings is None:
+            root = self.root()
+            return Warehouse(root / "warehouse.duckdb", root / "lake")
+        return Warehouse(settings.warehouse_path, settings.lake_dir,
+                         table_lock=table_lock_for(settings.state_url))
 
 
 class StateStoreResource(_SettingsConfig):

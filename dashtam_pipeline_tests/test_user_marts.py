@@ -61,7 +61,7 @@ def lake(tmp_path: Path) -> Lake:
 def _compute(lake: Lake, name: str) -> pd.DataFrame:
     with lake_connection(lake.root) as con:
         table = con.sql(_mart(name).sql).to_arrow_table()
-    write_mart(lake.root, name, table)
+    write_mart(lake, name, table)
     return table.to_pandas()
 
 

@@ -205,7 +205,7 @@ def test_ensure_views_gives_up_with_a_warning_while_an_analyst_has_the_file(
     analyst, release = _holding(warehouse.path, read_only=True)
     try:
         assert warehouse.ensure_views() is True  # nothing changed: no write needed
-        write_mart(warehouse.lake.root, "new_mart", pa.table({"x": [1]}))
+        write_mart(warehouse.lake, "new_mart", pa.table({"x": [1]}))
         with caplog.at_level(logging.WARNING):
             assert warehouse.ensure_views() is False
         assert "views will be updated by the next run" in caplog.text
@@ -294,7 +294,7 @@ def test_marts_are_computed_over_the_lake_and_exposed_as_views(warehouse: Wareho
         table = con.sql(
             "SELECT symbol, max(close) AS top FROM market.daily_bars GROUP BY symbol"
         ).to_arrow_table()
-    path = write_mart(warehouse.lake.root, "top_close", table)
+    path = write_mart(warehouse.lake, "top_close", table)
 
     assert path.name == "top_close.parquet"
     assert warehouse.ensure_views() is True

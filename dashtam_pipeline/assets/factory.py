@@ -251,7 +251,7 @@ def _materialize_result(
     own numbers added per partition (``context.add_asset_metadata``), so a partition of a
     25-series or 31-day run shows its own row count, not the run's."""
     dataset = asset_spec.dataset
-    lake_root = storage.lake().root
+    lake_root = storage.root() / "lake"  # read only: no lock
     duplicates = duplicate_key_count(lake_root, dataset.table, dataset.key)
     owned_by = outcome.served_by if asset_spec.single_provider_label else None
     validation = outcome.validation
@@ -573,7 +573,7 @@ def _run_ingestion(
     if outcome.skipped:
         _record_skip(context, (lead, *extras), outcome.skipped_reason or "skipped")
         return
-    storage.warehouse().ensure_views()
+    storage.warehouse(run_settings).ensure_views()
     selected_checks = {(c.asset_key, c.name) for c in context.selected_asset_check_keys}
     landed = [(lead, outcome), *((e, outcome.companions[e.dataset.dataset]) for e in extras)]
     for member, member_outcome in landed:

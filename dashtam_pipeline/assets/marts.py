@@ -35,7 +35,12 @@ from dashtam_pipeline.assets.factory import (
     ingestion_asset_specs,
 )
 from dashtam_pipeline.registry import Dataset, Domain
-from dashtam_pipeline.resources import StorageResource
+from dashtam_pipeline.resources import (
+    STATE_RESOURCE_KEY,
+    STORAGE_RESOURCE_KEY,
+    StorageResource,
+    settings_from,
+)
 from dashtam_pipeline.storage.warehouse import lake_connection, write_mart
 
 
@@ -388,7 +393,7 @@ def build_mart_asset(mart: MartSpec) -> AssetsDefinition:
         description=mart.description + f"\n\nWarehouse view `marts.{mart.name}` (key: "
         f"{', '.join(mart.key_columns)}).",
         deps=_upstream_keys(mart),
-        required_resource_keys={"storage"},
+        required_resource_keys={STORAGE_RESOURCE_KEY, STATE_RESOURCE_KEY},
         owners=OWNERS,
         kinds={"duckdb", "parquet", "sql"},
         tags={"dashtam/mart": mart.name},
@@ -402,15 +407,16 @@ def build_mart_asset(mart: MartSpec) -> AssetsDefinition:
     )
     def _mart(context: AssetExecutionContext) -> MaterializeResult:
         storage: StorageResource = context.resources.storage
-        lake = storage.lake()
+        settings = settings_from(storage, context.resources.state)
+        lake = storage.lake(settings)  # writes under the state store's table lock
         with lake_connection(lake.root) as con:
             relation = con.sql(mart.sql)
             types = {n: str(t) for n, t in zip(relation.columns, relation.types, strict=True)}
             table = relation.to_arrow_table()
             con.register("mart_rows", table)
             checks = _mart_checks(mart, con)
-        path = write_mart(lake.root, mart.name, table)
-        storage.warehouse().ensure_views()
+        path = write_mart(lake, mart.name, table)
+        storage.warehouse(settings).ensure_views()
         return MaterializeResult(
             metadata={
                 "dagster/row_count": MetadataValue.int(table.num_rows),

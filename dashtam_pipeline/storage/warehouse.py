@@ -31,7 +31,7 @@ from dashtam_pipeline.private_files import make_private, make_private_dirs
 from dashtam_pipeline.registry import Domain
 from dashtam_pipeline.schemas.base import duckdb_columns
 from dashtam_pipeline.storage.lake import TABLE_LAYOUTS, Lake, TableLayout
-from dashtam_pipeline.storage.locks import LockTimeout, exclusive_lock
+from dashtam_pipeline.storage.locks import LockTimeout, TableLock, exclusive_lock
 from dashtam_pipeline.storage.query import (
     CONNECT_CONFIG,
     QueryIsolationError,
@@ -141,9 +141,10 @@ def lake_connection(lake_root: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         con.close()
 
 
-def write_mart(lake_root: Path, name: str, table: pa_arrow.Table) -> Path:
-    """Replace mart ``name`` with ``table`` (atomically; ``marts.<name>`` reads it)."""
-    return Lake(lake_root).replace_table(MARTS_SCHEMA, name, table)
+def write_mart(lake: Lake, name: str, table: pa_arrow.Table) -> Path:
+    """Replace mart ``name`` with ``table`` (atomically, under ``lake``'s table lock;
+    ``marts.<name>`` reads it)."""
+    return lake.replace_table(MARTS_SCHEMA, name, table)
 
 
 # --- the warehouse file ----------------------------------------------------------------
@@ -157,9 +158,9 @@ def _is_lock_conflict(exc: duckdb.Error) -> bool:
 class Warehouse:
     """The analysts' DuckDB file at ``path``, over the lake at ``lake_root``."""
 
-    def __init__(self, path: Path, lake_root: Path) -> None:
+    def __init__(self, path: Path, lake_root: Path, *, table_lock: TableLock | None = None) -> None:
         self.path = Path(path).resolve()
-        self.lake = Lake(Path(lake_root).resolve())
+        self.lake = Lake(Path(lake_root).resolve(), table_lock=table_lock)
         self._lock_path = self.path.with_name(f".{self.path.name}.lock")
 
     # --- definitions -------------------------------------------------------------------
