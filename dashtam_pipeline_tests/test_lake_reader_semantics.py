@@ -7,7 +7,10 @@ between two publishes is pinned here, through the warehouse's own view, not assu
 - each key is in exactly one file, so a key shows once, old or new, never twice or not at all;
 - across files there is no snapshot: the buckets already published show the new rows,
   the others the old ones. A query spanning buckets can mix the two upserts; a query
-  within one bucket (one month of quotes, one hashed group of series) cannot.
+  within one bucket (one month of quotes, one hashed group of series) cannot;
+- the one exception to "a key once": the upsert that moves a table to a new bucket layout
+  (an upgrade) publishes the merged files before deleting the old ones, and in between a
+  moved key shows twice.
 """
 
 from __future__ import annotations
@@ -22,17 +25,26 @@ import pytest
 from dashtam_pipeline.storage import lake as lake_module
 from dashtam_pipeline.storage.lake import Lake
 from dashtam_pipeline.storage.warehouse import Warehouse
-from dashtam_pipeline_tests.test_lake import quotes_frame
+from dashtam_pipeline_tests.test_lake import (
+    OBS,
+    observations_frame,
+    per_value_layout,
+    quotes_frame,
+)
 
 OCT, NOV = dt.date(2026, 10, 30), dt.date(2026, 11, 20)
 SYMBOLS = ["AAPL", "MSFT", "NVDA"]
 
 
+QUOTES_SQL = "select quote_date, symbol, price from market.quotes order by quote_date, symbol"
+
+
 def read_mid_upsert(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, upsert: Callable[[Lake], object]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, upsert: Callable[[Lake], object],
+    sql: str = QUOTES_SQL,
 ) -> list[list[tuple[object, ...]]]:
-    """Run ``upsert`` and, after each bucket file it publishes, query the warehouse's
-    ``market.quotes`` view: ``(quote_date, symbol, price)`` rows seen at each point."""
+    """Run ``upsert`` and, after each bucket file it publishes, run ``sql`` on the
+    warehouse's views (by default the ``(quote_date, symbol, price)`` rows of quotes)."""
     warehouse = Warehouse(tmp_path / "warehouse.duckdb", tmp_path / "lake")
     warehouse.ensure_views()
     seen: list[list[tuple[object, ...]]] = []
@@ -40,9 +52,7 @@ def read_mid_upsert(
 
     def publish_then_read(temp: Path, path: Path) -> None:
         real_publish(temp, path)
-        _, rows = warehouse.query(
-            "select quote_date, symbol, price from market.quotes order by quote_date, symbol")
-        seen.append(rows)
+        seen.append(warehouse.query(sql)[1])
 
     monkeypatch.setattr(lake_module, "_publish", publish_then_read)
     upsert(warehouse.lake)
@@ -80,3 +90,19 @@ def test_within_one_bucket_a_reader_sees_one_upsert_or_the_other(
         tmp_path, monkeypatch,
         lambda lake: lake.upsert("market.quotes", quotes_frame(SYMBOLS, NOV, price=30.0)))
     assert seen == [[(NOV, s, 30.0) for s in SYMBOLS]]
+
+
+def test_an_upgrade_to_a_new_bucket_layout_shows_a_moved_key_twice_until_it_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lake = Lake(tmp_path / "lake")
+    lake.upsert(per_value_layout(), observations_frame(["GDP", "UNRATE"], value=1.0))
+    counts = "select series_id, count(*) from macro.fred_observations group by 1 order by 1"
+    seen = read_mid_upsert(
+        tmp_path, monkeypatch,
+        lambda lake: lake.upsert(OBS, observations_frame(["GDP"], value=2.0)), counts)
+    # GDP's and UNRATE's hashed files published one by one, the old files still there
+    assert seen[0] in ([("GDP", 2), ("UNRATE", 1)], [("GDP", 1), ("UNRATE", 2)])
+    assert seen[-1] == [("GDP", 2), ("UNRATE", 2)]  # the last publish, before the delete
+    _, after = Warehouse(tmp_path / "warehouse.duckdb", tmp_path / "lake").query(counts)
+    assert after == [("GDP", 1), ("UNRATE", 1)]  # the upsert's end removed the old files
