@@ -95,10 +95,14 @@ def test_a_file_import_has_no_url_to_configure(data_dir: Path) -> None:
         ProviderResource(slug="chase_file", base_url="https://x.test").configured()
 
 
-def test_keys_are_env_vars_that_show_their_name_and_reach_the_client(fmp_env: None) -> None:
+def test_keys_are_env_vars_that_show_their_name_and_reach_the_client(
+    fmp_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The code location's FMP resource holds ``EnvVar("FMP_API_KEY")``: its repr (what a
     log or the UI could print) names the variable and never holds the value, and a step
-    bound to it by Dagster gets the value; a run may give another key in its config."""
+    bound to it by Dagster gets the value; a run may name another variable in its config
+    (``{"env": ...}``: the run's stored config then holds a name, not a key)."""
+    monkeypatch.setenv("FMP_API_KEY_OTHER", "other-key")
     resource = build_resources()["provider_fmp"]
     assert isinstance(resource.fmp_api_key, EnvVar)
     assert resource.fmp_api_key == "FMP_API_KEY"
@@ -110,12 +114,13 @@ def test_keys_are_env_vars_that_show_their_name_and_reach_the_client(fmp_env: No
         seen.append(provider_fmp.client().settings.secret("fmp_api_key"))
 
     assert materialize([uses_fmp], resources={"provider_fmp": resource}).success
-    other = materialize(
+    other = materialize(  # a run points at another variable, never pastes a key
         [uses_fmp], resources={"provider_fmp": resource},
-        run_config={"resources": {"provider_fmp": {"config": {"fmp_api_key": "run-key"}}}},
+        run_config={"resources": {"provider_fmp": {"config": {
+            "fmp_api_key": {"env": "FMP_API_KEY_OTHER"}}}}},
     )
     assert other.success
-    assert seen == ["fmp-test-key", "run-key"]
+    assert seen == ["fmp-test-key", "other-key"]
     # outside a run (the CLI builds clients from the same resources) the variable is read
     assert resource.client().settings.secret("fmp_api_key") == "fmp-test-key"
 
