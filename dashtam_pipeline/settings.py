@@ -357,6 +357,12 @@ class Settings(BaseSettings):
             raise ValueError("; ".join(problems))
         return self
 
+    def _as_input(self) -> dict[str, object]:
+        """These settings as values ``Settings(...)`` reads back the same: secrets in
+        clear (the validators check a URL's scheme, which a ``SecretStr`` hides)."""
+        return {name: value.get_secret_value() if isinstance(value, SecretStr) else value
+                for name, value in dict(self).items()}
+
     def replaced(self, **values: object) -> Settings:
         """These settings with ``values`` in place (a resource's config, or a test's
         ``load_settings(...)``, over the environment's), checked like the variables they
@@ -372,7 +378,8 @@ class Settings(BaseSettings):
             raise ConfigurationError(
                 f"{', '.join(n.upper() for n in unknown)} is not a setting of the pipeline "
                 "or of any provider in the registry")
-        copy = _settings(**{**dict(self), **declared}) if declared else self.model_copy()
+        copy = (_settings(**{**self._as_input(), **declared}) if declared
+                else self.model_copy())
         copy._given = {**self._given, **given}
         copy._providers = {}
         for slug in dict.fromkeys(by_provider[name] for name in given):

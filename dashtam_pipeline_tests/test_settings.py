@@ -13,6 +13,7 @@ from dashtam_pipeline.registry import PROVIDER_REGISTRY
 from dashtam_pipeline.settings import DEFAULT_FRED_SERIES, DEFAULT_SYMBOLS, Settings, load_settings
 
 CONTRACT = Path(__file__).parents[2] / "shared" / "CONTRACT.md"
+KEY = "dGhpcyBpcyBhIHRlc3Qga2V5IG9mIDMyIGJ5dGVzISE="  # a valid Fernet key (32 bytes)
 
 
 def test_defaults(data_dir: Path) -> None:
@@ -110,3 +111,21 @@ def test_the_executor_follows_the_setting(data_dir: Path) -> None:
 def test_a_history_start_that_is_not_a_date_is_a_clear_error(data_dir: Path, value: str) -> None:
     with pytest.raises(ConfigurationError, match="DASHTAM_HISTORY_START must be a date"):
         load_settings(dashtam_history_start=value)
+
+
+def test_replacing_a_setting_keeps_every_other_one(data_dir: Path) -> None:
+    """A resource's config replaces one setting; the rest, secrets and their checks
+    included, come through unchanged (a Celery broker URL is a secret whose scheme the
+    check reads)."""
+    base = load_settings(dashtam_executor="celery",
+                         dashtam_celery_broker="redis://:pw@127.0.0.1:6379/0",
+                         dashtam_secret_key=KEY, dashtam_symbols="AAPL,MSFT")
+    replaced = base.replaced(dashtam_dlq_max_replays=7, fmp_timeout_seconds=2)
+    assert replaced.dashtam_dlq_max_replays == 7
+    assert replaced.provider("fmp").timeout_seconds == 2
+    assert replaced.celery_backend == "redis://:pw@127.0.0.1:6379/0"
+    assert replaced.dashtam_secret_key == base.dashtam_secret_key
+    assert replaced.dashtam_symbols == ("AAPL", "MSFT")
+    assert base.provider("fmp").timeout_seconds == 5  # the original is untouched
+    with pytest.raises(ConfigurationError, match="NOT_A_KNOB is not a setting"):
+        base.replaced(not_a_knob=1)
