@@ -12,7 +12,7 @@ objects are built by the factories beside the code they run (``assets/factory.py
 - ``credentials/``: the credential expiry and catch-up sensors, the token refresh job
 - ``inbox/``: the Chase inbox sensor
 - ``connections/``: the connection partitions sensor (a partition per brokerage connection)
-- ``resources.py``: storage, one resource per provider, the clock
+- ``resources.py``: storage, the state store, one resource per provider, the clock
 - ``executor.py``: multiprocess or Celery (``DASHTAM_EXECUTOR``)
 
 Every module exposes a ``@definitions`` function, so each load builds fresh objects from

@@ -1,7 +1,7 @@
-"""Resources (``resources.py``): ``storage``, one ``provider_<slug>`` per registry entry,
-and ``clock``, keyed as the assets, sensors and jobs ask for them. A key the caller of
-``load_definitions(resources=...)`` supplies is left out here: the caller's one is merged
-in its place."""
+"""Resources (``resources.py``): ``storage``, ``state``, one ``provider_<slug>`` per
+registry entry, and ``clock``, keyed as the assets, sensors and jobs ask for them. A key
+the caller of ``load_definitions(resources=...)`` supplies is left out here: the caller's
+one is merged in its place."""
 
 from dagster import Definitions, definitions
 
