@@ -13,13 +13,14 @@ with its metadata. ``ProviderSettings`` is the resolved result a client is built
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from dotenv import dotenv_values
+from pydantic import SecretStr
 
 from dashtam_pipeline.registry import (
     LimitScope,
@@ -98,38 +99,17 @@ def setting_names(meta: ProviderMetadata) -> dict[str, str]:
     return names
 
 
-class _ProviderEnvironment(BaseSettings):
-    """A provider's variables as the environment and ``.env`` spell them (raw text)."""
-
-    model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
-    )
-
-
-@cache
-def _environment_class(slug: ProviderSlug) -> type[_ProviderEnvironment]:
-    """The reader of one provider's variables: one optional text field per setting,
-    under the setting's own name (the variable's lower-case spelling)."""
-    meta = get_provider_metadata(slug)
-    names = setting_names(meta)
-    return type(
-        f"{meta.slug.value.title().replace('_', '')}Environment",
-        (_ProviderEnvironment,),
-        {
-            "__module__": __name__,
-            "__annotations__": dict.fromkeys(names, "str | None"),
-            **{name: Field(default=None, validation_alias=name) for name in names},
-        },
-    )
-
-
-def read_environment(slug: ProviderSlug | str) -> dict[str, str]:
-    """The provider's variables that are set (environment over ``.env``), by setting name."""
-    meta = get_provider_metadata(slug)
-    if not setting_names(meta):
-        return {}
-    values = _environment_class(meta.slug)().model_dump()
-    return {name: value for name, value in values.items() if value is not None}
+def read_environment() -> dict[str, str]:
+    """The variables as the settings read them: ``.env`` in the working directory, then
+    the process environment over it, by lower-case name (read once per resolution: a
+    provider's variables are a handful of lookups in it, not a settings model each)."""
+    values: dict[str, str] = {}
+    dotenv = Path(".env")
+    if dotenv.is_file():
+        values.update({k.lower(): v for k, v in dotenv_values(dotenv, encoding="utf-8").items()
+                       if v is not None})
+    values.update({k.lower(): v for k, v in os.environ.items()})
+    return values
 
 
 class _Problems:
@@ -155,8 +135,9 @@ def resolve(
     per bad variable (secrets are never quoted)."""
     meta = get_provider_metadata(slug)
     names = setting_names(meta)
-    env = read_environment(meta.slug) if environment is None else environment
-    raw: dict[str, Any] = {**env, **{k: v for k, v in given.items() if k in names}}
+    env = read_environment() if environment is None else environment
+    raw: dict[str, Any] = {name: env[name] for name in names if name in env}
+    raw.update({k: v for k, v in given.items() if k in names})
     prefix = (meta.env_prefix or "").lower()
     problems = _Problems()
 

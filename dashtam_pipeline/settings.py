@@ -37,7 +37,12 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from dashtam_pipeline.errors import ConfigurationError
-from dashtam_pipeline.provider_settings import ProviderSettings, resolve, setting_names
+from dashtam_pipeline.provider_settings import (
+    ProviderSettings,
+    read_environment,
+    resolve,
+    setting_names,
+)
 from dashtam_pipeline.registry import PROVIDER_REGISTRY, ProviderSlug, get_provider_metadata
 from dashtam_pipeline.setting_values import (
     http_url_problem,
@@ -479,9 +484,10 @@ def settings_error_sentence(error: ValidationError) -> str:
 def _provider_problems() -> list[str]:
     """One sentence per bad provider variable in the environment (none: all readable)."""
     problems = []
+    environment = read_environment()
     for meta in PROVIDER_REGISTRY:
         try:
-            resolve(meta.slug, {}, sandbox=False)
+            resolve(meta.slug, {}, sandbox=False, environment=environment)
         except ValueError as error:
             problems.append(str(error))
     return problems
