@@ -9,7 +9,8 @@ One file per series rewrites 20 small files.
 
 The two layouts run on the same rows, in one process each, on a fresh lake:
 
-* backfill: every series, in chunks of 100 series (as ranged runs land them);
+* backfill: every series, 25 series per upsert (as the backfill policy's ranged runs
+  land them);
 * nightly: 20 series changed (a new observation and a revised last value each);
 * read: the latest value of every series (``fred_latest``'s shape) and a count, in DuckDB.
 
@@ -37,7 +38,8 @@ from _common import peak_rss_mib, print_table, write_result
 HERE = Path(__file__).resolve()
 TABLE = "macro.fred_observations"
 CHANGED = 20
-CHUNK_SERIES = 100
+#: Series per backfill run: the FRED assets' backfill policy (``assets/partitions.py``).
+CHUNK_SERIES = 25
 
 
 def observations(series: list[str], obs: int, *, seed: int, shift: int = 0) -> pd.DataFrame:
