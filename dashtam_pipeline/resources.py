@@ -29,6 +29,7 @@ from pydantic import Field
 
 from dashtam_pipeline.clients import build_client
 from dashtam_pipeline.errors import ConfigurationError
+from dashtam_pipeline.provider_settings import KNOBS
 from dashtam_pipeline.registry import (
     PROVIDER_REGISTRY,
     ProviderMetadata,
@@ -81,19 +82,13 @@ class _SettingsConfig(ConfigurableResource):
                 f"{error} (set in the config of the {self._described()})") from None
 
 
-def settings_from(*resources: _SettingsConfig, settings: Settings | None = None) -> Settings:
-    """The settings in force (``settings``, else the environment's) with each resource's
-    config applied in turn: what a step or a tick decides on."""
-    current = settings or load_settings()
+def settings_from(*resources: _SettingsConfig) -> Settings:
+    """The environment's settings with each resource's config applied in turn: what a
+    step or a tick decides on."""
+    current = load_settings()
     for resource in resources:
         current = resource.configured(current)
     return current
-
-
-#: ProviderResource's knobs, by field name: each replaces ``<P>_<FIELD>``.
-PROVIDER_KNOBS = ("base_url", "timeout_seconds", "circuit_breaker_threshold",
-                  "circuit_breaker_timeout", "license_tier", "requests_per_minute",
-                  "requests_per_day")
 
 
 class ProviderResource(_SettingsConfig):
@@ -158,7 +153,7 @@ class ProviderResource(_SettingsConfig):
         return f"{provider_resource_key(self.slug)} resource"
 
     def setting_overrides(self) -> dict[str, object]:
-        knobs = {name: getattr(self, name) for name in PROVIDER_KNOBS}
+        knobs = {name: getattr(self, name) for name in KNOBS}  # each replaces <P>_<KNOB>
         knobs = {name: value for name, value in knobs.items() if value is not None}
         keys = {name: value for name in self.key_names()
                 if (value := _resolved(getattr(self, name, None))) is not None}

@@ -44,16 +44,8 @@ from dashtam_pipeline.provider_settings import (
     setting_names,
 )
 from dashtam_pipeline.registry import PROVIDER_REGISTRY, ProviderSlug, get_provider_metadata
-from dashtam_pipeline.setting_values import (
-    http_url_problem,
-    parse_number,
-    shown,
-    whole_number_at_least_one,
-)
+from dashtam_pipeline.setting_values import parse_number, shown, whole_number_at_least_one
 from dashtam_pipeline.symbols import to_canonical
-
-__all__ = ["ProviderSettings", "Settings", "http_url_problem", "load_settings",
-           "settings_error_sentence", "shown"]
 
 #: The daily partitions' default first day (``DASHTAM_HISTORY_START``).
 DEFAULT_HISTORY_START = dt.date(2024, 1, 1)

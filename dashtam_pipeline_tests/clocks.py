@@ -10,8 +10,7 @@ from dashtam_pipeline.resources import (
     STATE_RESOURCE_KEY,
     STORAGE_RESOURCE_KEY,
     ClockResource,
-    StateStoreResource,
-    StorageResource,
+    build_resources,
 )
 
 
@@ -41,5 +40,5 @@ class FakeClock:
 def sensor_resources() -> dict[str, Any]:
     """The ``storage`` and ``state`` resources every sensor takes, as the environment
     configures them (a test's temporary data directory)."""
-    return {STORAGE_RESOURCE_KEY: StorageResource(),
-            STATE_RESOURCE_KEY: StateStoreResource.from_environment()}
+    built = build_resources()
+    return {key: built[key] for key in (STORAGE_RESOURCE_KEY, STATE_RESOURCE_KEY)}

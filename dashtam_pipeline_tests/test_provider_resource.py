@@ -13,9 +13,9 @@ from dagster import EnvVar, asset, materialize
 
 from dashtam_pipeline.definitions import build_definitions
 from dashtam_pipeline.errors import ConfigurationError
+from dashtam_pipeline.provider_settings import KNOBS
 from dashtam_pipeline.registry import PROVIDER_REGISTRY, get_provider_metadata
 from dashtam_pipeline.resources import (
-    PROVIDER_KNOBS,
     ProviderResource,
     StateStoreResource,
     StorageResource,
@@ -164,7 +164,7 @@ def test_the_code_location_has_a_resource_per_provider_with_its_knobs_and_keys(
     for key, resource in providers.items():
         assert isinstance(resource, ProviderResource) and key == f"provider_{resource.slug}"
         keys = get_provider_metadata(resource.slug).required_settings
-        assert set(type(resource).model_fields) == {"slug", *PROVIDER_KNOBS, *keys}
+        assert set(type(resource).model_fields) == {"slug", *KNOBS, *keys}
         assert all(getattr(resource, name) == name.upper() for name in keys)
         assert "secret-of-" not in repr(resource)
     assert isinstance(resources["state"], StateStoreResource)

@@ -60,7 +60,6 @@ ACCOUNTS_PATH = "/trader/v1/accounts"
 TRANSACTIONS_PATH = "/trader/v1/accounts/{hash}/transactions"
 #: Schwab's documented lifetime of a refresh token, counted from the authorization.
 REFRESH_TOKEN_LIFETIME = dt.timedelta(days=7)
-DEFAULT_CALLBACK_URL = "https://127.0.0.1:8182"
 #: App credentials sent to the sandbox when none are configured (it needs no real keys).
 SANDBOX_APP_KEY = "sandbox-app-key"
 SANDBOX_APP_SECRET = "sandbox-app-secret"
@@ -168,10 +167,7 @@ def app_credentials(provider: ProviderSettings) -> tuple[str, str]:
 
 
 def _callback_url(settings: Settings | ProviderSettings, callback_url: str | None) -> str:
-    if callback_url:
-        return callback_url
-    provider = settings.provider("schwab") if isinstance(settings, Settings) else settings
-    return provider.urls.get("callback_url") or DEFAULT_CALLBACK_URL
+    return callback_url or _provider_settings(settings).urls["callback_url"]
 
 
 def authorize_url(settings: Settings | ProviderSettings, *, callback_url: str | None = None) -> str:
