@@ -32,15 +32,20 @@ import sys
 import traceback
 import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pydantic import ValidationError
 
 from dashtam_pipeline.errors import ConfigurationError, PipelineError
 from dashtam_pipeline.failures import exception_sentence, one_line
+
+if TYPE_CHECKING:
+    from dagster import Definitions
+
+    from dashtam_pipeline.runner import RunPlan
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -173,17 +178,24 @@ def _materialize(
     start: str | None,
     end: str | None,
 ) -> int:
+    from dashtam_pipeline.runner import plan_runs, resolve_selection
+
+    return _execute_and_report(lambda defs: plan_runs(
+        defs, resolve_selection(defs, selection), partition=partition, start=start, end=end))
+
+
+def _execute_and_report(plan: Callable[[Definitions], list[RunPlan]]) -> int:
+    """Plan the runs (``plan(definitions)``), launch them in waves with a progress bar on
+    the terminal, and print what happened to each asset; the exit status."""
     from dashtam_pipeline.instance import get_instance
-    from dashtam_pipeline.runner import execute_plans, plan_runs, resolve_selection
+    from dashtam_pipeline.runner import execute_plans
     from dashtam_pipeline.settings import load_settings
 
     settings = load_settings()
     instance = get_instance(settings)
     from dashtam_pipeline.definitions import build_definitions
 
-    defs = build_definitions(settings)
-    keys = resolve_selection(defs, selection)
-    plans = plan_runs(defs, keys, partition=partition, start=start, end=end)
+    plans = plan(build_definitions(settings))
 
     total_parts = sum(len(p.partitions) or 1 for p in plans)
     done = 0
@@ -244,17 +256,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from dashtam_pipeline.demo import prepare_demo, print_row_counts
 
     prepare_demo()
-    history = EXIT_OK
-    if args.select is None:  # a month of daily history first, so the UI shows a filled lineage
-        from dashtam_pipeline.demo import recent_window
+    if args.select is None:
+        # everything in one launch: a month of daily history (so the UI shows a filled
+        # lineage) and every other asset, the marts after them
+        from dashtam_pipeline.demo import demo_plans, recent_window
 
-        window, first, last = recent_window()
+        _, first, last = recent_window()
         print(f"demo: daily history {first}..{last}")
-        history = _materialize(window, None, first, last)
-    status = _materialize(args.select, None, None, None)
+        status = _execute_and_report(demo_plans)
+    else:
+        status = _materialize(args.select, None, None, None)
     print()
     print_row_counts()
-    return status if status != EXIT_OK else history
+    return status
 
 
 # --- query ------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 import httpx
@@ -50,6 +51,11 @@ from dashtam_pipeline.trading_calendar import (
     trading_day_on_or_after,
     why_no_session,
 )
+
+if TYPE_CHECKING:
+    from dagster import Definitions
+
+    from dashtam_pipeline.runner import RunPlan
 
 CONTRACT_TABLES = (
     "market.quotes",
@@ -216,6 +222,18 @@ def recent_window(now: dt.datetime | None = None) -> tuple[str, str, str]:
         if s.partitioning is Partitioning.TRADING_DAY
     ]
     return " or ".join(f"key:{k}" for k in keys), first.isoformat(), last.isoformat()
+
+
+def demo_plans(defs: Definitions) -> list[RunPlan]:
+    """The demo's runs, launched together: the daily assets over ``recent_window`` (their
+    latest session included, so they are not run a second time for it) and every other
+    asset's default partitions, the marts last."""
+    from dashtam_pipeline.runner import plan_runs, resolve_selection
+
+    window, first, last = recent_window()
+    daily = resolve_selection(defs, window)
+    rest = [key for key in resolve_selection(defs, None) if key not in set(daily)]
+    return plan_runs(defs, daily, start=first, end=last) + plan_runs(defs, rest)
 
 
 def prepare_demo() -> None:

@@ -59,7 +59,7 @@ CODE_LOCATION_NAME = "dashtam_pipeline"
 REPOSITORY_NAME = "__repository__"
 LAUNCHED_BY_TAG = "dashtam/launched_by"
 #: Runs launched together (one GraphQL call), and so running at once without a daemon.
-MAX_PARALLEL_RUNS = 4
+MAX_PARALLEL_RUNS = 8
 LAUNCH_TIMEOUT_SECONDS = 300.0
 #: How long a run may sit queued before we look for a daemon to launch it.
 NO_DAEMON_GRACE_SECONDS = 30.0
