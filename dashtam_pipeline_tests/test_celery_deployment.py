@@ -68,8 +68,10 @@ pytestmark = [
 WORKER = "dagster-celery worker start -A dashtam_pipeline.celery_app --name {name} -- " \
          "--concurrency 1"
 WORKERS = ("worker-a", "worker-b")
-FRED_COUNT = 30  # two runs: a backfill run holds 25 series
-DAILY_FROM, DAILY_TO = "2024-02-01", "2024-02-29"  # 20 trading-day partitions
+#: The backfill is 100 partitions: 50 series (two runs, a backfill run holds 25) and 50
+#: trading days of daily bars (two runs, a month of sessions each at most).
+FRED_COUNT = 50
+DAILY_FROM, DAILY_TO = "2024-01-02", "2024-03-13"
 SYMBOLS = ("AAPL", "MSFT")
 CONNECTIONS = 8
 #: Seconds before the broker hands a dead worker's unacknowledged step to another worker:
