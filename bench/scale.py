@@ -53,7 +53,10 @@ MODES: dict[str, tuple[str, tuple[str, ...]]] = {
 ROLES = (
     ("celery worker", ("celery", " worker")),
     ("daemon", ("dagster-daemon",)),
-    ("run worker", ("execute_run",)),
+    # the code server starts each run in a child by multiprocessing's spawn (its command
+    # line names spawn_main, not the run); multiprocess steps fork from a forkserver
+    ("run worker", ("spawn_main",)),
+    ("step forkserver", ("forkserver",)),
     ("code server", ("api grpc",)),
     ("launcher (dashtam)", ("dashtam materialize",)),
     ("launcher (dagster-graphql)", ("dagster_graphql",)),
