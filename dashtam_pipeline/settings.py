@@ -49,6 +49,10 @@ from dashtam_pipeline.symbols import to_canonical
 
 #: The daily partitions' default first day (``DASHTAM_HISTORY_START``).
 DEFAULT_HISTORY_START = dt.date(2024, 1, 1)
+#: Series per FRED backfill run: enough that the per-run cost (~1 s) is amortized and series
+#: are fetched concurrently, few enough that a backfill of hundreds of series shows progress
+#: run by run (UI and CLI), bounds a run's memory, and one bad run is cheap to redo.
+DEFAULT_FRED_SERIES_PER_RUN = 25
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "JPM", "XOM", "BRK.B")
 DEFAULT_FRED_SERIES = (
     "GDP", "CPIAUCSL", "UNRATE", "FEDFUNDS", "DGS10", "T10Y2Y", "PAYEMS", "INDPRO",
@@ -124,6 +128,10 @@ class Settings(BaseSettings):
     #: First trading day of the daily (market, news) partitions: how far back a backfill
     #: of "all partitions" reaches.
     dashtam_history_start: dt.date = DEFAULT_HISTORY_START
+    #: FRED series per backfill run (the FRED assets' ``BackfillPolicy``): a run rewrites
+    #: every hash bucket its series fall in, so a first backfill of thousands of series is
+    #: cheaper in larger runs (bench/README.md 1e).
+    dashtam_fred_series_per_run: int = DEFAULT_FRED_SERIES_PER_RUN
     chase_import_dir: Path | None = None
 
     # --- dead-letter queue ------------------------------------------------------------
@@ -209,6 +217,11 @@ class Settings(BaseSettings):
     def _visibility(cls, value: object, info: ValidationInfo) -> int:
         return whole_number_at_least_one(value, _variable(info),
                                           "a whole number of seconds, at least 1")
+
+    @field_validator("dashtam_fred_series_per_run", mode="before")
+    @classmethod
+    def _series_per_run(cls, value: object, info: ValidationInfo) -> int:
+        return whole_number_at_least_one(value, _variable(info), "a whole number, at least 1")
 
     @field_validator("dashtam_dlq_max_replays", mode="before")
     @classmethod

@@ -105,6 +105,20 @@ def test_a_backfill_of_many_series_runs_25_series_per_run(data_dir, monkeypatch)
         ("GDP_1", "GDP_25"), ("GDP_26", "GDP_50"), ("GDP_51", "GDP_60")]
 
 
+def test_the_series_per_backfill_run_is_a_setting(data_dir, monkeypatch) -> None:
+    monkeypatch.setenv("DASHTAM_FRED_SERIES", ",".join(f"GDP_{i}" for i in range(1, 61)))
+    monkeypatch.setenv("DASHTAM_FRED_SERIES_PER_RUN", "40")
+    defs = build_definitions(load_settings())
+    plans = plan_runs(defs, resolve_selection(defs, "group:macro"))
+    assert [(p.tags[PARTITION_RANGE_START], p.tags[PARTITION_RANGE_END]) for p in plans] == [
+        ("GDP_1", "GDP_40"), ("GDP_41", "GDP_60")]
+    for bad in ("0", "ten", "2.5"):
+        monkeypatch.setenv("DASHTAM_FRED_SERIES_PER_RUN", bad)
+        with pytest.raises(Exception, match="DASHTAM_FRED_SERIES_PER_RUN must be a whole "
+                                            "number, at least 1"):
+            load_settings()
+
+
 def test_the_launch_mutation_is_valid_against_dagsters_graphql_schema() -> None:
     """CLI runs are created with this GraphQL document (``runner.launch_runs``): a Dagster
     upgrade that changes the mutation fails here, not in production."""

@@ -499,7 +499,7 @@ def build_ingestion_asset(
         specs=[_asset_spec(member) for member in members],
         name=step_name(asset_spec, companions),
         partitions_def=partitions_for(asset_spec.partitioning, settings, owner=primary),
-        backfill_policy=backfill_policy_for(asset_spec.partitioning),
+        backfill_policy=backfill_policy_for(asset_spec.partitioning, settings),
         required_resource_keys=resource_keys,
         pool=providers[0].pool,
         can_subset=True,

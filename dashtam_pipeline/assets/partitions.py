@@ -5,7 +5,7 @@ per NYSE session from ``DASHTAM_HISTORY_START``, weekends and exchange holidays 
 so an asset that holds every session shows 100% filled. The nightly run materializes the
 previous session. FRED observations are partitioned by series
 (from ``DASHTAM_FRED_SERIES``, so adding a series needs no code) so one series can be
-re-pulled alone; a backfill covers up to ``FRED_SERIES_PER_RUN`` series per run.
+re-pulled alone; a backfill covers up to ``DASHTAM_FRED_SERIES_PER_RUN`` series per run.
 
 File imports are partitioned by inbox file (``inbox_partitions``): a dynamic partition per
 file, added by the provider's inbox sensor or by ``dashtam materialize``. A key is the
@@ -61,10 +61,6 @@ from dashtam_pipeline.trading_calendar import (  # noqa: F401  (re-exported)
 #: backfill dialog. Without them a FRED run covers each series' whole history.
 OBSERVATION_START_TAG = "dashtam/observation_start"
 OBSERVATION_END_TAG = "dashtam/observation_end"
-#: Series per FRED backfill run: enough that the per-run cost (~1 s) is amortized and
-#: series are fetched concurrently, few enough that a backfill of hundreds of series shows
-#: progress run by run (UI and CLI), bounds a run's memory, and one bad run is cheap to redo.
-FRED_SERIES_PER_RUN = 25
 
 #: Connections per brokerage run (nightly, backfill, catch-up): a run costs Dagster a few
 #: seconds of its own (process, event log), a connection a few requests, so batching makes
@@ -221,15 +217,19 @@ def partitions_for(
     return None
 
 
-def backfill_policy_for(partitioning: Partitioning) -> BackfillPolicy | None:
-    """Many partitions per run: a month of days, 25 series, or every inbox file at once —
+def backfill_policy_for(
+    partitioning: Partitioning, settings: Settings
+) -> BackfillPolicy | None:
+    """Many partitions per run: a month of days, ``DASHTAM_FRED_SERIES_PER_RUN`` series (25),
+    or every inbox file at once —
     importing files is local and cheap, one run per file would be mostly overhead. (The
     nightly FRED run is one run over every series: unchanged series cost one request.)
     Connections go ``CONNECTIONS_PER_RUN`` to a run."""
     if partitioning is Partitioning.TRADING_DAY:
         return BackfillPolicy.multi_run(max_partitions_per_run=31)
     if partitioning is Partitioning.FRED_SERIES:
-        return BackfillPolicy.multi_run(max_partitions_per_run=FRED_SERIES_PER_RUN)
+        return BackfillPolicy.multi_run(
+            max_partitions_per_run=settings.dashtam_fred_series_per_run)
     if partitioning is Partitioning.INBOX_FILE:
         return BackfillPolicy.single_run()
     if partitioning is Partitioning.CONNECTION:
