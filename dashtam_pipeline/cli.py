@@ -261,9 +261,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         # lineage) and every other asset, the marts after them
         from dashtam_pipeline.demo import demo_plans, recent_window
 
-        _, first, last = recent_window()
-        print(f"demo: daily history {first}..{last}")
-        status = _execute_and_report(demo_plans)
+        window = recent_window()
+        print(f"demo: daily history {window[1]}..{window[2]}")
+        status = _execute_and_report(lambda defs: demo_plans(defs, window))
     else:
         status = _materialize(args.select, None, None, None)
     print()

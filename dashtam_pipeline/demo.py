@@ -224,15 +224,18 @@ def recent_window(now: dt.datetime | None = None) -> tuple[str, str, str]:
     return " or ".join(f"key:{k}" for k in keys), first.isoformat(), last.isoformat()
 
 
-def demo_plans(defs: Definitions) -> list[RunPlan]:
-    """The demo's runs, launched together: the daily assets over ``recent_window`` (their
-    latest session included, so they are not run a second time for it) and every other
-    asset's default partitions, the marts last."""
+def demo_plans(
+    defs: Definitions, window: tuple[str, str, str] | None = None
+) -> list[RunPlan]:
+    """The demo's runs, launched together: the daily assets over ``window`` (default:
+    ``recent_window()``; their latest session included, so they are not run a second time
+    for it) and every other asset's default partitions, the marts last."""
     from dashtam_pipeline.runner import plan_runs, resolve_selection
 
-    window, first, last = recent_window()
-    daily = resolve_selection(defs, window)
-    rest = [key for key in resolve_selection(defs, None) if key not in set(daily)]
+    selection, first, last = window or recent_window()
+    daily = resolve_selection(defs, selection)
+    in_window = set(daily)
+    rest = [key for key in resolve_selection(defs, None) if key not in in_window]
     return plan_runs(defs, daily, start=first, end=last) + plan_runs(defs, rest)
 
 

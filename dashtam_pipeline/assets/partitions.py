@@ -221,8 +221,8 @@ def backfill_policy_for(
     partitioning: Partitioning, settings: Settings
 ) -> BackfillPolicy | None:
     """Many partitions per run: a month of days, ``DASHTAM_FRED_SERIES_PER_RUN`` series (25),
-    or every inbox file at once —
-    importing files is local and cheap, one run per file would be mostly overhead. (The
+    or every inbox file at once — importing files is local and cheap, one run per file
+    would be mostly overhead. (The
     nightly FRED run is one run over every series: unchanged series cost one request.)
     Connections go ``CONNECTIONS_PER_RUN`` to a run."""
     if partitioning is Partitioning.TRADING_DAY:
