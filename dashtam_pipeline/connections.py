@@ -129,21 +129,48 @@ def utcnow() -> dt.datetime:
 
 # -- encryption --------------------------------------------------------------------------
 def load_cipher(settings: Settings) -> MultiFernet:
-    """The credential cipher, creating the key file on first use when no key is set."""
+    """The credential cipher, creating the key file on first use when no key is set.
+
+    Refused (``SecretKeyError``) when it cannot open the credentials already stored: a
+    wrong key must stop here, before anything is sealed with it. Otherwise new credentials
+    sealed with the wrong key would sit beside old ones sealed with the right key, and no
+    single key could open the store again."""
     if settings.dashtam_secret_key is not None:
         raw = [k.strip() for k in settings.dashtam_secret_key.get_secret_value().split(",")]
+        source = "DASHTAM_SECRET_KEY"
     else:
         path = settings.data_dir / ".secret_key"
         if not path.exists():
             _write_new_key(path)
         raw = [path.read_text().strip()]
+        source = f"the key file {path}"
     try:
-        return MultiFernet([Fernet(k.encode()) for k in raw if k])
+        cipher = MultiFernet([Fernet(k.encode()) for k in raw if k])
     except (ValueError, TypeError):
         raise SecretKeyError(
             "DASHTAM_SECRET_KEY is not a valid Fernet key (32 url-safe base64 bytes); "
             "generate one with: python -c 'from cryptography.fernet import Fernet; "
             "print(Fernet.generate_key().decode())'"
+        ) from None
+    _check_opens_store(cipher, settings, source)
+    return cipher
+
+
+def _check_opens_store(cipher: MultiFernet, settings: Settings, source: str) -> None:
+    """The newest stored credentials must open with ``cipher`` (one decryption: a key
+    that opens the newest blob is the key the store is being written with)."""
+    newest = ConnectionRepository.from_settings(settings).newest_sealed()
+    if newest is None:
+        return
+    slug, blob = newest
+    try:
+        cipher.decrypt(blob)
+    except InvalidToken:
+        raise SecretKeyError(
+            f"{source} cannot decrypt the credentials already stored (the newest are "
+            f"{slug}'s), so nothing was read or sealed with it: use the key they were "
+            "sealed with, or rotate by setting DASHTAM_SECRET_KEY to the new key followed "
+            "by the old one, comma-separated"
         ) from None
 
 

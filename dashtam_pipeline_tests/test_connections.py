@@ -133,8 +133,31 @@ def test_tokens_encrypted_at_rest_with_rotation_and_wrong_key(
     rotated = schwab_settings(state_url, f"{Fernet.generate_key().decode()},{KEY}")
     assert tokens_of(rotated) == tokens
     wrong = schwab_settings(state_url, Fernet.generate_key().decode())
-    with pytest.raises(SecretKeyError, match="cannot be decrypted"):
+    with pytest.raises(SecretKeyError, match="cannot decrypt the credentials already stored"):
         token_source_for(SCHWAB, wrong, transport=sandbox, clock=clock).access_token()
+
+
+def test_a_wrong_key_seals_nothing(
+    settings: Settings, sandbox: httpx.BaseTransport, clock: FakeClock, state_url: str
+) -> None:
+    """A wrong key is refused before it seals anything: new credentials sealed with it
+    would sit beside the old ones, and no single key could open the store again."""
+    connect(settings, sandbox, clock)
+    before = raw_rows(settings)
+    wrong = schwab_settings(state_url, Fernet.generate_key().decode(),
+                            fmp_api_key="fmp-key-SECRET-1")
+    with pytest.raises(SecretKeyError) as caught:
+        ensure_api_key_connections(wrong, START)
+    message = str(caught.value)
+    assert message.startswith("DASHTAM_SECRET_KEY cannot decrypt the credentials already "
+                              "stored (the newest are schwab's)")
+    assert KEY not in message and wrong.dashtam_secret_key is not None
+    assert wrong.dashtam_secret_key.get_secret_value() not in message
+    assert raw_rows(settings) == before  # no connection made, none changed
+    # the right key still opens everything, and may go on sealing
+    keyed = schwab_settings(state_url, KEY, fmp_api_key="fmp-key-SECRET-1")
+    assert [c.provider_slug for c in ensure_api_key_connections(keyed, START)] == ["fmp"]
+    assert tokens_of(keyed).access_token
 
 
 def test_generated_key_file_is_private(data_dir: Path) -> None:

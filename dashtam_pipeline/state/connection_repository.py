@@ -171,6 +171,14 @@ class ConnectionRepository:
                                 "ORDER BY user_id")
         return [uuid.UUID(str(r[0])) for r in rows]
 
+    def newest_sealed(self) -> tuple[str, bytes] | None:
+        """The provider slug and sealed blob of the most recently saved credentials (any
+        user, any status): what a secret key must open before it may seal anything new."""
+        rows = self.store.query(
+            "SELECT provider_slug, credentials FROM provider_connections "
+            "WHERE credentials IS NOT NULL ORDER BY updated_at DESC LIMIT 1")
+        return (str(rows[0][0]), bytes(rows[0][1])) if rows else None
+
     def find_all(self) -> list[ProviderConnection]:
         """Every connection of every user (the CLI's listing)."""
         return self._many(f"{_SELECT}{_ORDER}")
