@@ -4,10 +4,11 @@
   gateways send) is transient: retried, counted by the circuit breaker, and it leaves the
   login alone. Before, it was a permanent "token endpoint refused the request", sent once.
 * A data endpoint's 401 refreshes the access token once (the token endpoint decides).
-* A failing provider, a wrong ``DASHTAM_SECRET_KEY`` and an unreachable
-  ``DASHTAM_STATE_URL`` make ``dashtam materialize`` exit 1 with one line per failed asset
-  that names it and the root cause (not ``DagsterExecutionStepExecutionError``), with no
-  stack trace, no DEBUG line and no secret on the terminal.
+* A failing provider and an unreachable ``DASHTAM_STATE_URL`` make ``dashtam
+  materialize`` exit 1 with one line per failed asset that names it and the root cause
+  (not ``DagsterExecutionStepExecutionError``); a wrong ``DASHTAM_SECRET_KEY`` is refused
+  before any run starts, in one sentence. No stack trace, no DEBUG line and no secret on
+  the terminal.
 * ``dashtam connect schwab`` with no terminal says to pass ``--code``/``--redirect-url``.
 * Three first runs started together on an empty data dir all succeed (before, Dagster's
   SQLite migrations raced: ``sqlite3.IntegrityError``).
@@ -180,9 +181,14 @@ def test_a_wrong_secret_key_is_a_sentence(
     env = dict(os.environ) | {"DASHTAM_SECRET_KEY": new_key}
     result = run_cli("materialize", "--select", "key:brokerage/schwab_positions", env=env)
 
+    # refused before any run starts (load_cipher checks the newest sealed blob), so the
+    # wrong key never seals anything beside the old key's credentials
     assert result.returncode == 1, result.stderr
-    assert ("materialize: brokerage/schwab_positions failed: stored schwab credentials "
-            "cannot be decrypted with the current DASHTAM_SECRET_KEY") in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr  # one sentence, one line
+    assert result.stderr.startswith(
+        "dashtam materialize: DASHTAM_SECRET_KEY cannot decrypt the credentials already "
+        "stored (the newest are schwab's), so nothing was read or sealed with it: "), \
+        result.stderr
     assert_clean_stderr(result.stderr, old_key, new_key)
 
 
