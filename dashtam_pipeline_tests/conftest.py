@@ -142,11 +142,12 @@ def clocked_sandbox(
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A real PostgreSQL server for the whole session (skips where none can be started)."""
+    from dashtam_pipeline_tests.machine import skip_or_fail
     from dashtam_pipeline_tests.postgres import postgres_unavailable_reason, throwaway_postgres
 
     reason = postgres_unavailable_reason()
     if reason:
-        pytest.skip(reason)
+        skip_or_fail(reason)
     with throwaway_postgres() as url:
         yield url
 

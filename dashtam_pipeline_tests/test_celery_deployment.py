@@ -38,6 +38,7 @@ import pyarrow as pa
 import pytest
 
 from dashtam_pipeline_tests.loopback import KEYS
+from dashtam_pipeline_tests.machine import skip_unless_available
 from dashtam_pipeline_tests.postgres import postgres_unavailable_reason, throwaway_postgres
 from dashtam_pipeline_tests.test_deployment import (
     BIN,
@@ -56,11 +57,9 @@ from dashtam_pipeline_tests.test_deployment import (
 pytestmark = [
     pytest.mark.deployment,
     pytest.mark.xdist_group("celery"),
-    pytest.mark.skipif(
-        postgres_unavailable_reason() is not None, reason=str(postgres_unavailable_reason())
-    ),
-    pytest.mark.skipif(shutil.which("redis-server") is None,
-                       reason="redis-server is not installed (apt-get install redis-server)"),
+    skip_unless_available(postgres_unavailable_reason()),
+    skip_unless_available(None if shutil.which("redis-server") else
+                          "redis-server is not installed (apt-get install redis-server)"),
 ]
 
 #: The README's worker command, word for word (``{name}`` differs per worker); one step at

@@ -33,15 +33,14 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
+from dashtam_pipeline_tests.machine import skip_unless_available
 from dashtam_pipeline_tests.postgres import postgres_unavailable_reason, throwaway_postgres
 
 pytestmark = [
     pytest.mark.deployment,
     # one worker runs the whole module: one PostgreSQL, daemon and webserver
     pytest.mark.xdist_group("deployment"),
-    pytest.mark.skipif(
-        postgres_unavailable_reason() is not None, reason=str(postgres_unavailable_reason())
-    ),
+    skip_unless_available(postgres_unavailable_reason()),
 ]
 
 ROOT = Path(__file__).resolve().parents[1]

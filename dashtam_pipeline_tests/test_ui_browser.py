@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from dashtam_pipeline_tests.machine import skip_unless_available
 from dashtam_pipeline_tests.ui_helpers import Webserver, run_demo, warehouse_count, webserver
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -43,14 +44,11 @@ def _missing() -> str | None:
     return None
 
 
-_REASON = _missing()
-if _REASON and os.environ.get("CI") == "true":
-    raise RuntimeError(f"the browser tests cannot run in CI: {_REASON}")
 pytestmark = [
     pytest.mark.integration,
     # one worker runs the whole module: its session fixtures (a demo, a webserver) once
     pytest.mark.xdist_group("ui_browser"),
-    pytest.mark.skipif(_REASON is not None, reason=_REASON or ""),
+    skip_unless_available(_missing()),
 ]
 
 
