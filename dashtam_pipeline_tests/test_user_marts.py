@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from dashtam_pipeline.assets.marts import MARTS, MartSpec
+from dashtam_pipeline.assets.marts import MARTS, MartSpec, compute_mart
 from dashtam_pipeline.erasure import erase_user_rows
 from dashtam_pipeline.storage.lake import Lake
 from dashtam_pipeline.storage.warehouse import lake_connection, write_mart
@@ -58,9 +59,11 @@ def lake(tmp_path: Path) -> Lake:
     return lake
 
 
-def _compute(lake: Lake, name: str) -> pd.DataFrame:
+def _compute(
+    lake: Lake, name: str, ended: Sequence[tuple[str, dt.date]] = ()
+) -> pd.DataFrame:
     with lake_connection(lake.root) as con:
-        table = con.sql(_mart(name).sql).to_arrow_table()
+        table = compute_mart(con, _mart(name), ended).to_arrow_table()
     write_mart(lake, name, table)
     return table.to_pandas()
 
@@ -90,6 +93,49 @@ def test_net_worth_sums_a_users_connections_and_cash_per_day(lake: Lake) -> None
     bob = rows.loc[(DAY1, BOB)]
     assert (bob.invested, bob.cash, bob.net_worth, bob.connections) == (500.0, 1000.0, 1500.0, 1)
     assert len(rows) == 4  # two users x two trading days, nothing else
+
+
+def test_an_ended_connection_stops_counting_the_day_it_ended(lake: Lake) -> None:
+    """Bob disconnects his Alpaca connection on DAY2: it leaves his holdings, and his net
+    worth counts it on DAY1 only."""
+    ended = [(PAPER, DAY2)]
+    holdings = _compute(lake, "holdings", ended)
+    assert PAPER not in set(holdings.connection_id) and BOB not in set(holdings.user_id)
+    worth = _compute(lake, "net_worth", ended).set_index(["date", "user_id"])
+    assert worth.loc[(DAY1, BOB), "net_worth"] == 1500.0
+    assert (DAY2, BOB) not in worth.index
+    assert worth.loc[(DAY2, ALICE), "net_worth"] == 1595.0  # nobody else moves
+
+
+def test_a_connection_that_replaces_an_ended_one_never_doubles_the_account(
+    lake: Lake,
+) -> None:
+    """Bob's keys were removed (his connection DISCONNECTED on DAY2) and set again: a new
+    connection syncs the same account on DAY2. Each day counts the account once: the old
+    connection up to DAY1, the new one from DAY2, and the new one's first snapshot is not
+    carried back over the old one's days."""
+    renewed = str(uuid.UUID(int=4))
+    row = {"user_id": BOB, "connection_id": renewed, "provider": "alpaca",
+           "account_id": "****3333", "as_of_date": DAY2}
+    lake.upsert("brokerage.positions", pd.DataFrame([{
+        **row, "symbol": "AAPL", "asset_class": "EQUITY", "quantity": 6.0,
+        "market_value": 660.0, "average_cost": 80.0}]))
+    lake.upsert("brokerage.accounts", pd.DataFrame([{
+        **row, "account_type": "CASH", "cash": 900.0, "equity": 900.0}]))
+    ended = [(PAPER, DAY2)]
+    worth = _compute(lake, "net_worth", ended).set_index(["date", "user_id"])
+    day1, day2 = worth.loc[(DAY1, BOB)], worth.loc[(DAY2, BOB)]
+    assert (day1.invested, day1.cash, day1.connections) == (500.0, 1000.0, 1)
+    assert (day2.invested, day2.cash, day2.connections) == (660.0, 900.0, 1)
+    value = _compute(lake, "daily_portfolio_value", ended)
+    bob = value[value.user_id == BOB]
+    assert sorted(zip(bob.date, bob.connection_id, strict=True)) == [
+        (DAY1, PAPER), (DAY2, renewed)]
+    holdings = _compute(lake, "holdings", ended)
+    assert list(holdings[holdings.user_id == BOB].connection_id) == [renewed]
+    # without the end, the two connections are two (the contract: once per connection)
+    both = _compute(lake, "net_worth").set_index(["date", "user_id"])
+    assert both.loc[(DAY2, BOB), "connections"] == 2
 
 
 def test_every_per_user_mart_declares_its_owner_columns() -> None:

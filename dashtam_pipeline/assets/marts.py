@@ -8,10 +8,12 @@ mart without edits here.
 """
 
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import duckdb
+import pyarrow as pa
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -34,6 +36,7 @@ from dashtam_pipeline.assets.factory import (
     VALID_ROWS_CHECK,
     ingestion_asset_specs,
 )
+from dashtam_pipeline.domain.provider_connection import ConnectionStatus
 from dashtam_pipeline.registry import Dataset, Domain
 from dashtam_pipeline.resources import (
     STATE_RESOURCE_KEY,
@@ -41,7 +44,10 @@ from dashtam_pipeline.resources import (
     StorageResource,
     settings_from,
 )
+from dashtam_pipeline.settings import Settings
+from dashtam_pipeline.state.connection_repository import ConnectionRepository
 from dashtam_pipeline.storage.warehouse import lake_connection, write_mart
+from dashtam_pipeline.trading_calendar import MARKET_TZ
 
 
 @dataclass(frozen=True)
@@ -86,14 +92,48 @@ SELECT p.user_id, p.connection_id, p.provider, p.account_id, p.symbol, p.asset_c
            OVER (PARTITION BY p.connection_id, p.account_id), 0) AS weight_in_account,
        p.as_of_date
 FROM brokerage.positions p JOIN latest USING (connection_id, account_id, as_of_date)
+WHERE p.connection_id NOT IN (SELECT connection_id FROM ended_connections)
 ORDER BY p.user_id, p.connection_id, p.account_id, p.market_value DESC NULLS LAST
 """
+
+
+#: The relation of ended (DISCONNECTED) connections every mart's SQL may read:
+#: ``connection_id VARCHAR, ended_on DATE`` (the market date it was disconnected), filled
+#: from the state store by ``compute_mart``.
+ENDED_CONNECTIONS = "ended_connections"
+ENDED_SCHEMA = pa.schema([("connection_id", pa.string()), ("ended_on", pa.date32())])
+
+
+def _spans(snapshots: str) -> str:
+    """The days each (connection, account) of ``snapshots`` counts for, ``[first_day,
+    end_day)``. An ended connection stops counting on the day it ended. A connection that
+    took an account over from one that ended before its first snapshot (the same user,
+    provider and account, e.g. keys removed and set again) is carried back no further than
+    that end: an account's history belongs to one connection at a time, never two."""
+    return f"""
+    WITH owned AS (
+        SELECT user_id, connection_id, provider, account_id,
+               min(as_of_date) AS first_snapshot
+        FROM {snapshots} GROUP BY ALL
+    )
+    SELECT a.connection_id, a.account_id,
+           coalesce(max(p.ended_on), DATE '0001-01-01') AS first_day,
+           coalesce(any_value(e.ended_on), DATE '9999-12-31') AS end_day
+    FROM owned a
+    LEFT JOIN {ENDED_CONNECTIONS} e ON e.connection_id = a.connection_id
+    LEFT JOIN (SELECT o.user_id, o.provider, o.account_id, o.connection_id, pe.ended_on
+               FROM owned o JOIN {ENDED_CONNECTIONS} pe USING (connection_id)) p
+           ON p.user_id = a.user_id AND p.provider = a.provider
+          AND p.account_id = a.account_id AND p.connection_id <> a.connection_id
+          AND p.ended_on <= a.first_snapshot
+    GROUP BY a.connection_id, a.account_id"""
 
 
 def _in_force(snapshots: str) -> str:
     """For every trading day and every (connection, account) of ``snapshots``, the
     snapshot in force that day: the latest on or before it, or the first one for earlier
-    days ("carried back", so a new connection still gets a history)."""
+    days ("carried back", so a new connection still gets a history), within the days the
+    connection counts for (``_spans``)."""
     return f"""
     SELECT d.date, s.user_id, s.connection_id, s.provider, s.account_id,
            coalesce(max(s.as_of_date) FILTER (WHERE s.as_of_date <= d.date),
@@ -101,6 +141,8 @@ def _in_force(snapshots: str) -> str:
     FROM (SELECT DISTINCT date FROM market.daily_bars) d
     CROSS JOIN (SELECT DISTINCT user_id, connection_id, provider, account_id, as_of_date
                 FROM {snapshots}) s
+    JOIN ({_spans(snapshots)}) span USING (connection_id, account_id)
+    WHERE d.date >= span.first_day AND d.date < span.end_day
     GROUP BY ALL"""
 
 
@@ -386,6 +428,26 @@ def _mart_checks(mart: MartSpec, con: duckdb.DuckDBPyConnection) -> list[AssetCh
     ]
 
 
+def ended_connections(settings: Settings) -> list[tuple[str, dt.date]]:
+    """Every DISCONNECTED connection and the market date it ended (DISCONNECTED is
+    terminal, so its last update is the disconnection)."""
+    return [
+        (str(c.id), c.updated_at.astimezone(MARKET_TZ).date())
+        for c in ConnectionRepository.from_settings(settings).find_all()
+        if c.status is ConnectionStatus.DISCONNECTED
+    ]
+
+
+def compute_mart(
+    con: duckdb.DuckDBPyConnection, mart: MartSpec, ended: Sequence[tuple[str, dt.date]] = ()
+) -> duckdb.DuckDBPyRelation:
+    """``mart``'s rows on a ``lake_connection``, with ``ended`` connections (id, the date
+    they ended) as the ``ended_connections`` relation its SQL reads."""
+    con.register(ENDED_CONNECTIONS, pa.table(
+        [[c for c, _ in ended], [d for _, d in ended]], schema=ENDED_SCHEMA))
+    return con.sql(mart.sql)
+
+
 def build_mart_asset(mart: MartSpec) -> AssetsDefinition:
     @asset(
         key=mart.key,
@@ -410,7 +472,7 @@ def build_mart_asset(mart: MartSpec) -> AssetsDefinition:
         settings = settings_from(storage, context.resources.state)
         lake = storage.lake(settings)  # writes under the state store's table lock
         with lake_connection(lake.root) as con:
-            relation = con.sql(mart.sql)
+            relation = compute_mart(con, mart, ended_connections(settings))
             types = {n: str(t) for n, t in zip(relation.columns, relation.types, strict=True)}
             table = relation.to_arrow_table()
             con.register("mart_rows", table)
