@@ -176,3 +176,18 @@ def test_a_bad_user_count_is_one_sentence(monkeypatch: pytest.MonkeyPatch, value
     assert load_settings().dashtam_sandbox_users == 5 and users_from_env() == 5
     monkeypatch.delenv("DASHTAM_SANDBOX_USERS")
     assert load_settings().dashtam_sandbox_users == 3 and users_from_env() == 3
+
+
+def test_sandbox_keys_import_on_their_own_in_a_fresh_interpreter() -> None:
+    """``sandbox_keys`` is importable first thing (as ``demo.py`` and ``bench`` import it):
+    it once failed with a circular import unless ``dashtam_pipeline.sandbox`` came first,
+    because the sandbox app loads the module a provider names as its routes."""
+    import subprocess
+    import sys
+
+    code = ("from dashtam_pipeline.providers.alpaca.sandbox import sandbox_keys; "
+            "print(*sandbox_keys(42, 2))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == list(sandbox_keys(42, 2))
