@@ -197,16 +197,10 @@ def ingest_dataset(
                 retryable=last_error.retryable,
             )
             stale = last_good_rows(spec, request, lake) if spec.serves_stale else None
-            if stale is None or stale.frame.empty:
+            if stale is None or (stale.frame.empty and not stale.kept):
                 raise failure
-            outcome.failure = failure
-            outcome.stale_reason = str(failure)
-            outcome.served_by = "stale"
-            outcome.notes.append(
-                f"{spec.table}: every provider failed; served the last good values of "
-                f"{len(stale.frame)} symbol(s) marked is_stale"
-            )
-            land(spec, stale, outcome, lake, partition_key=request.partition_key)
+            serve_last_good(spec, stale, failure, outcome, lake,
+                            partition_key=request.partition_key)
             return outcome
         outcome.skipped_reason = "; ".join(a.detail for a in outcome.attempts) or (
             f"no provider serves {spec.table}"
@@ -559,16 +553,57 @@ def land_companion(
     return landed
 
 
-def last_good_rows(spec: DatasetSpec, request: FetchRequest, lake: Lake) -> FetchResult:
+@dataclass
+class LastGood(FetchResult):
+    """``last_good_rows``' answer: the stale rows to serve (``frame``), and the symbols
+    whose good rows of the date are already in the lake and are kept as they are."""
+
+    kept: list[str] = field(default_factory=list)
+
+
+def serve_last_good(
+    spec: DatasetSpec,
+    last: LastGood,
+    failure: ProviderError,
+    outcome: IngestionOutcome,
+    lake: Lake,
+    *,
+    partition_key: str | None,
+) -> None:
+    """Every provider failed: land the stale rows ``last`` holds and keep the good rows
+    the date already has, saying so. The run succeeds; the asset's ``not_stale`` check
+    warns with ``stale_reason`` (the providers failed, what was served or kept).
+
+    A date whose every symbol already has its good row rewrites nothing and marks
+    nothing stale: re-running a good day during an outage must not turn real prices
+    into stale ones, nor fail the run for want of anything to serve. Only stale rows
+    get a dead letter (``outcome.failure``): a kept day needs no replay."""
+    said = []
+    if not last.frame.empty:
+        outcome.failure = failure
+        said.append(f"served the last good values of {len(last.frame)} symbol(s) marked "
+                    "is_stale")
+    if last.kept:
+        said.append(f"kept the {len(last.kept)} good row(s) the date already had "
+                    f"({', '.join(sorted(last.kept))})")
+    outcome.served_by = "stale" if outcome.failure is not None else "kept"
+    outcome.stale_reason = f"{failure}; {' and '.join(said)}"
+    outcome.notes.append(f"{spec.table}: every provider failed; {' and '.join(said)}")
+    log.warning("%s", outcome.stale_reason)
+    if outcome.failure is not None:
+        land(spec, last, outcome, lake, partition_key=partition_key)
+
+
+def last_good_rows(spec: DatasetSpec, request: FetchRequest, lake: Lake) -> LastGood:
     """The last good (non-stale) row of each requested symbol from before the requested
     date, re-dated to it with ``is_stale = true``: what analysts get instead of a hole
     when every provider is down. Symbols that already have a good row for the date are
-    left alone, so a stale row never overwrites a real one."""
+    left alone (``kept``), so a stale row never overwrites a real one."""
     as_of = request.as_of or request.end
     frame = lake.read_frame(spec.table)
     date_column = spec.key[1]
     if frame.empty or as_of is None:
-        return FetchResult(frame.iloc[0:0])
+        return LastGood(frame.iloc[0:0])
     good = frame[~frame["is_stale"].astype(bool) & frame["symbol"].isin(request.symbols)]
     good = good[good[date_column] <= as_of]
     have_today = set(good.loc[good[date_column] == as_of, "symbol"])
@@ -580,7 +615,7 @@ def last_good_rows(spec: DatasetSpec, request: FetchRequest, lake: Lake) -> Fetc
         .assign(is_stale=True)
     )
     latest[date_column] = as_of
-    return FetchResult(latest.reset_index(drop=True))
+    return LastGood(latest.reset_index(drop=True), kept=sorted(have_today))
 
 
 def rejected_to_quarantine(

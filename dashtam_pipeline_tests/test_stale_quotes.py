@@ -66,3 +66,29 @@ def test_outage_with_no_history_fails_by_name(server: SandboxServer) -> None:
     report = materialize_quotes("2026-11-18")
     assert not report.ok
     assert "no provider could serve market.quotes" in report.assets["market/quotes"].detail
+
+
+def test_outage_on_a_day_that_already_has_good_rows_keeps_them_and_warns(
+    server: SandboxServer,
+) -> None:
+    """Re-running a good day while every quote provider is down once failed the run and
+    served nothing (every symbol had its good row, so there was nothing stale to serve):
+    now the day's good rows are kept untouched, never marked stale, and the run succeeds
+    with the ``not_stale`` check warning that the providers failed."""
+    assert materialize_quotes("2026-11-17").ok
+    good = quotes()
+    assert [r[4] for r in good] == [False, False]
+
+    server.app.add_fault(r"^/(fmp|polygon)/", status=503)
+    report = materialize_quotes("2026-11-17")
+    outcome = report.assets["market/quotes"]
+    assert report.ok, outcome
+    assert outcome.detail == "served by kept"
+    assert "market/quotes:not_stale" in report.warned_checks
+    assert quotes() == good  # no rewrite, nothing marked stale
+
+    # a new day in the same outage still gets its stale rows; the kept day is untouched
+    assert materialize_quotes("2026-11-18").ok
+    assert [(r[0], r[4]) for r in quotes() if r[1] == dt.date(2026, 11, 18)] == [
+        ("AAPL", True), ("MSFT", True)]
+    assert [r for r in quotes() if r[1] == dt.date(2026, 11, 17)] == good
