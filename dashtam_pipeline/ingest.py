@@ -10,19 +10,26 @@ bad rows go to ``ops.quarantine`` while good rows land, and nothing is half-writ
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import pandas as pd
 
 from dashtam_pipeline.clients import build_client
-from dashtam_pipeline.clients.base import FetchRequest, FetchResult, RejectedRecord
+from dashtam_pipeline.clients.base import (
+    FetchRequest,
+    FetchResult,
+    RejectedRecord,
+    UnsendableCredentials,
+)
 from dashtam_pipeline.connections import (
     describe,
     mark_auth_failure,
@@ -116,11 +123,15 @@ def ingest_dataset(
     *,
     client_factory: ClientFactory | None = None,
     companions: Sequence[DatasetSpec] = (),
+    record_sync: bool = True,
 ) -> IngestionOutcome:
     """Fetch ``spec`` from the first provider that serves it, validate, and land it.
 
     ``companions`` (some of ``spec.companions``) are landed too, from the rows the same
     fetch returned for them; their outcomes are in ``outcome.companions``.
+    The connection's ``last_sync_at`` is recorded once its rows are landed; a caller whose
+    ``lake`` only collects rows (``ingest_connections``' batch) passes
+    ``record_sync=False`` and records it after the batch is written.
     Raises ``ProviderError`` when every provider that could run failed (the run fails and
     says why); returns a skipped outcome when none could run at all.
     """
@@ -157,24 +168,25 @@ def ingest_dataset(
             explicit = request.connection_id  # a connection partition's own run
             require_usable_key(settings, meta.slug, connection_id=explicit)
             request = owned_request(spec, meta, request, settings)
-            client = (make_client(meta.slug, settings, connection_id=explicit)
-                      if explicit and _takes_connection(make_client)
-                      else make_client(meta.slug, settings))
-            try:
-                result = stamp_owner(
-                    getattr(client, fetch_method_name(spec.dataset))(request), request
-                )
-            except BaseException:
-                _close(client, outcome)
-                raise
+            with _unbuildable_requests(meta):
+                client = (make_client(meta.slug, settings, connection_id=explicit)
+                          if explicit and _takes_connection(make_client)
+                          else make_client(meta.slug, settings))
+                try:
+                    result = stamp_owner(
+                        getattr(client, fetch_method_name(spec.dataset))(request), request
+                    )
+                except BaseException:
+                    _close(client, outcome)
+                    raise
             outcome.served_by = client.provider_label
             outcome.attempts.append(ProviderAttempt(label, "served"))
-            record_successful_sync(settings, meta.slug, connection_id=request.connection_id)
             break
         except ProviderError as error:
             if error.kind is ErrorKind.RIGHTS_DENIED:
                 record_denial(settings, label, spec)
-            if error.kind is ErrorKind.AUTH and error.status_code in (401, 403):
+            if error.kind is ErrorKind.AUTH and (error.status_code in (401, 403)
+                                                 or isinstance(error, UnsendableCredentials)):
                 # the keys were refused: the connection says so, and later runs skip
                 # this provider with the reason until the keys change
                 mark_auth_failure(settings, meta.slug, error.message,
@@ -223,7 +235,28 @@ def ingest_dataset(
             outcome.notes.extend(finish())
     finally:
         _close(client, outcome)
+    if record_sync:
+        record_successful_sync(settings, meta.slug, connection_id=request.connection_id)
     return outcome
+
+
+@contextlib.contextmanager
+def _unbuildable_requests(meta: ProviderMetadata) -> Iterator[None]:
+    """Turn the errors of a request that cannot even be built (a setting or stored key
+    httpx cannot encode) into a ``ProviderError`` naming the provider: that provider (or
+    that connection) fails with a sentence, never a traceback, and never takes the other
+    connections of the run down with it. Clients refuse unsendable credential headers
+    themselves (``clients.base.check_sendable_headers``); this is the net under it.
+    The exception's text is left out: it may quote the value, a secret."""
+    try:
+        yield
+    except (UnicodeEncodeError, httpx.InvalidURL) as exc:
+        raise ProviderError(
+            meta.slug.value, ErrorKind.BAD_REQUEST,
+            f"a request to {meta.display_name} could not be built ({type(exc).__name__}): "
+            "a setting or stored credential holds characters HTTP cannot carry",
+            retryable=False,
+        ) from None
 
 
 #: How far before a connection's last sync its next transactions sync starts: activity
@@ -345,8 +378,12 @@ def ingest_connections(
 
     def sync(connection: ProviderConnection) -> IngestionOutcome:
         own = connection_request(spec, connection, request, settings)
-        return ingest_dataset(spec, [meta], own, settings, batch,  # type: ignore[arg-type]
-                              client_factory=client_factory)
+        try:
+            return ingest_dataset(spec, [meta], own, settings,
+                                  batch,  # type: ignore[arg-type]
+                                  client_factory=client_factory, record_sync=False)
+        except ProviderError as error:
+            raise _of_connection(error, connection) from None
 
     workers = max(1, min(CONNECTIONS_AT_ONCE, len(connections)))
     with ThreadPoolExecutor(max_workers=workers,
@@ -358,7 +395,8 @@ def ingest_connections(
             except ProviderError as error:
                 failure = failure or error
                 failed.append(str(connection.id))
-                total.notes.append(f"{describe(connection)}: {error}")
+                total.notes.append(str(error))
+                log.warning("%s: %s", spec.table, error)
                 continue
             if one.skipped:
                 skipped.append(one.skipped_reason or "")
@@ -371,13 +409,27 @@ def ingest_connections(
     _written(total, writes)
     repo = ConnectionRepository.from_settings(settings)
     synced_at = utcnow()
-    for connection in landed:
+    for connection in landed:  # only now are their rows written
         repo.mark_synced(connection.id, spec.dataset.value, synced_at)
+        record_successful_sync(settings, meta.slug, synced_at, connection_id=connection.id)
     if failure is not None:
         raise ConnectionsFailed(failure, failed)
     if total.served_by is None:
         total.skipped_reason = "; ".join(skipped) or f"no {meta.slug.value} connection"
     return total
+
+
+def _of_connection(error: ProviderError, connection: ProviderConnection) -> ProviderError:
+    """``error`` with the connection it happened to named first (its provider, alias, user
+    and id; never its keys), so a run with many connections says which one failed."""
+    named = f"{describe(connection)} (id {connection.id})"
+    if error.message.startswith(named):
+        return error
+    return type(error)(
+        error.provider, error.kind, f"{named}: {error.message}",
+        status_code=error.status_code, endpoint=error.endpoint,
+        retry_after=error.retry_after, retryable=error.retryable,
+    )
 
 
 def _written(total: IngestionOutcome, writes: dict[str, WriteResult]) -> None:

@@ -9,7 +9,8 @@ level ``parse_*`` functions so tests can feed them the recorded payloads directl
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 from urllib.parse import urlparse
@@ -113,12 +114,14 @@ class ProviderClient:
     ) -> None:
         settings, transport = sandboxed(settings, transport)
         self.settings = settings
+        auth_headers = self.auth_headers()
+        check_sendable_headers(self.slug, auth_headers)
         self.http = ProviderHTTP(
             settings,
             label=self.slug.value,
             transport=transport,
             auth_params=self.auth_params(),
-            auth_headers=self.auth_headers(),
+            auth_headers=auth_headers,
             classify=self.classify,
             retry=retry,
             hooks=hooks,
@@ -149,6 +152,35 @@ class ProviderClient:
 
     def close(self) -> None:
         self.http.close()
+
+
+class UnsendableCredentials(ProviderError):
+    """Credentials that no request can carry (a key with non-ASCII or control characters
+    for a header): refused before any request is built, so one user's unusable stored
+    keys fail that connection alone with a sentence, instead of an ``UnicodeEncodeError``
+    from deep in httpx that fails every connection of the run (or an illegal header that
+    the HTTP layer would retry and count against the provider's shared circuit breaker).
+    """
+
+
+#: What an HTTP header value may hold (RFC 9110 field-value): visible ASCII, space, tab.
+_SENDABLE_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+
+
+def check_sendable_headers(slug: ProviderSlug, headers: Mapping[str, object]) -> None:
+    """Raise ``UnsendableCredentials`` (kind ``auth``) naming the provider and the header,
+    never its value (a secret), when a credential header cannot be sent over HTTP."""
+    for name, value in headers.items():
+        if isinstance(value, str) and _SENDABLE_HEADER_VALUE.fullmatch(value):
+            continue
+        display = get_provider_metadata(slug).display_name
+        raise UnsendableCredentials(
+            slug.value, ErrorKind.AUTH,
+            f"the stored {display} credentials cannot be sent: the {name} header would "
+            "hold characters an HTTP header cannot carry (only printable ASCII is allowed); "
+            f"store the keys {display} issued again",
+            retryable=False,
+        )
 
 
 def sandboxed(
