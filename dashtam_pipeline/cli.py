@@ -119,9 +119,20 @@ def cmd_providers(args: argparse.Namespace) -> int:
 
 # --- materialize / demo -----------------------------------------------------------------
 def _log_dir() -> Path:
-    """``$DASHTAM_DATA_DIR/logs`` (read from the environment: it must work even when the
-    settings are what failed)."""
-    return Path(os.environ.get("DASHTAM_DATA_DIR") or "data").expanduser().resolve() / "logs"
+    """``$DASHTAM_DATA_DIR/logs``, read from the environment and ``.env`` without the
+    settings' checks (it must work even when the settings are what failed), resolved as
+    ``Settings.data_dir`` resolves it (``data_dir_path``: blank is the default)."""
+    from dashtam_pipeline.provider_settings import read_environment
+    from dashtam_pipeline.settings import data_dir_path
+
+    try:
+        raw = read_environment().get("dashtam_data_dir")
+    except ConfigurationError:  # an unreadable .env: the environment alone
+        raw = os.environ.get("DASHTAM_DATA_DIR")
+    try:
+        return data_dir_path(raw) / "logs"
+    except RuntimeError:  # a ``~user`` that names no user: refused by the settings
+        return data_dir_path(None) / "logs"
 
 
 @contextmanager
@@ -180,8 +191,18 @@ def _materialize(
 ) -> int:
     from dashtam_pipeline.runner import plan_runs, resolve_selection
 
+    _check_selection(selection)
     return _execute_and_report(lambda defs: plan_runs(
         defs, resolve_selection(defs, selection), partition=partition, start=start, end=end))
+
+
+def _check_selection(selection: str | None) -> None:
+    """Refuse an empty or blank ``--select``: Dagster reads it as "no filter", so
+    ``--select "$UNSET_VAR"`` would materialize every asset, the opposite of a selection."""
+    if selection is not None and not selection.strip():
+        raise ConfigurationError("--select must name the assets to materialize (e.g. "
+                                 "'group:market' or 'key:market/quotes'), got an empty "
+                                 "selection; leave --select out to materialize everything")
 
 
 def _execute_and_report(plan: Callable[[Definitions], list[RunPlan]]) -> int:
@@ -252,6 +273,7 @@ def cmd_materialize(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    _check_selection(args.select)  # before the demo drops files and connects users
     os.environ["DASHTAM_SANDBOX"] = "true"
     from dashtam_pipeline.demo import prepare_demo, print_row_counts
 
@@ -302,6 +324,40 @@ def cmd_sandbox_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: A TCP port: what ``bind`` accepts (0: any free port).
+MAX_PORT = 65535
+
+
+def _whole_number_in(low: int, high: int, what: str) -> Callable[[str], int]:
+    """An argparse ``type`` taking a whole number from ``low`` to ``high``; anything else
+    is argparse's usage error (which names the argument) with one sentence saying what
+    ``what`` is, instead of an ``OverflowError`` from the driver or ``bind`` once the
+    command is running."""
+
+    def parse(text: str) -> int:
+        try:
+            number = int(text.strip())
+        except ValueError:
+            number = None
+        if number is None or not low <= number <= high:
+            raise argparse.ArgumentTypeError(
+                f"{what} is a whole number from {low} to {high}, got {text[:60]!r}")
+        return number
+
+    return parse
+
+
+def _host(text: str) -> str:
+    """``--host``: a host name or IP address to bind, checked before any socket is made
+    (a space or control character can only be a typo, and ``bind`` says just
+    "Name or service not known")."""
+    if not text or len(text) > 253 or any(c.isspace() or not c.isprintable() for c in text):
+        raise argparse.ArgumentTypeError(
+            "a host is a name or IP address such as 127.0.0.1 or 0.0.0.0, without spaces "
+            f"or control characters, got {text[:60]!r}")
+    return text
+
+
 # --- connect / connections ------------------------------------------------------------
 def _when(value: Any) -> str:
     return f"{value:%Y-%m-%d %H:%M UTC}" if value is not None else "-"
@@ -309,9 +365,14 @@ def _when(value: Any) -> str:
 
 def cmd_connect(args: argparse.Namespace) -> int:
     from dashtam_pipeline import connections
+    from dashtam_pipeline.domain.provider_connection import checked_alias
     from dashtam_pipeline.registry import get_provider_metadata
     from dashtam_pipeline.settings import load_settings
 
+    try:  # named as typed (--alias), before anything is asked, read or stored
+        args.alias = checked_alias(args.alias, "--alias")
+    except ValueError as error:
+        raise ConfigurationError(str(error)) from None
     settings = load_settings()
     user = _user_id(args.user)
     if args.stdin:
@@ -371,9 +432,7 @@ def _connect_user_keys(args: argparse.Namespace, settings: Any, user: uuid.UUID 
     if user is None or not args.alias:
         raise PipelineError("--stdin stores a user's own keys: pass --user USER_ID and "
                             "--alias ALIAS")
-    lines = sys.stdin.read().splitlines()
-    key_id = lines[0] if lines else ""
-    secret = lines[1] if len(lines) > 1 else ""
+    key_id, secret = _two_key_lines()
     connection = connections.connect_user_keys(
         settings, args.provider, user_id=user, alias=args.alias, key_id=key_id,
         secret_key=secret)
@@ -381,6 +440,52 @@ def _connect_user_keys(args: argparse.Namespace, settings: Any, user: uuid.UUID 
           f"({connection.status.value}); its keys are stored encrypted. "
           f"connection id: {connection.id}")
     return EXIT_OK
+
+
+#: More than two keys' worth of standard input (two 256-character keys and their line
+#: ends, with room for spaces and CRLF) is not two keys; reading stops there, so
+#: ``< /dev/zero`` or a pasted file cannot fill the memory.
+MAX_KEY_INPUT = 1024
+
+
+def _two_key_lines() -> tuple[str, str]:
+    """The key id and the secret key: exactly two non-blank lines of standard input (blank
+    lines after them are allowed: a trailing newline or two). Anything else is refused in
+    one sentence that never quotes the input (it is a secret): a third line means the
+    keys were pasted with something else, and which line is which would be a guess.
+    ``connections.connect_user_keys`` then checks each key's characters."""
+    stream = getattr(sys.stdin, "buffer", None)
+    data = stream.read(MAX_KEY_INPUT + 1) if stream is not None else (
+        sys.stdin.read(MAX_KEY_INPUT + 1).encode("utf-8", "replace"))
+    two_lines = ("standard input must hold exactly two lines, the key id then the secret "
+                 "key")
+    if len(data) > MAX_KEY_INPUT:
+        raise PipelineError(f"{two_lines}, but it holds more than {MAX_KEY_INPUT} bytes "
+                            "(not shown: it may be a secret); nothing was stored")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PipelineError(f"{two_lines}, as text, but it is not UTF-8 text (not shown: it "
+                            "may be a secret); nothing was stored") from None
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if len(lines) != 2:
+        raise PipelineError(f"{two_lines}, but it holds {len(lines)} (not shown: they may be "
+                            "secrets); nothing was stored")
+    return lines[0], lines[1]
+
+
+def _alias_cell(alias: str | None) -> str:
+    """An alias as the connections table shows it. Aliases are checked when a connection
+    is made (``checked_alias``), but a store written before that check may hold one with
+    a newline or a terminal escape: shown escaped (``repr``) and cut, never raw."""
+    if not alias:
+        return "-"
+    from dashtam_pipeline.domain.provider_connection import MAX_ALIAS_LENGTH
+
+    cut = alias[:MAX_ALIAS_LENGTH] + ("..." if len(alias) > MAX_ALIAS_LENGTH else "")
+    return cut if cut.isprintable() else repr(cut)
 
 
 def cmd_connections(args: argparse.Namespace) -> int:
@@ -399,7 +504,7 @@ def cmd_connections(args: argparse.Namespace) -> int:
         ["user", "provider", "status", "alias", "expires (UTC)", "re-login by (UTC)",
          "last sync (UTC)", "id", "reason"],
         [
-            [e["user_id"], e["provider"], e["status"], e["alias"] or "-",
+            [e["user_id"], e["provider"], e["status"], _alias_cell(e["alias"]),
              *(e[k][:16].replace("T", " ") if e[k] else "-"
                for k in ("expires_at", "refresh_expires_at", "last_sync_at")),
              e["id"], e["status_reason"] or ""]
@@ -493,6 +598,8 @@ def _connectable_providers() -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from dashtam_pipeline.resilience.dlq import MAX_ENTRY_ID
+
     parser = argparse.ArgumentParser(
         prog="dashtam",
         description="Dashtam data pipeline: providers, materializations and the warehouse.",
@@ -532,8 +639,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sandbox", help="the built-in sandbox provider APIs")
     sandbox_sub = p.add_subparsers(dest="sandbox_command", required=True)
     s = sandbox_sub.add_parser("serve", help="serve the sandbox over loopback HTTP")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8765)
+    s.add_argument("--host", type=_host, default="127.0.0.1")
+    s.add_argument("--port", type=_whole_number_in(0, MAX_PORT, "a port"), default=8765,
+                   help="TCP port, 0-65535 (0: any free port)")
     s.set_defaults(func=cmd_sandbox_serve)
 
     p = sub.add_parser(
@@ -570,7 +678,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--provider", help="only entries of this provider slug, e.g. fmp")
     d.set_defaults(func=cmd_dlq_list)
     d = dlq_sub.add_parser("replay", help="re-materialize pending entries (default: all)")
-    d.add_argument("ids", nargs="*", type=int, metavar="ID", help="entry ids to replay")
+    d.add_argument("ids", nargs="*", type=_whole_number_in(1, MAX_ENTRY_ID, "an entry id"),
+                   metavar="ID", help="entry ids to replay")
     d.set_defaults(func=cmd_dlq_replay)
     return parser
 

@@ -47,6 +47,7 @@ from dashtam_pipeline.domain.provider_connection import (
     ProviderConnection,
     ProviderCredentials,
     Result,
+    checked_alias,
     provider_id_for,
 )
 from dashtam_pipeline.errors import ErrorKind, PipelineError, ProviderError
@@ -492,8 +493,13 @@ def connect_oauth_provider(
     """Complete the authorization-code flow for ``user_id`` (default: the operator's own
     user); ``alias`` picks which of the user's connections of the provider (a new alias is
     a new connection, an existing one is reconnected); the connection becomes ACTIVE with its tokens
-    encrypted (a first connect goes PENDING → ACTIVE, a reconnect EXPIRED → ACTIVE; a
-    refused code leaves a new connection FAILED).
+    encrypted (a first connect goes PENDING → ACTIVE, a reconnect EXPIRED → ACTIVE).
+
+    A new connection is stored only once the code was exchanged for tokens: a refused
+    code is reported to the person at hand and leaves no record (before, every mistyped
+    code under a new alias left a FAILED connection behind, listed and synced-over
+    forever). An existing PENDING one that is refused becomes FAILED with the reason.
+    A bad ``alias`` (``checked_alias``) is refused before anything is asked or stored.
 
     Without ``code``/``redirect_url`` it prints the authorize URL and reads the redirected
     URL from standard input (the browser shows it after login).
@@ -501,6 +507,7 @@ def connect_oauth_provider(
     meta = get_provider_metadata(provider)
     if not meta.is_oauth:
         raise PipelineError(f"{meta.display_name} does not use OAuth; nothing to connect")
+    alias = _alias(alias)
     flow = oauth_flow(meta.slug)
     now = now or utcnow()
     provider_settings, transport = sandboxed(settings.provider(meta.slug), transport)
@@ -515,19 +522,19 @@ def connect_oauth_provider(
     cipher = load_cipher(settings)
     user = user_id or OPERATOR_USER_ID
     connection = current_connection(repo, meta.slug, user, alias)
-    if connection is None:
-        connection = ProviderConnection.new(meta.slug.value, now=now, alias=alias,
-                                            user_id=user)
-        repo.save(connection)
     try:
         if code is None:
             code = flow.code_from_redirect_url(redirect_url or "")
         tokens = flow.exchange_code(settings, provider_settings, code, transport=transport,
                                     now=now)
     except ProviderError as error:
-        if connection.mark_failed(error.message, now=now):  # only a PENDING one can fail
+        # only a stored PENDING one can fail; a new one was never stored
+        if connection is not None and connection.mark_failed(error.message, now=now):
             repo.save(connection)
         raise
+    if connection is None:
+        connection = ProviderConnection.new(meta.slug.value, now=now, alias=alias,
+                                            user_id=user)
     credentials = StoredTokens.from_oauth(tokens).seal(cipher)
     if connection.status is ConnectionStatus.ACTIVE:
         result = connection.update_credentials(credentials, now=now)
@@ -776,17 +783,47 @@ def connect_user_keys(
     fields = USER_KEY_FIELDS.get(meta.slug)
     if fields is None:
         raise PipelineError(f"{meta.display_name} does not take a user's own keys")
+    alias = _alias(alias)
     if not key_id.strip() or not secret_key.strip():
         raise PipelineError("two lines are needed on standard input: the key id, then the "
                             "secret key")
+    key_id, secret_key = (_header_safe_key(value, f"the {meta.display_name} {what}")
+                          for value, what in ((key_id, "key id"), (secret_key, "secret key")))
     now = now or utcnow()
     repo = ConnectionRepository.from_settings(settings)
     cipher = load_cipher(settings)
-    credentials = seal(cipher, {fields[0]: key_id.strip(), fields[1]: secret_key.strip()},
+    credentials = seal(cipher, {fields[0]: key_id, fields[1]: secret_key},
                        CredentialType.API_KEY)
     connection = current_connection(repo, meta.slug, user_id, alias) or ProviderConnection.new(
         meta.slug.value, now=now, alias=alias, user_id=user_id)
     return _activate(repo, connection, credentials, now)
+
+
+#: A user's own key is sent as an HTTP header value (Alpaca's ``APCA-API-KEY-ID`` and
+#: ``APCA-API-SECRET-KEY``): visible ASCII only, and real keys are 20-64 characters.
+MAX_KEY_LENGTH = 256
+
+
+def _header_safe_key(value: str, what: str) -> str:
+    """``value`` stripped, if it can travel in an HTTP header: 1 to ``MAX_KEY_LENGTH``
+    visible ASCII characters (``!`` to ``~``). Otherwise one sentence naming ``what``,
+    never the key: a key with a space, a non-ASCII letter or a control byte is stored
+    without complaint but makes every later sync of the connection fail inside httpx."""
+    text = value.strip()
+    if not 1 <= len(text) <= MAX_KEY_LENGTH or not all("!" <= c <= "~" for c in text):
+        raise PipelineError(
+            f"{what} must be 1 to {MAX_KEY_LENGTH} visible ASCII characters (letters, "
+            "digits, punctuation; no spaces, accents or control characters), and this one "
+            "is not (it is not shown: it is a secret); nothing was stored")
+    return text
+
+
+def _alias(alias: str | None) -> str | None:
+    """``checked_alias`` as a ``PipelineError`` (bad input a caller reports, not a bug)."""
+    try:
+        return checked_alias(alias)
+    except ValueError as error:
+        raise PipelineError(str(error)) from None
 
 
 def connection_secrets(

@@ -8,11 +8,17 @@ A provider's knobs are the contract's ``<P>_BASE_URL``, ``<P>_TIMEOUT_SECONDS``,
 like the pipeline's own settings, and checked the same way (one sentence per bad
 variable), but nothing here lists providers: a new provider folder brings its variables
 with its metadata. ``ProviderSettings`` is the resolved result a client is built from.
+
+Numbers have upper bounds as well as lower ones (``setting_values``): a request timeout
+is at most an hour, a breaker timeout a day, a breaker threshold a million failures, a
+request limit a billion requests. Above them a typo such as ``1e300`` would pass the load
+and crash a run with an ``OverflowError``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +28,7 @@ from typing import Any, TypeVar
 from dotenv import dotenv_values
 from pydantic import SecretStr
 
+from dashtam_pipeline.errors import ConfigurationError
 from dashtam_pipeline.registry import (
     LimitScope,
     ProviderMetadata,
@@ -29,6 +36,8 @@ from dashtam_pipeline.registry import (
     get_provider_metadata,
 )
 from dashtam_pipeline.setting_values import (
+    MAX_BREAKER_TIMEOUT_SECONDS,
+    MAX_REQUEST_LIMIT,
     http_url,
     positive_seconds,
     shown,
@@ -99,15 +108,35 @@ def setting_names(meta: ProviderMetadata) -> dict[str, str]:
     return names
 
 
+def read_dotenv() -> dict[str, str]:
+    """The variables of ``.env`` in the working directory (none when there is no such
+    file), by lower-case name.
+
+    Raises ``ConfigurationError`` with one sentence naming ``.env`` when it cannot be read
+    or is not UTF-8 text (a UTF-16 file, as some editors save): every command reads
+    settings, and each would otherwise stop with a bare ``UnicodeDecodeError``. A UTF-8
+    byte-order mark is allowed (``utf-8-sig``, as ``Settings`` reads it too)."""
+    dotenv = Path(".env")
+    if not dotenv.is_file():
+        return {}
+    try:
+        text = dotenv.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ConfigurationError(
+            f".env in {Path.cwd()} is not UTF-8 text (byte {error.start} cannot be decoded; "
+            "UTF-16 is a usual cause): save it as UTF-8, or remove it") from None
+    except OSError as error:
+        raise ConfigurationError(f".env in {Path.cwd()} cannot be read "
+                                 f"({error.strerror or type(error).__name__})") from None
+    return {k.lower(): v for k, v in dotenv_values(stream=io.StringIO(text)).items()
+            if v is not None}
+
+
 def read_environment() -> dict[str, str]:
     """The variables as the settings read them: ``.env`` in the working directory, then
     the process environment over it, by lower-case name (read once per resolution: a
     provider's variables are a handful of lookups in it, not a settings model each)."""
-    values: dict[str, str] = {}
-    dotenv = Path(".env")
-    if dotenv.is_file():
-        values.update({k.lower(): v for k, v in dotenv_values(dotenv, encoding="utf-8").items()
-                       if v is not None})
+    values = read_dotenv()
     values.update({k.lower(): v for k, v in os.environ.items()})
     return values
 
@@ -165,7 +194,8 @@ def resolve(
             return published_value  # unset: the tier's published limit applies
         return problems.check(
             lambda: whole_number_at_least_one(value, variable(name),
-                                              "a whole number, at least 1"), None)
+                                              "a whole number, at least 1",
+                                              maximum=MAX_REQUEST_LIMIT), None)
 
     secrets = {}
     for name in meta.required_settings:
@@ -198,7 +228,8 @@ def resolve(
             if threshold is not None else DEFAULT_BREAKER_THRESHOLD),
         breaker_timeout_seconds=(
             problems.check(lambda: positive_seconds(
-                breaker_timeout, variable("circuit_breaker_timeout")),
+                breaker_timeout, variable("circuit_breaker_timeout"),
+                maximum=MAX_BREAKER_TIMEOUT_SECONDS),
                 DEFAULT_BREAKER_TIMEOUT_SECONDS)
             if breaker_timeout is not None else DEFAULT_BREAKER_TIMEOUT_SECONDS),
         secrets=secrets,

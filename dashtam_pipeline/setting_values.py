@@ -37,21 +37,53 @@ def parse_number(value: object, name: str, what: str, *, integer: bool) -> float
     return number
 
 
-def whole_number_at_least_one(value: object, name: str, what: str) -> int:
-    """A count setting (a breaker threshold, a request limit): a whole number >= 1, or one
-    sentence naming the variable ``name``."""
+#: Upper bounds of the numeric settings, checked at load like ``nan`` and ``1e400``. A value
+#: above them is a typo (``1e300``, a stray digit), never a plan, and it would not fail
+#: until a run used it, deep inside: a 1e300 s request timeout overflows the deadline
+#: arithmetic (``OverflowError: timestamp out of range``), a 1e23 s breaker timeout the
+#: C int of a sleep, a 1e23 count SQLite's 64-bit integer. Each bound is far above any
+#: sensible value:
+#:
+#: * an HTTP request that may wait longer than an hour is a hang, not a slow provider;
+MAX_REQUEST_TIMEOUT_SECONDS = 3600
+#: * a breaker that stays open longer than a day hides an outage past the nightly run
+#:   that should report it;
+MAX_BREAKER_TIMEOUT_SECONDS = 86_400
+#: * a count (a breaker threshold, replays, series per run, sandbox users) of a million
+#:   is already more than any run makes;
+MAX_COUNT = 1_000_000
+#: * a request budget (per minute or per day) of a billion is "unlimited" for every plan.
+MAX_REQUEST_LIMIT = 1_000_000_000
+
+
+def _at_most(number: float, maximum: float, value: object, name: str, unit: str) -> None:
+    """Refuse ``number`` above ``maximum`` in one sentence naming ``name`` and the bound."""
+    if number > maximum:
+        raise ValueError(f"{name} must be at most {maximum:,}{unit}, got {shown(value)}")
+
+
+def whole_number_at_least_one(
+    value: object, name: str, what: str, *, maximum: int = MAX_COUNT, unit: str = ""
+) -> int:
+    """A count setting (a breaker threshold, a request limit): a whole number from 1 to
+    ``maximum`` (of ``unit``, for the sentence: ``" seconds"``), or one sentence naming
+    the variable ``name``."""
     count = parse_number(value, name, what, integer=True)
     if count < 1:
         raise ValueError(f"{name} must be {what}, got {shown(value)}")
+    _at_most(count, maximum, value, name, unit)
     return int(count)
 
 
-def positive_seconds(value: object, name: str) -> float:
-    """A timeout: a finite number of seconds > 0."""
+def positive_seconds(
+    value: object, name: str, *, maximum: float = MAX_REQUEST_TIMEOUT_SECONDS
+) -> float:
+    """A timeout: a finite number of seconds > 0 and at most ``maximum``."""
     what = "a number of seconds greater than 0"
     seconds = parse_number(value, name, what, integer=False)
     if seconds <= 0:
         raise ValueError(f"{name} must be {what}, got {shown(value)}")
+    _at_most(seconds, maximum, value, name, " seconds")
     return float(seconds)
 
 

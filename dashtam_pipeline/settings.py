@@ -37,8 +37,10 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from dashtam_pipeline.errors import ConfigurationError
+from dashtam_pipeline.private_files import make_private_dirs
 from dashtam_pipeline.provider_settings import (
     ProviderSettings,
+    read_dotenv,
     read_environment,
     resolve,
     setting_names,
@@ -71,6 +73,12 @@ SYMBOL_PATTERN = re.compile(r"^[A-Z][A-Z0-9]{0,9}(\.[A-Z0-9]{1,4})?$")
 FRED_SERIES_PATTERN = re.compile(r"^[A-Z0-9_]{1,30}$")
 #: NewsAPI refuses a ``q`` longer than 500 characters.
 MAX_NEWS_QUERY_LENGTH = 500
+#: ``DASHTAM_DATA_DIR``'s default (relative to the working directory, as the contract says).
+DEFAULT_DATA_DIR = Path("data")
+#: ``DASHTAM_CELERY_VISIBILITY_TIMEOUT``'s bound: Celery re-delivers a task not acknowledged
+#: within it, so it must outlast the longest step (hours), but beyond 30 days a lost task
+#: is never re-delivered at all, and a value like 1e23 overflows the broker's integer.
+MAX_VISIBILITY_TIMEOUT_SECONDS = 30 * 86_400
 
 
 def _split_csv(value: object) -> object:
@@ -81,6 +89,26 @@ def _split_csv(value: object) -> object:
 
 def _variable(info: ValidationInfo) -> str:
     return (info.field_name or "").upper()
+
+
+def blank_as_unset(value: object) -> object:
+    """A path setting's value with an empty or whitespace-only one as unset (``None``).
+
+    Why: ``Path("")`` is ``.``, the working directory. ``CHASE_IMPORT_DIR=`` (a line left
+    empty in ``.env``) would make the working directory the Chase inbox, whose files the
+    import moves to quarantine; ``DASHTAM_DATA_DIR=`` would write the lake and the state
+    store into it. An empty value means "not set", so the contract's default applies."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return value
+
+
+def data_dir_path(value: object) -> Path:
+    """``DASHTAM_DATA_DIR`` as the absolute folder it names: ``./data`` when unset or
+    blank. ``Settings.data_dir`` and the CLI's log folder (which must work when the
+    settings are what failed) both resolve it here, so they never disagree."""
+    given = blank_as_unset(value)
+    return Path(str(given) if given is not None else DEFAULT_DATA_DIR).expanduser().resolve()
 
 
 SANDBOX_USERS_ENV = "DASHTAM_SANDBOX_USERS"
@@ -103,7 +131,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_file=".env",
-        env_file_encoding="utf-8",
+        # utf-8-sig: a UTF-8 .env saved with a byte-order mark (Windows editors) reads the
+        # same, instead of its first variable's name silently starting with U+FEFF
+        env_file_encoding="utf-8-sig",
         extra="ignore",
         case_sensitive=False,
         populate_by_name=True,
@@ -116,7 +146,7 @@ class Settings(BaseSettings):
     _providers: dict[str, ProviderSettings] = PrivateAttr(default_factory=dict)
 
     # --- the pipeline -----------------------------------------------------------------
-    dashtam_data_dir: Path = Path("data")
+    dashtam_data_dir: Path = DEFAULT_DATA_DIR
     dagster_home: Path | None = None
     dashtam_sandbox: bool = False
     dashtam_state_url: str | None = None
@@ -216,7 +246,26 @@ class Settings(BaseSettings):
     @classmethod
     def _visibility(cls, value: object, info: ValidationInfo) -> int:
         return whole_number_at_least_one(value, _variable(info),
-                                          "a whole number of seconds, at least 1")
+                                          "a whole number of seconds, at least 1",
+                                          maximum=MAX_VISIBILITY_TIMEOUT_SECONDS,
+                                          unit=" seconds")
+
+    @field_validator("dashtam_data_dir", "dagster_home", "chase_import_dir", mode="before")
+    @classmethod
+    def _path(cls, value: object, info: ValidationInfo) -> object:
+        """Blank is unset (``blank_as_unset``: the field's default, which derives
+        ``DAGSTER_HOME`` and ``CHASE_IMPORT_DIR`` from the data dir); a ``~user`` that
+        names no user is refused here rather than when a run first opens the folder."""
+        given = blank_as_unset(value)
+        if given is None:
+            return cls.model_fields[info.field_name or ""].default
+        if isinstance(given, str | Path):
+            try:
+                Path(given).expanduser()
+            except RuntimeError:
+                raise ValueError(f"{_variable(info)} must be a folder path, got "
+                                 f"{shown(given)} (its ~user is not a user here)") from None
+        return given
 
     @field_validator("dashtam_fred_series_per_run", mode="before")
     @classmethod
@@ -399,7 +448,7 @@ class Settings(BaseSettings):
     # --- derived paths -----------------------------------------------------------------
     @cached_property
     def data_dir(self) -> Path:
-        return self.dashtam_data_dir.expanduser().resolve()
+        return data_dir_path(self.dashtam_data_dir)
 
     @property
     def dagster_home_dir(self) -> Path:
@@ -501,13 +550,34 @@ def _provider_problems() -> list[str]:
 def _settings(**values: object) -> Settings:
     """``Settings(**values)``, or one ``ConfigurationError`` naming every bad variable:
     the pipeline's and, because pydantic skips a model check after a field failed, the
-    providers' too."""
+    providers' too. ``.env`` is read first on its own (``read_dotenv``): pydantic's reader
+    would raise a bare ``UnicodeDecodeError`` on one that is not UTF-8 text."""
+    read_dotenv()
     try:
-        return Settings(**values)  # type: ignore[arg-type]
+        settings = Settings(**values)  # type: ignore[arg-type]
     except ValidationError as error:
         sentences = [settings_error_sentence(error)]
         sentences += [p for p in _provider_problems() if p not in sentences[0]]
         raise ConfigurationError("; ".join(sentences)) from None
+    _usable_data_dir(settings.data_dir)
+    return settings
+
+
+def _usable_data_dir(path: Path) -> None:
+    """Create ``DASHTAM_DATA_DIR`` (0700, as ``private_files`` makes every folder the
+    pipeline creates) or refuse it in one sentence: every command writes under it, and a
+    data dir that is a file (``/dev/null``) or cannot be created (``/proc/x``) would
+    otherwise surface as a bare ``NotADirectoryError`` from whichever write came first."""
+    if path.exists() and not path.is_dir():
+        raise ConfigurationError(f"DASHTAM_DATA_DIR must be a folder, but {path} exists and "
+                                 "is not one: point it at a folder, or at a path that does "
+                                 "not exist yet")
+    try:
+        make_private_dirs(path)
+    except OSError as error:
+        raise ConfigurationError(f"DASHTAM_DATA_DIR {path} cannot be created "
+                                 f"({error.strerror or type(error).__name__}): point it at "
+                                 "a folder this user can create or write") from None
 
 
 def load_settings(**overrides: object) -> Settings:

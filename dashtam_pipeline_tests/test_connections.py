@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from dashtam_pipeline.connections import (
     token_source_for,
 )
 from dashtam_pipeline.domain import ConnectionStatus, CredentialType, Failure
-from dashtam_pipeline.errors import ConfigurationError, ErrorKind, ProviderError
+from dashtam_pipeline.errors import ConfigurationError, ErrorKind, PipelineError, ProviderError
 from dashtam_pipeline.providers.schwab import client as schwab
 from dashtam_pipeline.registry import ProviderSlug
 from dashtam_pipeline.sandbox.app import SandboxApp
@@ -257,20 +258,60 @@ def test_reconnect_reactivates_the_same_connection(
     assert token_source_for(SCHWAB, settings, transport=sandbox, clock=clock).access_token()
 
 
-def test_refused_code_leaves_a_new_connection_failed_until_a_good_login(
+def test_refused_code_leaves_no_connection_until_a_good_login(
     settings: Settings, sandbox: httpx.BaseTransport, clock: FakeClock
 ) -> None:
-    with pytest.raises(ProviderError):
-        connect_oauth_provider("schwab", settings, code="C0.bogus.code@", transport=sandbox,
-                               now=clock())
+    # a new connection is stored only once its code is exchanged: mistyped codes under
+    # new aliases used to leave one junk FAILED connection each
+    for alias in (None, "IRA", "typo"):
+        with pytest.raises(ProviderError):
+            connect_oauth_provider("schwab", settings, code="C0.bogus.code@",
+                                   transport=sandbox, now=clock(), alias=alias)
     repo = ConnectionRepository.from_settings(settings)
-    failed = current_connection(repo, SCHWAB)
-    assert failed is not None and failed.status is ConnectionStatus.FAILED
-    assert failed.status_reason
-    with pytest.raises(ProviderError, match="FAILED"):
+    assert repo.find_all() == []
+    with pytest.raises(ProviderError, match="no Schwab connection"):
         token_source_for(SCHWAB, settings, transport=sandbox, clock=clock).access_token()
     fixed = connect(settings, sandbox, clock)
-    assert fixed.id == failed.id and fixed.status is ConnectionStatus.ACTIVE
+    assert fixed.status is ConnectionStatus.ACTIVE
+    assert [c.id for c in repo.find_all()] == [fixed.id]
+
+
+@pytest.mark.parametrize("alias", ["", "   ", "evil\nalias\x1b[31m", "a\u202eb", "x" * 100_000])
+def test_a_bad_alias_is_refused_before_anything_is_stored(
+    settings: Settings, sandbox: httpx.BaseTransport, clock: FakeClock, alias: str
+) -> None:
+    with pytest.raises(PipelineError, match=r"^alias must be 1 to 64 printable characters"):
+        connect_oauth_provider("schwab", settings, redirect_url=login(settings, sandbox),
+                               transport=sandbox, now=clock(), alias=alias)
+    with pytest.raises(PipelineError, match=r"^alias must be 1 to 64 printable characters"):
+        connections.connect_user_keys(settings, "alpaca", user_id=uuid.uuid4(), alias=alias,
+                                      key_id="PKKEY", secret_key="secret")
+    assert ConnectionRepository.from_settings(settings).find_all() == []
+
+
+def test_an_alias_is_stored_stripped_and_found_again(
+    settings: Settings, sandbox: httpx.BaseTransport, clock: FakeClock
+) -> None:
+    first = connect_oauth_provider("schwab", settings, redirect_url=login(settings, sandbox),
+                                   transport=sandbox, now=clock(), alias="  My Schwab IRA ")
+    assert first.alias == "My Schwab IRA"
+    again = connect_oauth_provider("schwab", settings, redirect_url=login(settings, sandbox),
+                                   transport=sandbox, now=clock(), alias="My Schwab IRA")
+    assert again.id == first.id
+
+
+@pytest.mark.parametrize(("key_id", "secret"), [
+    ("ключ", "Sx9-q"), ("PK 77", "Sx9-q"), ("PKKEY", "Sx\x009-q"), ("PKKEY", "S" * 257),
+    ("PK\u00e9", "Sx9-q"),
+])
+def test_user_keys_that_cannot_travel_in_a_header_are_refused_unshown(
+    settings: Settings, key_id: str, secret: str
+) -> None:
+    with pytest.raises(PipelineError, match="visible ASCII characters") as caught:
+        connections.connect_user_keys(settings, "alpaca", user_id=uuid.uuid4(),
+                                      alias="paper", key_id=key_id, secret_key=secret)
+    assert key_id not in str(caught.value) and secret not in str(caught.value)
+    assert ConnectionRepository.from_settings(settings).find_all() == []
 
 
 def test_never_connected_says_what_to_run(settings: Settings, clock: FakeClock) -> None:

@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
 
+from dashtam_pipeline.setting_values import shown
+
 #: The operator's own user: the owner of the connections made from the environment
 #: (``ALPACA_*`` keys, ``dashtam connect schwab`` without ``--user``) and of Chase files
 #: dropped directly in ``CHASE_IMPORT_DIR``. Fixed (not generated) so that every machine
@@ -50,6 +52,34 @@ DEFAULT_USER_ID: Final = OPERATOR_USER_ID
 PROVIDER_NAMESPACE: Final = uuid.UUID("7c0f3c52-3b1e-5a59-9d3e-446173687461")
 #: ``is_credentials_expiring_soon`` looks this far ahead (refresh before a call fails).
 EXPIRING_SOON: Final = dt.timedelta(minutes=5)
+#: An alias is a label a person reads in ``dashtam connections`` and types after
+#: ``--alias``: a few words ("My Schwab IRA"), never a document.
+MAX_ALIAS_LENGTH: Final = 64
+
+
+def checked_alias(alias: str | None, name: str = "alias") -> str | None:
+    """A connection's alias as stored: ``None`` (no alias) stays ``None``; text is stripped
+    and must then be 1 to ``MAX_ALIAS_LENGTH`` printable characters.
+
+    Why: an alias is printed to terminals and into skip messages and reconnect commands.
+    A control or format character (Unicode categories Cc, Cf: a newline, an ANSI escape,
+    a right-to-left override) would rewrite what a person sees there; an empty or blank
+    alias reads as none at all; a 100 KB one floods every listing. ``ProviderConnection.new``
+    checks it, so every way of creating a connection (the CLI, the app through the
+    ``ConnectionRepository``) is held to it. Raises ``ValueError`` with one sentence
+    naming ``name`` (the CLI passes ``"--alias"``)."""
+    if alias is None:
+        return None
+    what = (f"{name} must be 1 to {MAX_ALIAS_LENGTH} printable characters (no control or "
+            "formatting characters such as newlines or terminal escapes)")
+    if not isinstance(alias, str):
+        raise ValueError(f"{what}, got a {type(alias).__name__}")
+    text = alias.strip()
+    if len(text) > MAX_ALIAS_LENGTH:
+        raise ValueError(f"{what}, got {len(text)} characters")
+    if not text or not text.isprintable():
+        raise ValueError(f"{what}, got {shown(alias)}")
+    return text
 
 
 def provider_id_for(slug: str) -> uuid.UUID:
@@ -180,13 +210,14 @@ class ProviderConnection:
         user_id: uuid.UUID = DEFAULT_USER_ID,
         connection_id: uuid.UUID | None = None,
     ) -> ProviderConnection:
-        """A PENDING connection: authentication has not happened yet."""
+        """A PENDING connection: authentication has not happened yet. Its alias is checked
+        (``checked_alias``: stripped, 1-64 printable characters; ``ValueError`` if not)."""
         return cls(
             id=connection_id or uuid.uuid4(),
             user_id=user_id,
             provider_id=provider_id_for(provider_slug),
             provider_slug=provider_slug,
-            alias=alias,
+            alias=checked_alias(alias),
             status=ConnectionStatus.PENDING,
             created_at=now,
             updated_at=now,

@@ -32,6 +32,9 @@ from dashtam_pipeline.settings import Settings
 from dashtam_pipeline.state.store import Row, StateStore, state_store
 
 PENDING = "pending"
+#: The largest id an entry can have: SQLite's INTEGER and PostgreSQL's BIGINT are 64-bit,
+#: and either driver raises ``OverflowError`` when asked for a larger one.
+MAX_ENTRY_ID = 2**63 - 1
 REPLAYED = "replayed"
 ABANDONED = "abandoned"
 STATUSES = (PENDING, REPLAYED, ABANDONED)
@@ -311,14 +314,17 @@ class DeadLetterQueue:
         return [_entry(r) for r in rows]
 
     def get(self, ids: Iterable[int]) -> builtins.list[DeadLetter]:
-        """The entries with these ids, in id order; an unknown id is an error naming it."""
+        """The entries with these ids, in id order; an unknown id is an error naming it.
+        An id outside 1..``MAX_ENTRY_ID`` is unknown without asking the database (whose
+        driver would raise ``OverflowError`` for it)."""
         wanted = sorted(set(ids))
         if not wanted:
             return []
-        marks = ", ".join("?" for _ in wanted)
+        storable = [i for i in wanted if 1 <= i <= MAX_ENTRY_ID]
+        marks = ", ".join("?" for _ in storable)
         rows = self.store.query(
-            f"SELECT {_COLUMNS} FROM dead_letters WHERE id IN ({marks}) ORDER BY id", wanted
-        )
+            f"SELECT {_COLUMNS} FROM dead_letters WHERE id IN ({marks}) ORDER BY id", storable
+        ) if storable else []
         entries = [_entry(r) for r in rows]
         missing = sorted(set(wanted) - {e.id for e in entries})
         if missing:

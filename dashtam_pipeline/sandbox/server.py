@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any, TextIO
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
+from dashtam_pipeline.errors import PipelineError
 from dashtam_pipeline.registry import get_provider_metadata
 from dashtam_pipeline.sandbox.app import PROVIDERS, SandboxApp
 from dashtam_pipeline.sandbox.faults import ConnectionResetFault
@@ -114,7 +115,16 @@ class SandboxServer:
 
 
 def _make_server(host: str, port: int, app: SandboxApp) -> _ThreadingServer:
-    httpd = _ThreadingServer((host, port), _RequestHandler)
+    """Bind ``host:port``, or raise ``PipelineError`` with one sentence naming both: a
+    port out of range (``OverflowError``), a host that does not resolve
+    (``socket.gaierror``), a port in use or not ours to bind (``OSError``) are what a
+    person typed, not bugs, and must not end as "unexpected error: gaierror"."""
+    try:
+        httpd = _ThreadingServer((host, port), _RequestHandler)
+    except (OverflowError, OSError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise PipelineError(f"cannot serve the sandbox on host {host!r} port {port}: "
+                            f"{reason.rstrip('.')}") from None
     httpd.set_app(app)
     return httpd
 
