@@ -191,13 +191,33 @@ def brokerage_frame(
     columns = column_names(model)
     if not rows:
         return empty_frame(model)
-    frame = pd.DataFrame([{c: row.get(c) for c in columns} for row in rows], columns=columns)
+    frame = pd.DataFrame([{c: _storable(row.get(c)) for c in columns} for row in rows],
+                         columns=columns)
     for name, kind in _dtype_kinds(model).items():
         if kind == "float":
             frame[name] = pd.to_numeric(frame[name], errors="raise").astype("float64")
         elif kind == "timestamp":
             frame[name] = pd.to_datetime(frame[name], utc=True).dt.as_unit("us")
     return frame
+
+
+def without_surrogates(text: str) -> str:
+    """``text`` with every lone surrogate written as its escape (``\\udcff``).
+
+    A file name whose bytes are not UTF-8 reaches Python as lone surrogates
+    (``os.fsdecode``), and a JSON payload may carry one (``"\\ud800"``); Arrow, Parquet
+    and DuckDB refuse such a string, and with it the whole frame and the run. Escaped, the
+    value still says what was there and every other row lands."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _storable(value: Any) -> Any:
+    """A cell as the lake can store it: strings without lone surrogates."""
+    return without_surrogates(value) if isinstance(value, str) else value
 
 
 def transactions_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:

@@ -1,9 +1,13 @@
 """Erasing one user (``dashtam forget --user USER_ID --yes``).
 
-A user's data lives in three places: their connections and encrypted credentials (the
+A user's data lives in four places: their connections and encrypted credentials (the
 state store), their rows in the lake (every table with a ``user_id`` column: the
-brokerage tables, ``ops.quarantine``, and marts that carry the column), and the warehouse,
-whose tables are views over the lake — so erasing from the lake erases from the warehouse.
+brokerage tables, ``ops.quarantine``, and marts that carry the column), the warehouse,
+whose tables are views over the lake — so erasing from the lake erases from the warehouse —
+and their Chase exports on disk (``CHASE_IMPORT_DIR/<USER_ID>/`` and its quarantine
+folder). The files go first: left behind, the next import would bring every erased
+transaction back (``providers.chase_file.client.erase_user_files``, which never follows
+a link and never opens another user's folder).
 
 Each lake table is rewritten bucket by bucket with the lake's own primitives: under the
 table's lock (the one every writer takes), each affected Parquet file is replaced
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +28,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from dashtam_pipeline.providers.chase_file.client import UserFilesErased, erase_user_files
 from dashtam_pipeline.settings import Settings
 from dashtam_pipeline.state.connection_repository import ConnectionRepository
 from dashtam_pipeline.state.store import state_store
@@ -46,11 +52,13 @@ AUDIT_SCHEMA = (
 
 @dataclass
 class ErasureReport:
-    """What ``forget`` removed: connections (id, provider, alias) and rows per table."""
+    """What ``forget`` removed: connections (id, provider, alias), rows per table, and the
+    user's Chase files (with what was left alone, and why)."""
 
     user_id: uuid.UUID
     connections: list[dict[str, str | None]] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)
+    files: UserFilesErased = field(default_factory=UserFilesErased)
 
     def lines(self) -> list[str]:
         out = [f"Erased user {self.user_id}:"]
@@ -59,6 +67,11 @@ class ErasureReport:
                 for c in self.connections] or ["  no connections"]
         out += [f"  {n} row(s) from {t}" for t, n in sorted(self.rows.items()) if n] or [
             "  no rows in the lake or the warehouse"]
+        out += [f"  {n} Chase file(s) from {os.fspath(folder)!r}"
+                for folder, n in self.files.removed.items()] or ["  no Chase files"]
+        out += [f"  folder {os.fspath(folder)!r} (emptied, removed)"
+                for folder in self.files.folders_removed]
+        out += [f"  kept: {sentence}" for sentence in self.files.left]
         return out
 
 
@@ -95,19 +108,23 @@ def erase_user_rows(
 
 
 def forget_user(settings: Settings, user_id: uuid.UUID) -> ErasureReport:
-    """Erase one user: connections and credentials, then their rows in every table;
-    logged in ``erasure_audit`` (counts only)."""
+    """Erase one user: connections and credentials, their Chase files (first, so an import
+    that starts after the erasure has nothing of theirs to land again), then their rows in
+    every table; logged in ``erasure_audit`` (counts only: never file names, which carry
+    account digits)."""
     repo = ConnectionRepository.from_settings(settings)
     report = ErasureReport(user_id)
     for connection in repo.delete_by_user(user_id):
         report.connections.append({"id": str(connection.id),
                                    "provider": connection.provider_slug,
                                    "alias": connection.alias})
+    report.files = erase_user_files(settings.chase_inbox, user_id)
     report.rows = erase_user_rows(settings.lake_dir, user_id, table_lock_for(settings.state_url))
     store = state_store(settings)
     store.ensure_schema("erasure_audit", AUDIT_SCHEMA)
     summary = {"connections": [{k: c[k] for k in ("id", "provider")}
-                               for c in report.connections], "rows": report.rows}
+                               for c in report.connections], "rows": report.rows,
+               "chase_files": report.files.files}
     with store.transaction() as tx:
         tx.execute("INSERT INTO erasure_audit (id, user_id, erased_at, summary) "
                    "VALUES (?, ?, ?, ?)",

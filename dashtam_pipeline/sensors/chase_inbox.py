@@ -30,12 +30,14 @@ The cursor remembers each file's size, mtime and key, so settled files are not h
 again every 30 seconds and a growing file is noticed. The partitions in the instance, not
 the cursor, are the record of what was imported: a lost cursor only costs re-hashing.
 ``dashtam materialize`` registers the inbox with the same scan (``register_inbox``), with
-no settling delay: the person who runs it has finished dropping files.
+no settling delay: the person who runs it has finished dropping files; it warns about the
+entries that are not regular files as a tick does (``report_refused``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,12 +46,14 @@ from pathlib import Path
 from dagster import (
     AssetKey,
     DagsterInstance,
+    DagsterLogManager,
     DefaultSensorStatus,
     RunRequest,
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
+    get_dagster_logger,
     sensor,
 )
 
@@ -230,11 +234,19 @@ def write_cursor(sightings: Mapping[str, Sighting]) -> str:
     )
 
 
-def register_inbox(instance: DagsterInstance, inbox: Path) -> list[str]:
+def register_inbox(
+    instance: DagsterInstance, inbox: Path, log: logging.Logger | DagsterLogManager | None = None
+) -> list[str]:
     """Add a partition for every settled, not yet imported file in ``inbox`` now; returns
-    the new keys. For ``dashtam materialize``/``demo``, which then run the partitions."""
+    the new keys. For ``dashtam materialize``/``demo``, which then run the partitions.
+
+    The entries that are not regular files get a warning each on ``log`` (default: the
+    Dagster logger, which the command prints), as the sensor's tick gives them: a command
+    that imports the inbox must not leave a refused entry unmentioned just because no
+    sensor is running."""
     scan = scan_inbox(inbox, instance.get_dynamic_partitions(PARTITIONS.name), {},
                       now=time.time(), settle_seconds=0)
+    report_refused(log or get_dagster_logger(), scan.refused)
     if scan.new_keys:
         instance.add_dynamic_partitions(PARTITIONS.name, scan.new_keys)
     return scan.new_keys
@@ -245,9 +257,16 @@ def register_configured_inbox(instance: DagsterInstance) -> list[str]:
     return register_inbox(instance, load_settings().chase_inbox)
 
 
+def report_refused(log: logging.Logger | DagsterLogManager,
+                   entries: Sequence[RefusedEntry]) -> None:
+    """One warning per inbox entry that is not a regular file, naming it and why it is not
+    read: what both the sensor's tick and ``register_inbox`` (``dashtam materialize``) say."""
+    for entry in entries:
+        log.warning(entry.message)
+
+
 def _tick_log(context: SensorEvaluationContext, scan: InboxScan) -> None:
-    for entry in scan.newly_refused:
-        context.log.warning(entry.message)
+    report_refused(context.log, scan.newly_refused)
     for name, key in scan.duplicates.items():
         context.log.info(f"{name!r}: same bytes as partition {key!r}, already imported; "
                          "skipped")

@@ -34,7 +34,11 @@ Hostile input (the inbox is a folder anyone with the user's rights can drop thin
   socket or folder is reported by name and kind and left where it is, never opened (the
   entry is ``lstat``-ed, and opened with ``O_NOFOLLOW | O_NONBLOCK`` then ``fstat``-ed,
   so one swapped in between is still refused). An export over ``MAX_FILE_BYTES`` is
-  refused as a file;
+  refused as a file. A file whose name is not valid UTF-8 (``unusable_name``) is refused
+  as a file too, named with its bytes escaped: no column or log can hold the name;
+* a rejected file is moved (``quarantine_file``) between folders opened without following
+  links: a ``quarantine`` or ``quarantine/<USER_ID>`` that is a symlink (or a file) is
+  refused in one sentence and the file stays in the inbox;
 * every row must have its layout's field count (``Layout.trailing_empty``: checking rows
   carry one empty field more than their header): an unquoted ``$1,234.56`` splits into two
   fields and would shift every column after it, so such a row is rejected, never read
@@ -48,8 +52,10 @@ Hostile input (the inbox is a folder anyone with the user's rights can drop thin
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
+import errno
 import hashlib
 import math
 import os
@@ -187,16 +193,21 @@ class ParsedFile:
 
 @dataclass(frozen=True)
 class RefusedEntry:
-    """An inbox entry that is not a regular file: never opened, reported, left in place."""
+    """An inbox entry that is not a regular file: never opened, reported, left in place.
+    ``detail`` says why a folder is not read (it is not named as a user's folder is), so
+    the person who made it can fix it."""
 
     name: str
     kind: str
+    detail: str = ""
 
     @property
     def message(self) -> str:
-        """What the run and sensor logs say (the name quoted, control characters shown)."""
-        return (f"chase_file: {self.name!r} is a {self.kind}, not a regular file: not read, "
-                "left where it is")
+        """What the run and sensor logs say (the name quoted, control characters and bytes
+        that are not UTF-8 shown as escapes)."""
+        detail = f" ({self.detail})" if self.detail else ""
+        return (f"chase_file: {self.name!r} is a {self.kind}, not a regular file{detail}: "
+                "not read, left where it is")
 
 
 @dataclass
@@ -518,6 +529,32 @@ def relative_name(inbox: Path, path: Path) -> str:
     return Path(path).relative_to(inbox).as_posix()
 
 
+def unusable_name(name: str) -> str | None:
+    """Why an inbox file cannot be imported under its name, or None when it can.
+
+    A name whose bytes are not UTF-8 reaches Python as lone surrogates (``os.fsdecode``:
+    byte ``0xff`` is ``'\\udcff'``), which no UTF-8 column, Parquet file or log can hold:
+    such a file is refused as a whole, named with its bytes escaped (``repr``), so the run
+    goes on and the person who dropped it knows which file to rename."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return (f"the file name {name!r} is not valid UTF-8 (its undecodable bytes are shown "
+                "as \\udcXX escapes): not imported; rename it and drop it in the inbox again")
+    return None
+
+
+def _folder_detail(name: str, *, top: bool) -> str:
+    """Why a folder of the inbox is not read: only ``<USER_ID>/`` folders at the top are."""
+    if not top:
+        return "a user's folder holds files only"
+    try:
+        uuid.UUID(name)
+    except ValueError:
+        return "only a folder named by a user id, a UUID, is read"
+    return "a user's folder is named by the user id in lower case"
+
+
 def _list_entries(inbox: Path, prefix: str, listing: InboxListing, *, top: bool) -> None:
     try:
         names = sorted(os.listdir(inbox / prefix if prefix else inbox))
@@ -532,7 +569,8 @@ def _list_entries(inbox: Path, prefix: str, listing: InboxListing, *, top: bool)
         if kind == "folder" and top and user_folder_id(name) is not None:
             _list_entries(inbox, name, listing, top=False)  # a user's own inbox folder
         elif kind is not None:
-            listing.refused.append(RefusedEntry(shown, kind))
+            detail = _folder_detail(name, top=top) if kind == "folder" else ""
+            listing.refused.append(RefusedEntry(shown, kind, detail))
         elif name.lower().endswith(".csv"):
             listing.files.append(inbox / shown)
 
@@ -613,6 +651,8 @@ class ChaseFileClient:
         self.sandbox = sandbox or settings.sandbox
         #: Files refused by the last ``fetch_transactions``, for ``quarantine_rejected``.
         self.rejected_files: list[RejectedFile] = []
+        #: Why ``quarantine_rejected`` left files in the inbox (a refused quarantine folder).
+        self.quarantine_refusals: list[str] = []
 
     @property
     def provider_label(self) -> str:
@@ -694,12 +734,15 @@ class ChaseFileClient:
             user = owner_of(name)
             owner = {"user_id": str(user), "connection_id": str(chase_connection_id(user))}
             own_key = file_partition_key(name, data)
-            parsed = parse_chase_csv(data, path.name, provider=self.provider_label)
-            if parsed.file_error:
-                self.rejected_files.append(RejectedFile(path, parsed.file_error))
-                rejected.append(RejectedRecord(parsed.file_error, file_preview(data), own_key,
+            file_error = unusable_name(name)
+            if file_error is None:
+                parsed = parse_chase_csv(data, path.name, provider=self.provider_label)
+                file_error = parsed.file_error
+            if file_error:
+                self.rejected_files.append(RejectedFile(path, file_error))
+                rejected.append(RejectedRecord(file_error, file_preview(data), own_key,
                                                user_id=str(user)))
-                notes.append(f"chase_file: rejected {name!r}")
+                notes.append(f"chase_file: rejected {name!r}: {file_error}")
                 continue
             rows += [row | owner for row in parsed.rows]
             rejected += [RejectedRecord(r.reason, r.record, own_key, user_id=str(user))
@@ -710,52 +753,257 @@ class ChaseFileClient:
         return FetchResult(_dedupe(transactions_frame(rows)), rejected, notes)
 
     def quarantine_file(self, path: Path, reason: str) -> Path:
-        """Move a refused file to ``<inbox>/../quarantine/`` with a ``.reason.txt`` beside
-        it; a name already there gets a timestamp suffix instead of being overwritten."""
+        """Move a refused file to ``<inbox>/../quarantine/`` (``quarantine/<USER_ID>/`` for
+        a user's file) with a ``.reason.txt`` beside it; a name already there gets a
+        timestamp suffix instead of being overwritten.
+
+        Every folder on the way is opened relative to the one before it, never through a
+        symlink (``_open_folder``), and the file is renamed between those open folders: a
+        ``quarantine`` or ``quarantine/<USER_ID>`` planted as a link (to ``/etc``, to
+        another user's folder) cannot redirect the move, even if it is swapped in after a
+        check. Such a folder raises ``QuarantineRefused`` and the file stays where it is;
+        the file system's own errors raise a retryable ``ProviderError``."""
         source = Path(path)
-        folder = self.quarantine_dir
-        if source.parent != self.inbox:  # a user's folder: kept apart in quarantine too
-            folder = folder / source.parent.name
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / source.name
-        if target.exists():
-            stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
-            target = target.with_name(f"{source.stem}.{stamp}{source.suffix}")
+        user_folder = source.parent.name if source.parent != self.inbox else None
+        shown = self.quarantine_dir / user_folder if user_folder else self.quarantine_dir
         try:
-            shutil.move(str(source), str(target))
+            with contextlib.ExitStack() as stack:
+                inbox = _enter_inbox(stack, self.inbox)
+                source_dir = inbox if user_folder is None else _enter_folder(
+                    stack, user_folder, inbox, at=source.parent)
+                target_dir = _enter_quarantine(stack, self.inbox, create=True)
+                if user_folder is not None:
+                    target_dir = _enter_folder(stack, user_folder, target_dir, at=shown,
+                                               create=True)
+                target = _free_name(source, target_dir)
+                _move_between(source.name, source_dir, target, target_dir)
+                _write_new_text(target + ".reason.txt", reason + "\n", target_dir)
+        except QuarantineRefused as exc:
+            raise QuarantineRefused(
+                f"chase_file: {relative_name(self.inbox, source)!r} is left in the inbox, not "
+                f"moved to quarantine: {exc} (a quarantine folder must be a real folder, "
+                "never a link)") from None
         except OSError as exc:
             raise ProviderError(
                 self.slug.value, ErrorKind.INVALID_FILE,
-                f"could not move {source.name} to {self.quarantine_dir}: {exc.strerror}",
+                f"could not move {source.name!r} to {shown}: {exc.strerror}",
                 retryable=True,
             ) from None
-        _write_new_text(target.with_name(target.name + ".reason.txt"), reason + "\n")
-        return target
+        return shown / target
 
     def quarantine_rejected(self) -> list[Path]:
-        """Quarantine every file the last fetch refused; returns where they went."""
-        moved = [self.quarantine_file(f.path, f.reason) for f in self.rejected_files
-                 if f.path.is_file() and not f.path.is_symlink()]
+        """Quarantine every file the last fetch refused; returns where they went. A file
+        whose quarantine folder is refused (``QuarantineRefused``) stays in the inbox, and
+        the sentence saying so is kept in ``quarantine_refusals``."""
+        moved: list[Path] = []
+        self.quarantine_refusals = []
+        for rejected in self.rejected_files:
+            if not rejected.path.is_file() or rejected.path.is_symlink():
+                continue
+            try:
+                moved.append(self.quarantine_file(rejected.path, rejected.reason))
+            except QuarantineRefused as exc:
+                self.quarantine_refusals.append(str(exc))
         self.rejected_files = []
         return moved
 
     def after_landed(self) -> list[str]:
         """Called by the ingestion once rows and quarantine records are written: only then
-        are refused files moved out of the inbox, so a crash never loses a file."""
-        return [f"chase_file: moved refused file {p.name} to {p.parent}"
-                for p in self.quarantine_rejected()]
+        are refused files moved out of the inbox, so a crash never loses a file. A refused
+        quarantine folder is reported, not raised: the bad file's records are written and
+        the good files landed, so the run goes on (the asset's check warns)."""
+        moved = self.quarantine_rejected()
+        return [f"chase_file: moved refused file {p.name!r} to {p.parent}" for p in moved] + (
+            self.quarantine_refusals)
 
     def close(self) -> None:
         """Nothing to release (for symmetry with the HTTP clients)."""
 
 
-def _write_new_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` without following a symlink planted there (a
-    ``.reason.txt`` must never overwrite the file a link points to)."""
+class QuarantineRefused(Exception):
+    """A quarantine folder that is not a real folder (a symlink, a file): nothing moved."""
+
+
+_FOLDER_FLAGS = (os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+
+
+def _open_folder(name: str, dir_fd: int | None, *, at: Path, follow: bool = False,
+                 create: bool = False) -> int:
+    """A descriptor of the folder ``name`` (relative to ``dir_fd``; ``at`` is its path, for
+    messages), created first when ``create``. Unless ``follow``, a symlink is refused,
+    never followed (``O_NOFOLLOW``): ``QuarantineRefused`` names what is there instead."""
+    if create:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(name, 0o755, dir_fd=dir_fd)
+    flags = _FOLDER_FLAGS | (0 if follow else getattr(os, "O_NOFOLLOW", 0))
+    try:
+        fd = os.open(name, flags, dir_fd=dir_fd)
+    except OSError:
+        kind = _kind_at(name, dir_fd)
+        if kind not in ("folder", "missing"):
+            raise QuarantineRefused(f"{at} is a {kind}, not a folder") from None
+        raise
+    if not stat.S_ISDIR(os.fstat(fd).st_mode):  # no O_DIRECTORY on this system
+        os.close(fd)
+        raise QuarantineRefused(f"{at} is a {_kind_at(name, dir_fd)}, not a folder")
+    return fd
+
+
+def _enter_folder(stack: contextlib.ExitStack, name: str, dir_fd: int | None, *, at: Path,
+                  follow: bool = False, create: bool = False) -> int:
+    """``_open_folder``, closed when ``stack`` closes."""
+    fd = _open_folder(name, dir_fd, at=at, follow=follow, create=create)
+    stack.callback(os.close, fd)
+    return fd
+
+
+def _enter_inbox(stack: contextlib.ExitStack, inbox: Path) -> int:
+    """The inbox folder itself: the operator's setting, so followed if it is a link."""
+    return _enter_folder(stack, str(inbox), None, at=inbox, follow=True)
+
+
+def _enter_quarantine(stack: contextlib.ExitStack, inbox: Path, *, create: bool = False) -> int:
+    """``quarantine/`` beside the inbox, never through a link (the inbox's parent, part of
+    the operator's setting, is followed)."""
+    parent = _enter_folder(stack, str(inbox.parent), None, at=inbox.parent, follow=True)
+    return _enter_folder(stack, QUARANTINE_DIR, parent, at=inbox.parent / QUARANTINE_DIR,
+                         create=create)
+
+
+def _kind_at(name: str, dir_fd: int | None) -> str:
+    """``entry_kind`` of ``name`` in ``dir_fd`` (``"regular file"`` for one, ``"missing"``
+    when there is nothing)."""
+    try:
+        mode = os.lstat(name, dir_fd=dir_fd)
+    except OSError:
+        return "missing"
+    return entry_kind(mode.st_mode) or "regular file"
+
+
+def _free_name(source: Path, folder: int) -> str:
+    """``source``'s name, or with a timestamp suffix when the quarantine folder already
+    holds an entry of that name (a link counts: it is never replaced or followed)."""
+    if _kind_at(source.name, folder) == "missing":
+        return source.name
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
+    return f"{source.stem}.{stamp}{source.suffix}"
+
+
+def _move_between(name: str, source_dir: int, target: str, target_dir: int) -> None:
+    """Rename ``name`` from one open folder to another; across file systems (the inbox a
+    mount of its own), copy it into a new file (never through a link) and then unlink
+    it, so the file is whole in one place or the other."""
+    try:
+        os.rename(name, target, src_dir_fd=source_dir, dst_dir_fd=target_dir)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    reader = os.open(name, os.O_RDONLY | nofollow | getattr(os, "O_NONBLOCK", 0),
+                     dir_fd=source_dir)
+    try:
+        writer = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | nofollow, 0o644,
+                         dir_fd=target_dir)
+        try:
+            with os.fdopen(reader, "rb", closefd=False) as src, os.fdopen(
+                    writer, "wb", closefd=False) as dst:
+                shutil.copyfileobj(src, dst)
+                dst.flush()
+                os.fsync(writer)
+        except BaseException:
+            os.unlink(target, dir_fd=target_dir)
+            raise
+        finally:
+            os.close(writer)
+    finally:
+        os.close(reader)
+    os.unlink(name, dir_fd=source_dir)
+
+
+def _write_new_text(name: str, text: str, dir_fd: int) -> None:
+    """Write ``text`` to ``name`` in an open folder without following a symlink planted
+    there (a ``.reason.txt`` must never overwrite the file a link points to)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(path, flags, 0o644)
+    fd = os.open(name, flags, 0o644, dir_fd=dir_fd)
     with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as handle:
         handle.write(text)
+
+
+@dataclass
+class UserFilesErased:
+    """What ``erase_user_files`` did: files removed per folder, the user's folders removed,
+    and the entries it left alone (not regular files), each as a sentence."""
+
+    removed: dict[Path, int] = field(default_factory=dict)
+    folders_removed: list[Path] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)
+
+    @property
+    def files(self) -> int:
+        return sum(self.removed.values())
+
+
+def erase_user_files(inbox: Path, user_id: uuid.UUID) -> UserFilesErased:
+    """Delete a user's Chase files, so a later import cannot bring back erased rows: the
+    regular files of ``<inbox>/<USER_ID>/`` and of ``quarantine/<USER_ID>/`` beside the
+    inbox, then those folders once empty (for the operator's own user, also the regular
+    ``.csv`` files dropped directly in the inbox and the regular files directly in
+    ``quarantine/``, which are theirs by the contract).
+
+    Nothing is followed: each folder is opened relative to its parent without following a
+    link (``_open_folder``), so a ``<USER_ID>`` or ``quarantine`` link to another user's
+    folder or to ``/etc`` is reported and left, never emptied; in a user's folder an entry
+    that is not a regular file (a link, a FIFO, a folder) is reported and left too, and the
+    folder with it. Other users' folders are never opened."""
+    inbox = Path(inbox)
+    quarantine = inbox.parent / QUARANTINE_DIR
+    erased = UserFilesErased()
+    places: list[tuple[Path, str, Callable[[str], bool] | None]] = [
+        (inbox, str(user_id), None), (quarantine, str(user_id), None)]
+    if user_id == OPERATOR_USER_ID:
+        places += [(inbox, "", lambda name: name.lower().endswith(".csv")),
+                   (quarantine, "", lambda name: True)]
+    for parent, folder, loose in places:
+        where = parent / folder if folder else parent
+        try:
+            with contextlib.ExitStack() as stack:
+                top = (_enter_quarantine(stack, inbox) if parent == quarantine
+                       else _enter_inbox(stack, inbox))
+                if loose is not None:  # the operator's files among everyone's folders
+                    _erase_files(top, where, loose, erased, report_others=False)
+                elif _erase_files(_enter_folder(stack, folder, top, at=where), where,
+                                  lambda _: True, erased, report_others=True):
+                    os.rmdir(folder, dir_fd=top)
+                    erased.folders_removed.append(where)
+        except QuarantineRefused as exc:
+            erased.left.append(f"{exc}: left alone")
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            erased.left.append(f"{where} could not be emptied: {exc.strerror}")
+    return erased
+
+
+def _erase_files(folder: int, where: Path, wanted: Callable[[str], bool],
+                 erased: UserFilesErased, *, report_others: bool) -> bool:
+    """Unlink the regular files of an open folder whose names are ``wanted`` (judged by
+    ``lstat``, never followed); whether nothing else was left in it. An entry left alone
+    is reported when ``report_others`` (in a user's own folder, everything is theirs)."""
+    emptied = True
+    for name in sorted(os.listdir(folder)):
+        kind = _kind_at(name, folder)
+        if kind == "missing":
+            continue
+        if kind == "regular file" and wanted(name):
+            os.unlink(name, dir_fd=folder)
+            erased.removed[where] = erased.removed.get(where, 0) + 1
+            continue
+        emptied = False
+        if report_others:
+            erased.left.append(f"{os.fspath(where / name)!r} is a {kind}, not a regular "
+                               "file: left alone")
+    return emptied
 
 
 def _is_real_dir(path: Path) -> bool:
