@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import pandas as pd
+from pandera.errors import SchemaError, SchemaErrors
 
 from dashtam_pipeline.clients import build_client
 from dashtam_pipeline.clients.base import (
@@ -61,6 +62,7 @@ from dashtam_pipeline.validation import (
     QuarantineRecord,
     ValidationResult,
     record_json,
+    schema_errors_sentence,
     validate,
 )
 
@@ -168,7 +170,7 @@ def ingest_dataset(
             explicit = request.connection_id  # a connection partition's own run
             require_usable_key(settings, meta.slug, connection_id=explicit)
             request = owned_request(spec, meta, request, settings)
-            with _unbuildable_requests(meta):
+            with _unbuildable_requests(meta), _schema_errors_as_sentence(meta, spec):
                 client = (make_client(meta.slug, settings, connection_id=explicit)
                           if explicit and _takes_connection(make_client)
                           else make_client(meta.slug, settings))
@@ -238,6 +240,27 @@ def ingest_dataset(
     if record_sync:
         record_successful_sync(settings, meta.slug, connection_id=request.connection_id)
     return outcome
+
+
+@contextlib.contextmanager
+def _schema_errors_as_sentence(meta: ProviderMetadata, spec: DatasetSpec) -> Iterator[None]:
+    """A pandera error raised while a client builds its frames (a parser's coercion that
+    no row-level guard caught) becomes a ``ProviderError`` whose message is one sentence
+    (provider, dataset, column, check, count), never pandera's JSON report."""
+    try:
+        yield
+    except SchemaErrors as exc:
+        raise ProviderError(
+            meta.slug.value, ErrorKind.MALFORMED,
+            schema_errors_sentence(exc, provider=meta.slug.value, table=spec.table),
+        ) from None
+    except SchemaError as exc:
+        column = getattr(exc, "column_name", None) or "?"
+        raise ProviderError(
+            meta.slug.value, ErrorKind.MALFORMED,
+            f"{meta.slug.value} {spec.table}: rows do not match the schema: column "
+            f"{column}: {str(exc).splitlines()[0][:200]}",
+        ) from None
 
 
 @contextlib.contextmanager

@@ -32,7 +32,14 @@ from pandera.errors import SchemaErrors
 
 from dashtam_pipeline.registry import Dataset
 from dashtam_pipeline.schemas import SCHEMAS
-from dashtam_pipeline.schemas.base import column_names, empty_frame
+from dashtam_pipeline.schemas.base import (
+    MAX_INSTANT,
+    MIN_INSTANT,
+    column_names,
+    empty_frame,
+    guarded_columns,
+    storable_problem,
+)
 from dashtam_pipeline.schemas.distinct import per_distinct_schema
 from dashtam_pipeline.storage.lake import table_layout
 
@@ -113,7 +120,10 @@ def validate(
     key = list(table_layout(table).key)
     raw = frame.reset_index(drop=True)
     reasons: dict[int, list[str]] = defaultdict(list)
-    remaining = raw
+    unstorable = _unstorable(model, raw)
+    for index, texts in unstorable.items():
+        reasons[index].extend(texts)
+    remaining = raw.drop(index=list(unstorable)) if unstorable else raw
     valid: pd.DataFrame | None = None
     column_reasons: list[str] = []
 
@@ -158,6 +168,47 @@ def validate(
         failures_by_check=dict(failures),
         duplicates_dropped=dropped,
     )
+
+
+def _unstorable(model: type[pa.DataFrameModel], raw: pd.DataFrame) -> dict[int, list[str]]:
+    """Rows with a value their column's warehouse type cannot hold (an integer outside
+    BIGINT/INTEGER or with a fraction, a timestamp outside 1900..2199), by index, with
+    reasons naming the column: ``schemas.base.storable_problem``, the shared guard.
+
+    Run before pandera because pandera cannot judge such a value row by row: a column it
+    fails to coerce (``1e30`` into ``Int64``) comes back as one opaque ``DATATYPE_COERCION``
+    failure, and a fraction is silently rounded. Columns already of their type are checked
+    vectorized (a backfill's millions of rows); raw ones value by value."""
+    found: dict[int, list[str]] = defaultdict(list)
+    for name, kind in guarded_columns(model).items():
+        if name not in raw.columns:
+            continue  # a missing column is the schema's own whole-column failure
+        column = raw[name]
+        if kind == "TIMESTAMPTZ" and isinstance(column.dtype, pd.DatetimeTZDtype):
+            bad = column.notna() & ((column < MIN_INSTANT) | (column >= MAX_INSTANT))
+        elif kind == "BIGINT" and pd.api.types.is_integer_dtype(column.dtype):
+            continue  # an int64 column holds nothing BIGINT cannot
+        else:
+            bad = column.notna()  # judged one by one below
+        for index, value in column[bad].items():
+            problem = storable_problem(kind, value)
+            if problem is not None:
+                found[int(index)].append(f"{name}: fits_{kind.lower()} failed ({problem})")
+    return dict(found)
+
+
+def schema_errors_sentence(error: SchemaErrors, *, provider: str, table: str) -> str:
+    """One sentence for a pandera ``SchemaErrors`` that escaped row-level handling
+    (provider, dataset, each column with its check and how many values failed), in place
+    of pandera's JSON report, which must never reach a user."""
+    cases = error.failure_cases
+    parts = []
+    for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=True):
+        example = group["failure_case"].iloc[0]
+        parts.append(f"column {column}: {check} failed for {len(group)} value(s) "
+                     f"(e.g. {_show(example)})")
+    detail = "; ".join(parts) or "the frame does not match the schema"
+    return f"{provider} {table}: rows do not match the schema: {detail}"
 
 
 def _resolve_model(

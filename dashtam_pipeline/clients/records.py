@@ -19,9 +19,15 @@ from typing import Any
 
 import pandas as pd
 import pandera.pandas as pa
+from pandera.errors import SchemaError, SchemaErrors
 
 from dashtam_pipeline.clients.base import FetchResult, RejectedRecord
-from dashtam_pipeline.schemas.base import column_names
+from dashtam_pipeline.schemas.base import (
+    MAX_INSTANT,
+    MIN_INSTANT,
+    column_names,
+    integer_problem,
+)
 
 Record = Mapping[str, Any]
 
@@ -52,6 +58,51 @@ def number(record: Record | None, *keys: str) -> float | None:
             raise ValueError(f"field {key!r}: {_shown(value)} is not a finite number")
         return None if math.isnan(result) else result
     return None
+
+
+def integer(record: Record | None, *keys: str) -> int | None:
+    """The first present key as an exact int; ``None`` when absent, empty or NaN. JSON
+    integers stay exact (no trip through float); a float or numeric string is accepted
+    only when it is whole. A fraction (``1.5``) or a value no integer column can hold
+    (``1e30``, ``2**63``) raises ``ValueError`` naming the field: rounding would land a
+    number the provider never sent."""
+    record = record or {}
+    for key in keys:
+        value = record.get(key) if isinstance(record, Mapping) else None
+        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+            value = int(value.strip())
+        if isinstance(value, int) and not isinstance(value, bool):
+            exact: float | int | None = value
+        else:
+            exact = number(record, key)
+        if exact is None:
+            continue
+        problem = integer_problem(exact)
+        if problem is not None:
+            raise ValueError(f"field {key!r}: {problem}")
+        return int(exact)
+    return None
+
+
+#: Nanoseconds per unit of a Unix epoch count.
+_EPOCH_UNITS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+
+
+def epoch_instant(value: Any, unit: str, name: str) -> pd.Timestamp:
+    """A Unix epoch count in ``unit`` (``s``, ``ms``, ``us``, ``ns``) as an exact UTC
+    timestamp. A count outside 1900..2199 (``-1e12`` seconds, a ms value read as seconds)
+    raises ``ValueError`` naming the field, before pandas is asked to build an instant it
+    cannot hold (``year -29719 is out of range``)."""
+    count = integer({name: value}, name)
+    if count is None:
+        raise ValueError(f"field {name!r} is missing")
+    per_unit = _EPOCH_UNITS[unit]
+    if not MIN_INSTANT.value <= count * per_unit < MAX_INSTANT.value:
+        raise ValueError(
+            f"field {name!r}: {_shown(value)} ({unit} since 1970) is outside "
+            f"{MIN_INSTANT.year}..{MAX_INSTANT.year - 1}"
+        )
+    return pd.Timestamp(count * per_unit, unit="ns", tz="UTC")
 
 
 def _shown(value: Any, limit: int = 40) -> str:
@@ -105,7 +156,26 @@ def typed_frame(
         # value, and pandera's coercion costs milliseconds each time
         return _empty_frame(model).copy()
     frame = pd.DataFrame.from_records(rows, columns=column_names(model))
-    return model.to_schema().coerce_dtype(frame)
+    return _coerced(model.to_schema(), frame)
+
+
+def _coerced(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` in the schema's dtypes where it can be. A column with a value its dtype
+    cannot hold (``1e30`` in an Int64 column) is left as it came, never raised here: a
+    ``SchemaErrors`` from a parser would fail the whole fetch with pandera's JSON report.
+    ``validation.validate`` then quarantines the offending rows, each with its reason
+    (``schemas.base.storable_problem``), and lands the rest."""
+    try:
+        return schema.coerce_dtype(frame)
+    except (SchemaError, SchemaErrors):
+        pass
+    frame = frame.copy()
+    for name, column in schema.columns.items():
+        try:
+            frame[name] = column.dtype.coerce(frame[name])
+        except (TypeError, ValueError, OverflowError, SchemaError):
+            frame[name] = frame[name].astype(object)
+    return frame
 
 
 @functools.cache

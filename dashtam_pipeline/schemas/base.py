@@ -95,6 +95,78 @@ def finite_or_null(series: pd.Series) -> pd.Series:
     return ~series.isin([np.inf, -np.inf])
 
 
+#: The instants a TIMESTAMPTZ column accepts: [1900-01-01, 2200-01-01) UTC. Wide enough
+#: for any real quote, filing, article or trade; narrow enough to catch a seconds/ms/ns
+#: mix-up, and inside what pandas (ns: 1677..2262) and Arrow can hold, so a hostile
+#: epoch never reaches a ``ValueError: year ... is out of range`` deep in a conversion.
+MIN_INSTANT = pd.Timestamp("1900-01-01", tz="UTC")
+MAX_INSTANT = pd.Timestamp("2200-01-01", tz="UTC")
+#: The values each warehouse integer type holds (DuckDB BIGINT and INTEGER).
+INTEGER_RANGES = {"BIGINT": (-(2**63), 2**63 - 1), "INTEGER": (-(2**31), 2**31 - 1)}
+
+
+def integer_problem(value: object, kind: str = "BIGINT") -> str | None:
+    """Why ``value`` cannot be stored exactly in an integer column of ``kind``, or
+    ``None`` when it can (or is null). A whole-valued float (``95595226.0``) is fine; a
+    fraction is refused rather than rounded (a volume of 1.5 must not land as 2), and so
+    is anything outside the type (``1e30``, ``2**63``) rather than failing the whole
+    frame's coercion."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return None  # not a number at all: the schema's coercion says so, row by row
+    if isinstance(value, (float, np.floating)):
+        if np.isnan(value):
+            return None
+        if not np.isfinite(value):
+            return f"{_shown(value)} is not a finite number"
+        if not float(value).is_integer():
+            return f"{_shown(value)} is not a whole number ({kind} keeps values exact)"
+    low, high = INTEGER_RANGES[kind]
+    if not low <= int(value) <= high:
+        return f"{_shown(value)} is outside the {kind} range [{low}, {high}]"
+    return None
+
+
+def instant_problem(value: object) -> str | None:
+    """Why ``value`` cannot be a TIMESTAMPTZ value, or ``None`` when it can (or is null):
+    it must be an instant in ``[MIN_INSTANT, MAX_INSTANT)``."""
+    if value is None or value is pd.NaT or value is pd.NA:
+        return None
+    if not isinstance(value, (dt.datetime, np.datetime64, str)):
+        return None  # not an instant at all: the schema's coercion says so, row by row
+    try:
+        instant = pd.Timestamp(value)
+        instant = instant.tz_localize("UTC") if instant.tzinfo is None else instant
+        inside = MIN_INSTANT <= instant < MAX_INSTANT
+    except OverflowError:
+        inside = False
+    except ValueError:  # OutOfBoundsDatetime is a ValueError, and so is unparseable text
+        if isinstance(value, str):
+            return None  # unreadable text: the schema's coercion reports it
+        inside = False
+    if inside:
+        return None
+    return (f"{_shown(value)} is outside {MIN_INSTANT.year}..{MAX_INSTANT.year - 1} "
+            "(a timestamp in the wrong unit?)")
+
+
+def storable_problem(kind: str, value: object) -> str | None:
+    """The one guard for a raw value against its warehouse column type: why it cannot be
+    stored as ``kind`` (``BIGINT``, ``INTEGER``, ``TIMESTAMPTZ``), or ``None``. Other
+    kinds are left to the schema's own coercion and checks."""
+    if kind in INTEGER_RANGES:
+        return integer_problem(value, kind)
+    if kind == "TIMESTAMPTZ":
+        return instant_problem(value)
+    return None
+
+
+def _shown(value: object, limit: int = 40) -> str:
+    text = repr(value.item() if isinstance(value, np.generic) else value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _field_kind(dtype: object) -> str:
     text = str(dtype)
     if text == "date":
@@ -123,6 +195,13 @@ _ARROW = {
     "BOOLEAN": pa_arrow.bool_(),
     "VARCHAR": pa_arrow.string(),
 }
+
+
+def guarded_columns(model: type[pa.DataFrameModel]) -> dict[str, str]:
+    """Column name → kind of the columns ``storable_problem`` guards (integers and
+    timestamps): the ones where one hostile value could break a whole frame."""
+    return {name: kind for name, kind in duckdb_columns(model).items()
+            if kind in INTEGER_RANGES or kind == "TIMESTAMPTZ"}
 
 
 def duckdb_columns(model: type[pa.DataFrameModel]) -> dict[str, str]:

@@ -27,6 +27,8 @@ from dashtam_pipeline.clients.records import (
     Record,
     build_rows,
     concat_frames,
+    epoch_instant,
+    integer,
     number,
     required,
     typed_frame,
@@ -49,11 +51,6 @@ EARNINGS_LIMIT = 12
 
 
 # -- value conversion ------------------------------------------------------------------
-def _integer(record: Record, *keys: str) -> int | None:
-    value = number(record, *keys)
-    return None if value is None else round(value)
-
-
 def _date(record: Record, *keys: str) -> dt.date | None:
     """The first present key as a date; FMP dates are ``YYYY-MM-DD`` (sometimes with a time)."""
     for key in keys:
@@ -123,8 +120,8 @@ def parse_quotes(
     """
 
     def build(record: Record) -> dict[str, Any]:
-        seconds = required(_integer(record, "timestamp"), "timestamp")
-        quoted_at = pd.Timestamp(seconds, unit="s", tz="UTC")
+        quoted_at = epoch_instant(required(record.get("timestamp"), "timestamp"), "s",
+                                  "timestamp")
         return {
             "symbol": _symbol(record, symbol),
             "quote_date": quoted_at.tz_convert(NEW_YORK).date(),
@@ -135,7 +132,7 @@ def parse_quotes(
             "previous_close": number(record, "previousClose"),
             "change": number(record, "change"),
             "change_pct": number(record, "changePercentage", "changesPercentage"),
-            "volume": _integer(record, "volume"),
+            "volume": integer(record, "volume"),
             "market_cap": number(record, "marketCap"),
             "exchange": _text(record, "exchange"),
             "quoted_at": quoted_at,
@@ -221,7 +218,7 @@ def parse_fundamentals(
                 required(_text(record, "period"), "period").upper(),
             )
             shared = {
-                "fiscal_year": _integer(record, "fiscalYear", "calendarYear"),
+                "fiscal_year": integer(record, "fiscalYear", "calendarYear"),
                 "reported_currency": _text(record, "reportedCurrency"),
                 "filing_date": _date(record, "filingDate", "fillingDate"),
             }

@@ -27,6 +27,7 @@ from dashtam_pipeline.clients.records import (
     Record,
     build_rows,
     concat_frames,
+    epoch_instant,
     number,
     required,
     typed_frame,
@@ -48,28 +49,16 @@ AGGS_PAGE_SIZE = 50000
 # -- value conversion ------------------------------------------------------------------
 
 
-def _epoch_integer(value: Any, name: str) -> int:
-    """An epoch count as an exact int: JSON integers stay exact; a float is accepted only
-    when it holds a whole number (a float could not carry nanoseconds exactly anyway)."""
-    if isinstance(value, bool) or value is None:
-        raise ValueError(f"field {name!r}: {value!r} is not a timestamp")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    raise ValueError(f"field {name!r}: {value!r} is not a timestamp")
-
-
 def ms_to_timestamp(value: Any, name: str = "t") -> pd.Timestamp:
-    """Unix milliseconds (aggregates' ``t``) → UTC timestamp."""
-    return pd.Timestamp(_epoch_integer(value, name), unit="ms", tz="UTC")
+    """Unix milliseconds (aggregates' ``t``) → UTC timestamp; a count outside 1900..2199
+    is a ``ValueError`` naming the field (``records.epoch_instant``, the shared guard)."""
+    return epoch_instant(value, "ms", name)
 
 
 def ns_to_timestamp(value: Any, name: str = "t") -> pd.Timestamp:
-    """Unix nanoseconds (trades, quotes, snapshots) → UTC timestamp, exact to the ns."""
-    return pd.Timestamp(_epoch_integer(value, name), unit="ns", tz="UTC")
+    """Unix nanoseconds (trades, quotes, snapshots) → UTC timestamp, exact to the ns
+    (JSON integers stay exact; a float only when whole)."""
+    return epoch_instant(value, "ns", name)
 
 
 def _optional_ns(record: Record, key: str) -> pd.Timestamp | None:
@@ -199,7 +188,8 @@ def parse_prev_quotes(
             "previous_close": None,
             "change": None,
             "change_pct": None,
-            "volume": None if bar["volume"] is None else round(bar["volume"]),
+            # as sent: a fraction is quarantined by validation, never rounded into BIGINT
+            "volume": bar["volume"],
             "market_cap": None,
             "exchange": None,
             "quoted_at": bar["timestamp"],
