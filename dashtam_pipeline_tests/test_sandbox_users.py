@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import httpx
@@ -191,3 +192,18 @@ def test_sandbox_keys_import_on_their_own_in_a_fresh_interpreter() -> None:
                           timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == list(sandbox_keys(42, 2))
+
+
+@pytest.mark.parametrize("module", sorted(
+    f"dashtam_pipeline.providers.{p.parent.name}.{p.stem}"
+    for p in (Path(__file__).resolve().parents[1] / "dashtam_pipeline" / "providers").glob(
+        "*/sandbox*.py")))
+def test_every_provider_sandbox_module_imports_first_thing(module: str) -> None:
+    """Any provider's sandbox module imports first thing in a fresh interpreter: the
+    sandbox package loads its app (which imports every provider's routes) on first use."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
