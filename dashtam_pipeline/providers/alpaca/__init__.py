@@ -37,7 +37,7 @@ METADATA = ProviderMetadata(
     default_tier="free",
     docs_url="https://docs.alpaca.markets",
     client="dashtam_pipeline.providers.alpaca.client:AlpacaClient",
-    sandbox_routes="dashtam_pipeline.providers.alpaca.sandbox_routes:PROVIDER",
+    sandbox_routes="dashtam_pipeline.providers.alpaca.sandbox:PROVIDER",
     priority=20,
     accepts_user_keys=True,
 )
