@@ -296,23 +296,39 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # --- query ------------------------------------------------------------------------------
 def cmd_query(args: argparse.Namespace) -> int:
     """Run the analyst's SQL on the isolated warehouse connection (it reads the warehouse
-    and its lake, nothing else: see ``storage.query``). CSV output neutralises cells that a
-    spreadsheet would run as formulas; the table shows control characters as escapes."""
+    and its lake, nothing else, within the ``DASHTAM_QUERY_*`` time and memory limits: see
+    ``storage.query``), and stream the rows out as DuckDB produces them, so a result larger
+    than memory still comes out (``query_output`` has each format's rules: CSV neutralises
+    formulas, JSON is one valid document or nothing, the table escapes control characters
+    and shows a bounded number of rows).
+
+    Only CSV can stop half way with rows already on stdout (a limit reached while
+    fetching); the error sentence then says the output is incomplete."""
+    from dashtam_pipeline.query_output import unique_names, write_csv, write_json, write_table
     from dashtam_pipeline.settings import load_settings
-    from dashtam_pipeline.storage.query import printable, write_csv
-    from dashtam_pipeline.storage.warehouse import Warehouse
+    from dashtam_pipeline.storage.warehouse import Warehouse, WarehouseError
+
+    writer = {"csv": write_csv, "json": write_json}.get(args.format, write_table)
+    started = False
+
+    def write(columns: list[str], batches: Iterator[list[tuple[Any, ...]]]) -> None:
+        nonlocal started
+        started = True
+        if args.format == "json" and (names := unique_names(columns)) != columns:
+            renamed = ", ".join(f"{old} -> {new}" for old, new in zip(columns, names,
+                                                                       strict=True)
+                                if old != new)
+            print(f"dashtam query: note: repeated column names were made unique in the JSON "
+                  f"output ({one_line(renamed, 300)})", file=sys.stderr)
+        writer(columns, batches, sys.stdout)
 
     settings = load_settings()
-    columns, rows = Warehouse(settings.warehouse_path, settings.lake_dir).query(args.sql)
-    if args.format == "json":
-        print(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str))
-    elif args.format == "csv":
-        buffer = io.StringIO()
-        write_csv(columns, rows, buffer)
-        print(buffer.getvalue(), end="")
-    else:
-        _print_table([printable(c) for c in columns], [[printable(v) for v in r] for r in rows])
-        print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    try:
+        Warehouse(settings.warehouse_path, settings.lake_dir).query_batches(args.sql, write)
+    except WarehouseError as error:
+        if started and args.format == "csv":
+            raise WarehouseError(f"{error}; the CSV written before it is incomplete") from error
+        raise
     return EXIT_OK
 
 

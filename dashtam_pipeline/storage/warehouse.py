@@ -33,8 +33,10 @@ from dashtam_pipeline.schemas.base import duckdb_columns
 from dashtam_pipeline.storage.lake import TABLE_LAYOUTS, Lake, TableLayout
 from dashtam_pipeline.storage.locks import LockTimeout, TableLock, exclusive_lock
 from dashtam_pipeline.storage.query import (
-    CONNECT_CONFIG,
     QueryIsolationError,
+    QueryLimits,
+    QueryTimeout,
+    Watchdog,
     describe_error,
     isolate,
     refusal,
@@ -51,6 +53,9 @@ READ_RETRY_SECONDS = 10.0
 #: How long ``ensure_views`` waits for readers before leaving the views for next time.
 WRITE_RETRY_SECONDS = 5.0
 _RETRY_PAUSE = 0.1
+#: Rows per batch when a result is streamed (``query_batches``): large enough that the
+#: per-batch cost (a fetch, a timer) vanishes, small enough that wide rows stay a few MB.
+STREAM_BATCH_ROWS = 10_000
 _T = TypeVar("_T")
 
 
@@ -292,15 +297,28 @@ class Warehouse:
                 if not read_only:
                     make_private(self.path.with_name(f"{self.path.name}.wal"))
 
-    def _read(self, work: Callable[[duckdb.DuckDBPyConnection], _T]) -> _T:
-        """Run ``work`` on a read-only connection closed in to the warehouse and the lake
-        (see ``storage.query``): every query goes through here, the analyst's and the
-        pipeline's own, so there is one way of reading and it is the isolated one."""
+    def _read(
+        self,
+        sql: str,
+        params: Sequence[Any] | dict[str, Any] | None,
+        fetch: Callable[[duckdb.DuckDBPyConnection, Watchdog], _T],
+    ) -> _T:
+        """Run ``sql`` and ``fetch`` its result on a read-only connection closed in to the
+        warehouse and the lake, within the ``QueryLimits`` of the environment (see
+        ``storage.query``): every query goes through here, the analyst's and the
+        pipeline's own, so there is one way of reading and it is the isolated, bounded one.
+
+        The limits are read at each query, not when the ``Warehouse`` is built, so a bad
+        ``DASHTAM_QUERY_*`` variable is reported by the query it would govern (a
+        ``ConfigurationError``), and a long-lived resource follows a changed environment.
+        """
+        _refuse_writes(sql)
         if not self.path.exists():
             raise WarehouseError(
                 f"there is no warehouse at {self.path} yet: run `make demo` or "
                 "`dashtam materialize` first"
             )
+        limits = QueryLimits.from_environment()
 
         def isolated(con: duckdb.DuckDBPyConnection) -> _T:
             try:
@@ -310,17 +328,23 @@ class Warehouse:
                     f"the warehouse query was not run: the connection could not be "
                     f"restricted to the warehouse and its lake ({str(exc).splitlines()[0]})"
                 ) from exc
-            return work(con)
+            return _execute(con, sql, params, fetch, limits)
 
         try:
             return self._with_retry(
-                isolated, read_only=True, patience=READ_RETRY_SECONDS, config=CONNECT_CONFIG
+                isolated, read_only=True, patience=READ_RETRY_SECONDS,
+                config=limits.connect_config(),
             )
         except _Busy as exc:
             raise WarehouseError(
                 f"the warehouse {self.path} stayed locked by a writer for "
                 f"{READ_RETRY_SECONDS:g}s; retry in a moment ({exc})"
             ) from exc
+        except WarehouseError as exc:
+            # DuckDB may already need more memory than the limit to open the file
+            if isinstance(exc.__cause__, duckdb.OutOfMemoryException):
+                raise WarehouseError(describe_error(exc.__cause__, limits)) from exc
+            raise
 
     # --- queries -----------------------------------------------------------------------
     def query(
@@ -332,21 +356,55 @@ class Warehouse:
         ``WarehouseError`` ("the warehouse is read-only through dashtam query: ..."), and
         so does anything reaching past the warehouse and its lake (other files, the
         network, extensions, settings; see ``storage.query``); bad SQL raises
-        ``WarehouseError`` with DuckDB's message.
+        ``WarehouseError`` with DuckDB's message, and so does a query that runs out of
+        its time or memory (``DASHTAM_QUERY_*``), with the variable to raise.
         """
-        _refuse_writes(sql)
-
-        def run(con: duckdb.DuckDBPyConnection) -> tuple[list[str], list[tuple[Any, ...]]]:
-            return _execute(con, sql, params, _columns_and_rows)
-
-        return self._read(run)
+        return self._read(sql, params, _columns_and_rows)
 
     def query_df(
         self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        """``query`` as a DataFrame (same read-only rules)."""
-        _refuse_writes(sql)
-        return self._read(lambda con: _execute(con, sql, params, lambda cur: cur.df()))
+        """``query`` as a DataFrame (same read-only rules and limits)."""
+
+        def frame(cursor: duckdb.DuckDBPyConnection, watchdog: Watchdog) -> pd.DataFrame:
+            with watchdog.running():
+                return cursor.df()
+
+        return self._read(sql, params, frame)
+
+    def query_batches(
+        self,
+        sql: str,
+        consume: Callable[[list[str], Iterator[list[tuple[Any, ...]]]], _T],
+        params: Sequence[Any] | dict[str, Any] | None = None,
+        *,
+        batch_rows: int = STREAM_BATCH_ROWS,
+    ) -> _T:
+        """Run read-only SQL and hand ``consume`` the column names and an iterator of row
+        batches (at most ``batch_rows`` rows each) as DuckDB produces them; returns what
+        ``consume`` returns.
+
+        For results larger than memory (``dashtam query``): only one batch is held at a
+        time, and ``consume`` may stop early (the rest is never computed). The same rules
+        and limits as ``query``; an error while fetching (a file out of reach, the time or
+        memory limit) is raised out of the iterator as ``WarehouseError``. The time limit
+        counts time inside DuckDB only, not time ``consume`` spends writing a batch.
+        """
+
+        def stream(cursor: duckdb.DuckDBPyConnection, watchdog: Watchdog) -> _T:
+            columns = [d[0] for d in cursor.description or []]
+
+            def batches() -> Iterator[list[tuple[Any, ...]]]:
+                while columns:  # a statement without a result (SET VARIABLE) has no rows
+                    with watchdog.running():
+                        batch = cursor.fetchmany(batch_rows)
+                    if not batch:
+                        return
+                    yield batch
+
+            return consume(columns, batches())
+
+        return self._read(sql, params, stream)
 
     def row_counts(self) -> dict[str, int]:
         """Rows per warehouse relation: every contract table, ``macro.fred_latest`` and
@@ -392,25 +450,35 @@ def _refuse_writes(sql: str) -> None:
 
 
 def _columns_and_rows(
-    cursor: duckdb.DuckDBPyConnection,
+    cursor: duckdb.DuckDBPyConnection, watchdog: Watchdog
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
     """A result as names and rows; a statement without a result (``SET VARIABLE``) has
     neither, rather than failing on ``fetchall``."""
     columns = [d[0] for d in cursor.description or []]
-    return columns, cursor.fetchall() if cursor.description else []
+    if not cursor.description:
+        return columns, []
+    with watchdog.running():
+        return columns, cursor.fetchall()
 
 
 def _execute(
     con: duckdb.DuckDBPyConnection,
     sql: str,
     params: Sequence[Any] | dict[str, Any] | None,
-    fetch: Callable[[duckdb.DuckDBPyConnection], _T],
+    fetch: Callable[[duckdb.DuckDBPyConnection, Watchdog], _T],
+    limits: QueryLimits,
 ) -> _T:
     """Run ``sql`` on an isolated connection (``_read``; its time zone is already UTC) and
-    ``fetch`` the result, DuckDB's refusals turned into sentences by ``describe_error``:
-    fetching is inside too, since DuckDB may only open a file when the rows are pulled."""
+    ``fetch`` the result, under a ``Watchdog`` of ``limits.timeout_seconds`` that ``fetch``
+    runs its own DuckDB calls under too. DuckDB's refusals and the limits are turned into
+    sentences by ``describe_error``: fetching is inside too, since DuckDB may only open a
+    file, or run out of time or memory, when the rows are pulled."""
+    watchdog = Watchdog(con, limits.timeout_seconds)
     try:
-        cursor = con.execute(sql, params) if params is not None else con.execute(sql)
-        return fetch(cursor)
+        with watchdog.running():
+            cursor = con.execute(sql, params) if params is not None else con.execute(sql)
+        return fetch(cursor, watchdog)
+    except QueryTimeout as exc:
+        raise WarehouseError(str(exc)) from exc
     except duckdb.Error as exc:
-        raise WarehouseError(describe_error(exc)) from exc
+        raise WarehouseError(describe_error(exc, limits)) from exc
