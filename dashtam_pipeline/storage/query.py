@@ -368,6 +368,7 @@ class Watchdog:
             raise
         finally:
             timer.cancel()
+            timer.join()  # a firing already under way ends here, not on the next call
             self._left -= time.monotonic() - started
 
 
