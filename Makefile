@@ -53,4 +53,4 @@ lint: $(INSTALLED)
 	$(BIN)/ruff check dashtam_pipeline dashtam_pipeline_tests
 
 clean-data:
-	rm -rf "$(DASHTAM_DATA_DIR)"/lake "$(DASHTAM_DATA_DIR)"/warehouse.duckdb "$(DASHTAM_DATA_DIR)"/dagster_home "$(DASHTAM_DATA_DIR)"/state.db
+	rm -rf "$(DASHTAM_DATA_DIR)"/lake "$(DASHTAM_DATA_DIR)"/warehouse.duckdb "$(DASHTAM_DATA_DIR)"/dagster_home "$(DASHTAM_DATA_DIR)"/state.db "$(DASHTAM_DATA_DIR)"/state.db-wal "$(DASHTAM_DATA_DIR)"/state.db-shm

@@ -77,7 +77,8 @@ def ensure_dagster_home(settings: Settings) -> Path:
 
     The default ``dagster.yaml`` is written to a temporary file and renamed into place, so a
     concurrent reader sees either no file or the whole file, never half of one."""
-    home = Path(os.environ.get("DAGSTER_HOME") or settings.dagster_home_dir).resolve()
+    # a blank DAGSTER_HOME is unset, as in the settings (never a folder named " ")
+    home = Path(os.environ.get("DAGSTER_HOME", "").strip() or settings.dagster_home_dir).resolve()
     make_private_dirs(home)  # the run history; and, when made here, the data dir too
     config = home / "dagster.yaml"
     if not config.exists():

@@ -264,9 +264,12 @@ def test_refused_code_leaves_no_connection_until_a_good_login(
     # a new connection is stored only once its code is exchanged: mistyped codes under
     # new aliases used to leave one junk FAILED connection each
     for alias in (None, "IRA", "typo"):
-        with pytest.raises(ProviderError):
+        with pytest.raises(ProviderError) as refused:
             connect_oauth_provider("schwab", settings, code="C0.bogus.code@",
                                    transport=sandbox, now=clock(), alias=alias)
+        # the code was refused, not a refresh token: the sentence says what to do now
+        assert "Schwab refused the authorization code" in str(refused.value)
+        assert "refresh token" not in str(refused.value) and "bogus" not in str(refused.value)
     repo = ConnectionRepository.from_settings(settings)
     assert repo.find_all() == []
     with pytest.raises(ProviderError, match="no Schwab connection"):

@@ -86,6 +86,11 @@ def test_a_blank_path_setting_is_its_default_not_the_working_directory(
     # before: Path("") == the working directory, whose files the import quarantined
     assert settings.chase_inbox == work / "data" / "inbox" / "chase"
     assert _log_dir() == work / "data" / "logs"  # the CLI's log folder agrees
+    # and the instance: a blank DAGSTER_HOME is no folder named " " in the working directory
+    from dashtam_pipeline.instance import ensure_dagster_home
+
+    assert ensure_dagster_home(settings) == work / "data" / "dagster_home"
+    assert sorted(p.name for p in work.iterdir()) == ["data"]
 
 
 def test_a_blank_chase_import_dir_in_dotenv_is_unset(

@@ -242,8 +242,20 @@ def exchange_code(
     code = unquote(code.strip())
     form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect}
     issued = now or dt.datetime.now(dt.UTC)  # before the call: expiries err on the early side
-    return OAuthTokens.from_response(_token_call(http_or_settings, form, secrets=[code]),
-                                     issued_at=issued)
+    try:
+        body = _token_call(http_or_settings, form, secrets=[code])
+    except ProviderError as error:
+        if error.kind is ErrorKind.AUTH and error.status_code == 400:
+            # the refused grant here is the code, not a refresh token: say so
+            raise ProviderError(
+                _PROVIDER, ErrorKind.AUTH,
+                "Schwab refused the authorization code (a code works once, for a few "
+                "minutes, with the callback URL it was issued for): log in again with "
+                "`dashtam connect schwab` and paste the new redirect URL",
+                status_code=error.status_code, retryable=False,
+            ) from None
+        raise
+    return OAuthTokens.from_response(body, issued_at=issued)
 
 
 def refresh_tokens(
