@@ -208,8 +208,7 @@ DEMO_WINDOW_DAYS = 31
 def recent_window(now: dt.datetime | None = None) -> tuple[str, str, str]:
     """``(selection, first, last)``: the daily-partitioned assets and the window of days
     the demo fills for them (the last ``DEMO_WINDOW_DAYS`` days up to the last completed
-    session, never before the partitions start). Live snapshots (quotes) are not among
-    them: only their last session can be fetched, which their default partition is."""
+    session, never before the partitions start)."""
     from dashtam_pipeline.assets.factory import ingestion_asset_specs
     from dashtam_pipeline.registry import Partitioning
 
@@ -218,9 +217,9 @@ def recent_window(now: dt.datetime | None = None) -> tuple[str, str, str]:
     # a partition key: the first session of the window
     first = trading_day_on_or_after(
         max(last - dt.timedelta(days=DEMO_WINDOW_DAYS - 1), history_start))
-    keys = [  # a live snapshot (quotes) has no past sessions to fill: its default is the last
+    keys = [
         s.key.to_user_string() for s in ingestion_asset_specs()
-        if s.partitioning is Partitioning.TRADING_DAY and s.dataset.snapshot_date is None
+        if s.partitioning is Partitioning.TRADING_DAY
     ]
     return " or ".join(f"key:{k}" for k in keys), first.isoformat(), last.isoformat()
 

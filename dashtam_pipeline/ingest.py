@@ -221,11 +221,6 @@ def ingest_dataset(
         )
         return outcome
 
-    other_session = keep_partition_snapshot(spec, result, request)
-    if other_session is not None:
-        _close(client, outcome)
-        outcome.skipped_reason = other_session
-        return outcome
     try:
         outcome.notes.extend(result.notes)
         land(spec, result, outcome, lake, partition_key=request.partition_key,
@@ -245,35 +240,6 @@ def ingest_dataset(
     if record_sync:
         record_successful_sync(settings, meta.slug, connection_id=request.connection_id)
     return outcome
-
-
-def keep_partition_snapshot(
-    spec: DatasetSpec, result: FetchResult, request: FetchRequest
-) -> str | None:
-    """Keep only the rows of a live snapshot (``spec.snapshot_date``) dated within the
-    requested partitions, so a past partition never lands today's quote under its key.
-    Returns the reason to skip when the fetch held rows and none were of those sessions
-    (``None`` otherwise). A row without a date is kept, for validation to quarantine."""
-    column = spec.snapshot_date
-    frame = result.frame
-    if column is None or request.start is None or request.end is None or frame.empty:
-        return None
-    stamps = pd.to_datetime(frame[column], errors="coerce")
-    inside = stamps.isna() | ((stamps >= pd.Timestamp(request.start))
-                              & (stamps <= pd.Timestamp(request.end)))
-    if bool(inside.all()):
-        return None
-    dated = ", ".join(sorted({t.date().isoformat() for t in stamps[~inside]}))
-    first, _, last = (request.partition_key or "").partition("...")
-    sessions = first if last in ("", first) else f"{first}..{last}"
-    if bool(inside.any()):
-        result.frame = frame[inside.to_numpy()].reset_index(drop=True)
-        result.notes.append(f"{spec.table}: {int((~inside).sum())} row(s) dated {dated} are "
-                            f"not of partition {sessions}: not landed")
-        return None
-    return (f"the providers serve only the current {spec.table} snapshot, dated {dated}; "
-            f"partition {sessions} is another session, which cannot be fetched "
-            "any more, so nothing was landed for it")
 
 
 @contextlib.contextmanager

@@ -211,10 +211,6 @@ class DatasetSpec:
     answer decides whether observations are pulled and *is* the series' metadata). They
     share one Dagster step with this dataset, so one request lands in both tables; each
     keeps its own asset, checks and table, and can still be materialized alone.
-    ``snapshot_date``: the column dating a live snapshot. Providers serve only the current
-    quote, so a run for another session's partition gets rows dated otherwise. They are
-    not landed under that partition: the partition is skipped with the reason, never
-    recorded as filled with another day's rows.
     """
 
     dataset: Dataset
@@ -229,7 +225,6 @@ class DatasetSpec:
     lake_buckets: int | None = None
     serves_stale: bool = False
     companions: tuple[Dataset, ...] = ()
-    snapshot_date: str | None = None
     description: str
 
     @property
@@ -342,7 +337,6 @@ DATASETS: tuple[DatasetSpec, ...] = (
         lake_bucket="quote_date",
         lake_bucket_format="%Y-%m",
         serves_stale=True,
-        snapshot_date="quote_date",
         description="End-of-day quote snapshot per symbol and trading date.",
     ),
     DatasetSpec(

@@ -25,7 +25,6 @@ from dashtam_pipeline.runner import RunPlan, execute_plans
 from dashtam_pipeline.sandbox.server import SandboxServer
 from dashtam_pipeline.settings import load_settings
 from dashtam_pipeline.state.store import StateStore, state_store
-from dashtam_pipeline.trading_calendar import MARKET_TZ, last_completed_session
 from dashtam_pipeline_tests.loopback import (
     KEYS,
     configured_sandbox,
@@ -72,21 +71,9 @@ def test_production_configuration_over_loopback(server: SandboxServer, capfd) ->
     assert b"access_token" not in stored  # tokens are in the state store only encrypted
 
 
-def session() -> str:
-    """The session whose quote the (real-time) sandbox serves: quotes are live snapshots,
-    so only that partition can land them."""
-    return last_completed_session(dt.datetime.now(dt.UTC)).isoformat()
-
-
-def close_of_session() -> int:
-    """That session's 16:00 New York close, as FMP's ``timestamp`` (Unix seconds)."""
-    day = dt.date.fromisoformat(session())
-    return int(dt.datetime.combine(day, dt.time(16), tzinfo=MARKET_TZ).timestamp())
-
-
 def test_fmp_down_polygon_serves_quotes_and_bars(server: SandboxServer) -> None:
     server.app.add_fault(r"^/fmp/", status=503)
-    report = materialize("key:market/quotes or key:market/daily_bars", partition=session())
+    report = materialize("key:market/quotes or key:market/daily_bars", partition="2026-11-20")
     assert report.ok, {k: (a.status, a.detail) for k, a in report.assets.items()}
     assert query("select distinct provider from market.quotes") == [("polygon",)]
     assert query("select distinct provider from market.daily_bars") == [("polygon",)]
@@ -135,10 +122,10 @@ def test_bad_rows_are_quarantined_and_good_rows_land(server: SandboxServer) -> N
         "symbol": "AAPL", "name": "Apple Inc.", "price": -5.0, "changePercentage": 0.1,
         "change": 0.2, "volume": 100, "dayLow": 10.0, "dayHigh": 9.0, "yearHigh": 1.0,
         "yearLow": 1.0, "marketCap": 1.0, "priceAvg50": 1.0, "priceAvg200": 1.0,
-        "exchange": "NASDAQ", "open": 1.0, "previousClose": 1.0, "timestamp": close_of_session(),
+        "exchange": "NASDAQ", "open": 1.0, "previousClose": 1.0, "timestamp": 1763758800,
     }]
     server.app.add_fault(r"^/fmp/stable/quote$", status=200, body=json.dumps(bad_quote), count=1)
-    report = materialize("key:market/quotes", partition=session())
+    report = materialize("key:market/quotes", partition="2026-11-20")
     assert report.ok  # bad rows warn, they do not fail the run
     assert "market/quotes:valid_rows" in report.warned_checks
     rows = query("select provider, dataset, reason, record from ops.quarantine")
@@ -149,7 +136,7 @@ def test_bad_rows_are_quarantined_and_good_rows_land(server: SandboxServer) -> N
     assert json.loads(record)["symbol"] == "AAPL"
     assert query("select symbol from market.quotes") == [("BRK.B",)]
 
-    again = materialize("key:market/quotes", partition=session())
+    again = materialize("key:market/quotes", partition="2026-11-20")
     assert again.ok
     assert sorted(query("select symbol from market.quotes")) == [("AAPL",), ("BRK.B",)]
     assert len(query("select * from ops.quarantine")) == 1
@@ -197,7 +184,7 @@ def test_refused_key_revokes_the_connection_until_the_key_changes(
     server: SandboxServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FMP_API_KEY", "invalid")  # the sandbox answers FMP's real 401
-    first = materialize("key:market/quotes", partition=session())
+    first = materialize("key:market/quotes", partition="2026-11-20")
     assert first.ok and query("select distinct provider from market.quotes") == [("polygon",)]
     fmp_calls = server.app.request_counts()["fmp"]
     assert fmp_calls >= 1
@@ -206,12 +193,12 @@ def test_refused_key_revokes_the_connection_until_the_key_changes(
     (fmp,) = [connection_json(c) for c in list_connections(load_settings())
               if c.provider_slug == "fmp"]
     assert fmp["status"] == "REVOKED"
-    second = materialize("key:market/quotes", partition=session())
+    second = materialize("key:market/quotes", partition="2026-11-19")
     assert second.ok
     assert server.app.request_counts()["fmp"] == fmp_calls
     # a new key makes it usable again
     monkeypatch.setenv("FMP_API_KEY", "fmp-key-rotated-51ab")
-    assert materialize("key:market/quotes", partition=session()).ok
+    assert materialize("key:market/quotes", partition="2026-11-18").ok
     assert server.app.request_counts()["fmp"] > fmp_calls
     (fmp,) = [connection_json(c) for c in list_connections(load_settings())
               if c.provider_slug == "fmp"]

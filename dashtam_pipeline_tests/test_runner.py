@@ -183,18 +183,15 @@ def test_a_pool_full_of_dead_runs_is_named(data_dir: object) -> None:
 
 def test_the_demo_plans_every_asset_once_with_a_month_of_daily_history(defs) -> None:
     """One launch: the daily assets over the demo's window (their latest session included,
-    not run a second time), every other asset once, the marts last. Quotes, a live
-    snapshot, get their last session only: no past session can be fetched."""
+    not run a second time), every other asset once, the marts last."""
     from dashtam_pipeline.demo import demo_plans, recent_window
 
     plans = demo_plans(defs)
     _, first, last = recent_window()
     planned = [key for plan in plans for key in plan.asset_keys]
     assert sorted(planned) == sorted(resolve_selection(defs, None))  # each asset in one run
-    daily = [p for p in plans if AssetKey(["market", "daily_bars"]) in p.asset_keys]
+    daily = [p for p in plans if AssetKey(["market", "quotes"]) in p.asset_keys]
     assert len(daily) == 1 and daily[0].partitions[-1] == last
     assert daily[0].partitions[0] >= first and len(daily[0].partitions) > 1
-    (quotes,) = [p for p in plans if AssetKey(["market", "quotes"]) in p.asset_keys]
-    assert quotes.partitions == [last]
     stages = [p.stage for p in plans]
     assert stages == sorted(stages) and stages[-1] == 1  # the marts after ingestion

@@ -13,7 +13,6 @@ import pytest
 from dashtam_pipeline.runner import MaterializeReport
 from dashtam_pipeline.sandbox.app import SandboxApp
 from dashtam_pipeline.sandbox.server import SandboxServer
-from dashtam_pipeline.settings import load_settings
 from dashtam_pipeline_tests.loopback import configured_sandbox, materialize, query
 
 #: Outcome depends on the clock (sessions, expiries, "today"): also run at each frozen
@@ -93,23 +92,3 @@ def test_outage_on_a_day_that_already_has_good_rows_keeps_them_and_warns(
     assert [(r[0], r[4]) for r in quotes() if r[1] == dt.date(2026, 11, 18)] == [
         ("AAPL", True), ("MSFT", True)]
     assert [r for r in quotes() if r[1] == dt.date(2026, 11, 17)] == good
-
-
-def test_a_past_sessions_quotes_are_skipped_not_filled_with_todays(
-    server: SandboxServer,
-) -> None:
-    """Quotes are live snapshots: the sandbox (at 2026-11-18 10:00 New York) serves the
-    2026-11-17 close. A run for 2026-11-13 lands nothing under that key and says why,
-    instead of recording the partition as filled while writing 2026-11-17's rows."""
-    report = materialize_quotes("2026-11-13")
-    assert report.ok
-    entry = report.assets["market/quotes"]
-    assert entry.status == "skipped"
-    assert entry.detail.startswith(
-        "the providers serve only the current market.quotes snapshot, dated 2026-11-17; "
-        "partition 2026-11-13 is another session")
-    landed = load_settings().lake_dir / "market" / "quotes"
-    assert not [f for f in landed.glob("*.parquet") if f.stat().st_size and "_empty" not in f.name]
-    # the session the providers do serve lands as before
-    assert materialize_quotes("2026-11-17").ok
-    assert {r[1] for r in quotes()} == {dt.date(2026, 11, 17)}
