@@ -27,6 +27,7 @@ from dashtam_pipeline.schemas.base import (
     MIN_INSTANT,
     column_names,
     integer_problem,
+    shown_value,
 )
 
 Record = Mapping[str, Any]
@@ -51,11 +52,11 @@ def number(record: Record | None, *keys: str) -> float | None:
         try:
             result = float(value)
         except (TypeError, ValueError, OverflowError):  # OverflowError: a 400-digit integer
-            raise ValueError(f"field {key!r}: {_shown(value)} is not a number") from None
+            raise ValueError(f"field {key!r}: {shown_value(value)} is not a number") from None
         if math.isinf(result):
             # ``1e400`` decodes to inf, and "inf"/"Infinity" strings parse to it: the row is
             # rejected with its reason; an infinity must never land in a table
-            raise ValueError(f"field {key!r}: {_shown(value)} is not a finite number")
+            raise ValueError(f"field {key!r}: {shown_value(value)} is not a finite number")
         return None if math.isnan(result) else result
     return None
 
@@ -99,15 +100,10 @@ def epoch_instant(value: Any, unit: str, name: str) -> pd.Timestamp:
     per_unit = _EPOCH_UNITS[unit]
     if not MIN_INSTANT.value <= count * per_unit < MAX_INSTANT.value:
         raise ValueError(
-            f"field {name!r}: {_shown(value)} ({unit} since 1970) is outside "
+            f"field {name!r}: {shown_value(value)} ({unit} since 1970) is outside "
             f"{MIN_INSTANT.year}..{MAX_INSTANT.year - 1}"
         )
     return pd.Timestamp(count * per_unit, unit="ns", tz="UTC")
-
-
-def _shown(value: Any, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def required(value: Any, name: str) -> Any:

@@ -119,12 +119,12 @@ def integer_problem(value: object, kind: str = "BIGINT") -> str | None:
         if np.isnan(value):
             return None
         if not np.isfinite(value):
-            return f"{_shown(value)} is not a finite number"
+            return f"{shown_value(value)} is not a finite number"
         if not float(value).is_integer():
-            return f"{_shown(value)} is not a whole number ({kind} keeps values exact)"
+            return f"{shown_value(value)} is not a whole number ({kind} keeps values exact)"
     low, high = INTEGER_RANGES[kind]
     if not low <= int(value) <= high:
-        return f"{_shown(value)} is outside the {kind} range [{low}, {high}]"
+        return f"{shown_value(value)} is outside the {kind} range [{low}, {high}]"
     return None
 
 
@@ -147,7 +147,7 @@ def instant_problem(value: object) -> str | None:
         inside = False
     if inside:
         return None
-    return (f"{_shown(value)} is outside {MIN_INSTANT.year}..{MAX_INSTANT.year - 1} "
+    return (f"{shown_value(value)} is outside {MIN_INSTANT.year}..{MAX_INSTANT.year - 1} "
             "(a timestamp in the wrong unit?)")
 
 
@@ -162,7 +162,9 @@ def storable_problem(kind: str, value: object) -> str | None:
     return None
 
 
-def _shown(value: object, limit: int = 40) -> str:
+def shown_value(value: object, limit: int = 40) -> str:
+    """A refused raw value as a reason quotes it: its ``repr`` (a NumPy scalar as the
+    Python number it holds), cut at ``limit`` characters."""
     text = repr(value.item() if isinstance(value, np.generic) else value)
     return text if len(text) <= limit else text[:limit] + "..."
 
