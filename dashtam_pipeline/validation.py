@@ -33,6 +33,7 @@ from pandera.errors import SchemaErrors
 from dashtam_pipeline.registry import Dataset
 from dashtam_pipeline.schemas import SCHEMAS
 from dashtam_pipeline.schemas.base import (
+    INTEGER_RANGES,
     MAX_INSTANT,
     MIN_INSTANT,
     column_names,
@@ -186,8 +187,9 @@ def _unstorable(model: type[pa.DataFrameModel], raw: pd.DataFrame) -> dict[int, 
         column = raw[name]
         if kind == "TIMESTAMPTZ" and isinstance(column.dtype, pd.DatetimeTZDtype):
             bad = column.notna() & ((column < MIN_INSTANT) | (column >= MAX_INSTANT))
-        elif kind == "BIGINT" and pd.api.types.is_integer_dtype(column.dtype):
-            continue  # an int64 column holds nothing BIGINT cannot
+        elif kind in INTEGER_RANGES and pd.api.types.is_integer_dtype(column.dtype):
+            low, high = INTEGER_RANGES[kind]  # whole by its dtype: only the range to check
+            bad = column.notna() & ((column < low) | (column > high))
         else:
             bad = column.notna()  # judged one by one below
         for index, value in column[bad].items():
