@@ -31,6 +31,7 @@ from dashtam_pipeline.errors import ConfigurationError
 from dashtam_pipeline.query_output import printable, unique_names, write_json
 from dashtam_pipeline.storage.query import QueryLimits
 from dashtam_pipeline.storage.warehouse import Warehouse, WarehouseError, write_mart
+from dashtam_pipeline_tests.test_attack_query import query
 
 LIMIT_VARIABLES = (
     "DASHTAM_QUERY_TIMEOUT_SECONDS", "DASHTAM_QUERY_MEMORY_LIMIT", "DASHTAM_QUERY_SPILL_LIMIT",
@@ -50,13 +51,6 @@ def warehouse(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Warehouse:
                                                    "close": [190.5, float("nan")]}))
     assert warehouse.ensure_views() is True
     return warehouse
-
-
-def query(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """``dashtam query ARGS`` through the command's own entry point."""
-    code = main(["query", *args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def one_sentence(err: str) -> str:
