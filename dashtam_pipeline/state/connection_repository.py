@@ -54,6 +54,10 @@ SCHEMA = (
     "WHERE alias IS NOT NULL AND status <> 'DISCONNECTED'",
     "CREATE INDEX IF NOT EXISTS provider_connections_provider "
     "ON provider_connections (provider_slug, status)",
+    # ``newest_sealed``, asked by every ``load_cipher``: an index lookup, not a sort of
+    # every connection each time a client is built
+    "CREATE INDEX IF NOT EXISTS provider_connections_sealed "
+    "ON provider_connections (updated_at) WHERE credentials IS NOT NULL",
     # one row per status a connection entered, written by ``save`` in the same
     # transaction: sensors that tick now and then still see a drop-and-return between ticks
     """CREATE TABLE IF NOT EXISTS provider_connection_status_changes (
